@@ -1,0 +1,237 @@
+"""python -m lab train | evaluate | schedule | summary
+
+Bad input exits non-zero with one line on stderr ("error: …"), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from lab import config as C
+
+
+class CliError(Exception):
+    """A one-line message for the user; exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + error
+        raise CliError(f"{message} (see `python -m lab {self.prog.split()[-1]} --help`)")
+
+
+def _add_schedule_flags(p: argparse.ArgumentParser, allow_find: bool = False) -> None:
+    g = p.add_argument_group("One Cycle schedule")
+    g.add_argument("--epochs", type=int, default=C.SPEC_EPOCHS, help="epochs (default %(default)s)")
+    g.add_argument("--peak-epoch", type=float, default=None,
+                   help=f"the LR peaks at the end of this epoch (default {C.SPEC_PEAK_EPOCH} of "
+                        f"{C.SPEC_EPOCHS} epochs, the same share of other run lengths)")
+    g.add_argument("--max-lr", default=None,
+                   help="LRMAX (default: the optimizer's default, adam %s, sgd %s)"
+                   % (C.DEFAULT_MAX_LR["adam"], C.DEFAULT_MAX_LR["sgd"])
+                   + ("; 'find' runs the LR range test first" if allow_find else ""))
+    g.add_argument("--min-lr", type=float, default=None, help="LRMIN, where the cycle starts and ends")
+    g.add_argument("--div-factor", type=float, default=C.DEFAULT_DIV_FACTOR,
+                   help="LRMIN = LRMAX / div factor when --min-lr is not given (default %(default)s)")
+    g.add_argument("--anneal", default="linear", help="linear (default) or cos")
+    g.add_argument("--no-cycle-momentum", action="store_true", help="keep momentum / Adam β1 fixed")
+    g.add_argument("--batch-size", type=int, default=C.SPEC_BATCH_SIZE, help="(default %(default)s)")
+    g.add_argument("--optimizer", default="adam", help="adam (the spec, default) or sgd (Nesterov preset)")
+
+
+def _max_lr(args) -> float:
+    if args.max_lr is None:
+        return C.DEFAULT_MAX_LR.get(args.optimizer, C.DEFAULT_MAX_LR["adam"])
+    try:
+        return float(args.max_lr)
+    except ValueError:
+        raise CliError(f"--max-lr must be a number{' or find' if hasattr(args, 'find_iters') else ''}, "
+                       f"got {args.max_lr!r}") from None
+
+
+def schedule_config(args, max_lr: float | None = None) -> C.ScheduleConfig:
+    return C.ScheduleConfig(
+        max_lr=max_lr if max_lr is not None else _max_lr(args), min_lr=args.min_lr, div_factor=args.div_factor,
+        epochs=args.epochs, peak_epoch=args.peak_epoch, anneal=args.anneal,
+        cycle_momentum=not args.no_cycle_momentum,
+    )
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--subset", type=int, default=None, help="train on the first N training images")
+    p.add_argument("--test-subset", type=int, default=None, help="evaluate on the first N test images")
+    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (1 = the spec network)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None, help="folder with cifar10.npz, cifar-10-batches-py/ or the .tar.gz")
+    p.add_argument("--loader", default="auto", help="fast (device-resident) or reference (albumentations); "
+                                                    "auto: fast on CUDA, reference on the CPU")
+    p.add_argument("--workers", type=int, default=None, help="reference loader processes")
+
+
+def train_config(args, max_lr: float | None = None) -> C.TrainConfig:
+    return C.TrainConfig(
+        batch_size=args.batch_size, width=args.width, seed=args.seed, subset=args.subset,
+        test_subset=args.test_subset, device=args.device, loader=args.loader,
+        label_smoothing=args.label_smoothing, compile=args.compile, data_dir=args.data_dir, workers=args.workers,
+        augment=C.AugmentConfig(pad=args.pad, flip_p=args.flip_p, cutout=args.cutout, cutout_p=args.cutout_p),
+        schedule=schedule_config(args, max_lr),
+        optimizer=C.OptimizerConfig(name=args.optimizer, weight_decay=args.weight_decay),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="python -m lab", description="CIFAR-10 super-convergence lab")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("train", help="train the spec network with One Cycle",
+                       description="Train with the spec defaults: batch 512, 24 epochs, One Cycle peaking at "
+                                   "epoch 5, Adam. Prints a line per epoch and the run folder.")
+    _add_schedule_flags(p, allow_find=False)
+    _add_run_flags(p)
+    p.add_argument("--weight-decay", type=float, default=None, help="default: adam 0, sgd 5e-4")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--pad", type=int, default=4)
+    p.add_argument("--flip-p", type=float, default=0.5)
+    p.add_argument("--cutout", type=int, default=8, help="CutOut hole side in pixels (0: off)")
+    p.add_argument("--cutout-p", type=float, default=1.0)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    p.add_argument("--run-dir", default=None, help="this run's folder (default: a new folder under runs/)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test accuracy and per-class accuracy of a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="a model.pt or a run folder")
+    p.add_argument("--subset", type=int, default=None, help="the first N test images")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("schedule", help="preview the per-step LR and momentum/β1 without training")
+    _add_schedule_flags(p)
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="default: batches per epoch of the 50,000 training images")
+    p.add_argument("--json", action="store_true", help="print {step, epoch, lr, momentum} arrays as JSON")
+    p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("summary", help="layer table with output shapes and parameter count")
+    p.add_argument("--width", type=float, default=1.0)
+    p.set_defaults(func=cmd_summary)
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------ commands
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from lab import data as data_mod
+    from lab.experiment import train
+    from lab.runs import new_run_dir
+
+    cfg = train_config(args)
+    data = data_mod.load(cfg.data_dir)  # before the run folder exists: no empty folders for missing data
+    run_dir = args.run_dir or new_run_dir()
+    bar = None
+
+    def progress(event) -> None:
+        nonlocal bar
+        d = event.data
+        if event.kind == "step":
+            if bar is None:
+                bar = tqdm(total=d["total_steps"], unit="step", leave=False, dynamic_ncols=True)
+            bar.n = d["global_step"]
+            bar.set_postfix(epoch=d["epoch"], loss=f"{d['loss']:.3f}", lr=f"{d['lr']:.2e}",
+                            img_s=f"{d['images_per_s']:.0f}", refresh=False)
+            bar.refresh()
+        elif event.kind == "epoch":
+            line = (f"epoch {d['epoch']:>3}  lr {d['lr']:.2e}  train loss {d['train_loss']:.4f} "
+                    f"acc {100 * d['train_acc']:.2f}%  test loss {d['test_loss']:.4f} acc {100 * d['test_acc']:.2f}%"
+                    f"  {d['seconds']:.1f}s  {d['images_per_s']:.0f} img/s")
+            (bar.write if bar else print)(line)
+
+    print(f"run folder: {run_dir}", flush=True)
+    result = train(cfg, data, callbacks=[progress], run_dir=run_dir)
+    if bar is not None:
+        bar.close()
+    print(f"{result.status} in {result.seconds:.1f}s on {result.extra['device']} ({result.loader} loader); "
+          f"final test accuracy {100 * result.final.get('test_acc', float('nan')):.2f}%")
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from lab import data as data_mod
+    from lab import insights
+    from lab.engine import resolve_device
+    from lab.runs import load_checkpoint
+
+    if args.subset is not None and args.subset < 1:
+        raise CliError(f"--subset must be a whole number of images ≥ 1, got {args.subset}")
+    device = resolve_device(args.device)
+    model, cfg, recorded = load_checkpoint(args.checkpoint, device)
+    data = data_mod.load(args.data_dir).subset(test=args.subset)
+    ev = insights.evaluate(model, data.x_test, data.y_test, device)
+    print(f"test accuracy: {100 * ev.accuracy:.2f}% on {len(ev.labels)} test images ({args.checkpoint})")
+    for name, acc in ev.per_class_accuracy().items():
+        print(f"  {name:<11} {100 * acc:6.2f}%")
+    return 0
+
+
+def cmd_schedule(args) -> int:
+    from lab.schedule import preview, steps_per_epoch
+
+    cfg = schedule_config(args)
+    C.OptimizerConfig(name=args.optimizer)  # validates the name
+    if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
+        raise CliError(f"--steps-per-epoch must be ≥ 1, got {args.steps_per_epoch}")
+    if args.batch_size < 1:
+        raise CliError(f"batch size must be a whole number ≥ 1, got {args.batch_size}")
+    spe = args.steps_per_epoch or steps_per_epoch(50_000, args.batch_size)
+    curve = preview(cfg, spe, args.optimizer)
+    if args.json:
+        print(json.dumps({"steps_per_epoch": spe, "max_lr": cfg.max_lr, "min_lr": cfg.lr_min, **curve}))
+        return 0
+    print(f"One Cycle: {cfg.epochs} epochs × {spe} steps, LR {cfg.lr_min:.3g} → {cfg.max_lr:.3g} (end of epoch "
+          f"{cfg.peak_epoch:g}) → {cfg.lr_min:.3g}, {cfg.anneal} anneal")
+    print(f"{'epoch':>6} {'step':>6} {'lr':>10} {'momentum':>9}")
+    for i in list(range(0, len(curve["lr"]), spe)) + [len(curve["lr"]) - 1]:
+        m = curve["momentum"][i]
+        print(f"{curve['epoch'][i]:6.2f} {i:6d} {curve['lr'][i]:10.3e} {m if m is None else f'{m:9.4f}'}")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from lab.model import Net, count_parameters, summary
+
+    C.TrainConfig(width=args.width)  # validates the width
+    model = Net(width=args.width)
+    print(summary(model))
+    print(f"parameters: {count_parameters(model):,} (width {args.width:g}; conv and FC layers without bias)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from lab.data import DataError
+    from lab.engine import Diverged
+    from lab.runs import CheckpointError
+
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except (CliError, C.ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (DataError, CheckpointError, Diverged) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except RuntimeError as e:
+        if "CUDA" in str(e) or "--device" in str(e):
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        raise
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,214 @@
+"""Every knob of a run, validated on construction with messages a person can act on.
+
+The spec defaults (batch 512, 24 epochs, One Cycle peaking at epoch 5, Adam) live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+SPEC_BATCH_SIZE = 512
+SPEC_EPOCHS = 24
+SPEC_PEAK_EPOCH = 5
+# Until the LR range test picks them, these are the LRs the spec recipe starts from (measured on a GPU; see
+# benchmarks/RESULTS.md). LRMIN = LRMAX / div_factor.
+DEFAULT_MAX_LR = {"adam": 0.01, "sgd": 0.4}
+DEFAULT_DIV_FACTOR = 25.0
+
+OPTIMIZERS = ("adam", "sgd")
+ANNEALS = ("linear", "cos")
+LOADERS = ("auto", "fast", "reference")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A knob has a value that cannot work; the message says which and what to do."""
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _positive_finite(name: str, value: float) -> None:
+    _check(
+        isinstance(value, (int, float)) and math.isfinite(value) and value > 0,
+        f"{name} must be a positive number, got {value!r}",
+    )
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The training augmentation: pad → random crop 32 → horizontal flip → CutOut.
+
+    Padding reflects the image (OpenCV BORDER_REFLECT_101, torch 'reflect'), so crops never show a black border.
+    The CutOut hole is filled with the dataset's mean colour, which becomes ~0 after normalisation: the hole
+    carries no information rather than a strong black signal.
+    """
+
+    pad: int = 4
+    flip_p: float = 0.5
+    cutout: int = 8
+    cutout_p: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.pad, int) and 0 <= self.pad <= 16, f"pad must be an integer 0–16 pixels, got {self.pad!r}")
+        _check(
+            isinstance(self.cutout, int) and 0 <= self.cutout <= 32,
+            f"cutout size must be an integer 0–32 pixels (0 turns CutOut off), got {self.cutout!r}",
+        )
+        for name in ("flip_p", "cutout_p"):
+            value = getattr(self, name)
+            _check(
+                isinstance(value, (int, float)) and 0.0 <= value <= 1.0,
+                f"{name} is a probability and must lie in [0, 1], got {value!r}",
+            )
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """One Cycle: LR rises from min_lr to max_lr by the end of peak_epoch, then falls back to min_lr.
+
+    min_lr, when given, wins over div_factor (min_lr = max_lr / div_factor otherwise). There is no annihilation
+    phase: the last step's LR is min_lr.
+    """
+
+    max_lr: float = DEFAULT_MAX_LR["adam"]
+    min_lr: float | None = None
+    div_factor: float = DEFAULT_DIV_FACTOR
+    epochs: int = SPEC_EPOCHS
+    peak_epoch: float | None = None  # None: the spec's share of the run (5/24), i.e. 5 for 24 epochs
+    anneal: str = "linear"
+    cycle_momentum: bool = True
+    base_momentum: float = 0.85
+    max_momentum: float = 0.95
+
+    def __post_init__(self) -> None:
+        _check(
+            isinstance(self.epochs, int) and self.epochs >= 1,
+            f"epochs must be a whole number ≥ 1, got {self.epochs!r}",
+        )
+        if self.peak_epoch is None:
+            object.__setattr__(self, "peak_epoch", SPEC_PEAK_EPOCH * self.epochs / SPEC_EPOCHS)
+        _positive_finite("max LR", self.max_lr)
+        if self.min_lr is not None:
+            _positive_finite("min LR", self.min_lr)
+            _check(
+                self.min_lr < self.max_lr,
+                f"min LR ({self.min_lr:g}) must be below max LR ({self.max_lr:g}); lower min LR or raise max LR",
+            )
+        else:
+            _check(
+                isinstance(self.div_factor, (int, float)) and math.isfinite(self.div_factor) and self.div_factor > 1,
+                f"div factor must be a number > 1 (min LR = max LR / div factor), got {self.div_factor!r}",
+            )
+        _check(
+            isinstance(self.peak_epoch, (int, float)) and 0 < self.peak_epoch < self.epochs,
+            f"peak epoch must lie after 0 and before the last epoch ({self.epochs}), got {self.peak_epoch!r}",
+        )
+        _check(self.anneal in ANNEALS, f"anneal must be one of {', '.join(ANNEALS)}, got {self.anneal!r}")
+        _check(
+            0 <= self.base_momentum <= self.max_momentum < 1,
+            "momentum range must satisfy 0 ≤ base momentum ≤ max momentum < 1, "
+            f"got {self.base_momentum!r}..{self.max_momentum!r}",
+        )
+
+    @property
+    def lr_min(self) -> float:
+        """LRMIN: where the cycle starts and ends."""
+        return self.min_lr if self.min_lr is not None else self.max_lr / self.div_factor
+
+    @property
+    def pct_start(self) -> float:
+        """Share of the run spent rising: the peak falls at the end of peak_epoch."""
+        return self.peak_epoch / self.epochs
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Adam is the spec; SGD with Nesterov momentum 0.9 and weight decay 5e-4 is the preset."""
+
+    name: str = "adam"
+    weight_decay: float | None = None  # None: the preset's (adam 0, sgd 5e-4)
+    momentum: float = 0.9
+    nesterov: bool = True
+
+    def __post_init__(self) -> None:
+        _check(
+            self.name in OPTIMIZERS,
+            f"unknown optimizer {self.name!r}; choose one of: {', '.join(OPTIMIZERS)}",
+        )
+        if self.weight_decay is not None:
+            _check(
+                isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < 1,
+                f"weight decay must lie in [0, 1), got {self.weight_decay!r}",
+            )
+
+    @property
+    def decay(self) -> float:
+        if self.weight_decay is not None:
+            return float(self.weight_decay)
+        return 5e-4 if self.name == "sgd" else 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a run needs to be repeated."""
+
+    batch_size: int = SPEC_BATCH_SIZE
+    width: float = 1.0
+    seed: int = 0
+    subset: int | None = None
+    test_subset: int | None = None
+    device: str = "auto"
+    loader: str = "auto"
+    label_smoothing: float = 0.0
+    compile: bool = False
+    data_dir: str | None = None
+    workers: int | None = None  # reference loader processes; None: chosen from the machine
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+
+    def __post_init__(self) -> None:
+        _check(
+            isinstance(self.batch_size, int) and self.batch_size >= 1,
+            f"batch size must be a whole number ≥ 1, got {self.batch_size!r}",
+        )
+        _check(
+            isinstance(self.width, (int, float)) and 0 < self.width <= 4,
+            f"width multiplier must lie in (0, 4] (1 = the spec network), got {self.width!r}",
+        )
+        for name in ("subset", "test_subset"):
+            value = getattr(self, name)
+            _check(
+                value is None or (isinstance(value, int) and value >= 1),
+                f"{name.replace('_', ' ')} must be a whole number of images ≥ 1, got {value!r}",
+            )
+        _check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        _check(self.loader in LOADERS, f"loader must be one of {', '.join(LOADERS)}, got {self.loader!r}")
+        _check(
+            0 <= self.label_smoothing < 1,
+            f"label smoothing must lie in [0, 1), got {self.label_smoothing!r}",
+        )
+        _check(
+            self.workers is None or (isinstance(self.workers, int) and self.workers >= 0),
+            f"workers must be a whole number ≥ 0, got {self.workers!r}",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        d = dict(d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        _check(not unknown, f"unknown config keys {sorted(unknown)}; this lab knows {sorted(known)}")
+        d["augment"] = AugmentConfig(**d.get("augment", {}))
+        d["schedule"] = ScheduleConfig(**d.get("schedule", {}))
+        d["optimizer"] = OptimizerConfig(**d.get("optimizer", {}))
+        return cls(**d)

@@ -1,0 +1,129 @@
+"""One training run from a TrainConfig: data → batch streams → model → optimizer → schedule → engine → run folder.
+
+This is the single entry point that the CLI, the Gradio app and the benchmarks all call.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lab import data as data_mod
+from lab.config import TrainConfig
+from lab.engine import Callback, Diverged, Event, fit, make_optimizer, prepare_model, resolve_device, seed_everything
+from lab.loaders import FastLoader, reference_loader
+from lab.model import Net
+from lab.runs import Run
+from lab.schedule import OneCycle
+
+EVAL_BATCH = 1024  # evaluation holds no activations for backward: a larger batch is cheaper per image
+
+
+@dataclass
+class Result:
+    history: list[dict[str, Any]]
+    status: str  # "done" | "stopped"
+    model: nn.Module
+    run: Run | None
+    device: torch.device
+    loader: str
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+
+def choose_loader(cfg: TrainConfig, device: torch.device) -> str:
+    if cfg.loader != "auto":
+        return cfg.loader
+    return "fast" if device.type == "cuda" else "reference"
+
+
+def build_loaders(cfg: TrainConfig, data: data_mod.Cifar10, device: torch.device, kind: str):
+    """(train batches, test batches) of the chosen kind."""
+    if kind == "fast":
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        cl = device.type == "cuda"
+        train = FastLoader(data.x_train, data.y_train, cfg.batch_size, True, device, cfg.augment, cfg.seed,
+                           dtype, cl)
+        test = FastLoader(data.x_test, data.y_test, max(cfg.batch_size, EVAL_BATCH), False, device,
+                          dtype=dtype, channels_last=cl)
+        return train, test
+    pin = device.type == "cuda"
+    train = reference_loader(data.x_train, data.y_train, cfg.batch_size, True, cfg.augment, cfg.seed,
+                             cfg.workers, pin)
+    test = reference_loader(data.x_test, data.y_test, max(cfg.batch_size, EVAL_BATCH), False, seed=cfg.seed,
+                            workers=cfg.workers, pin_memory=pin)
+    return train, test
+
+
+def build_model(cfg: TrainConfig, device: torch.device) -> nn.Module:
+    return prepare_model(Net(width=cfg.width), device)
+
+
+def train(
+    cfg: TrainConfig,
+    data: data_mod.Cifar10 | None = None,
+    callbacks: Sequence[Callback] = (),
+    stop: threading.Event | None = None,
+    run_dir: str | Path | None = None,
+    extra_config: dict[str, Any] | None = None,
+    step_every: int | None = None,
+) -> Result:
+    """Train one run. With run_dir, the run folder is written as it goes (config first, then metrics and the
+    checkpoint after every epoch), so an interrupted run keeps its finished epochs."""
+    t0 = time.perf_counter()
+    device = resolve_device(cfg.device)
+    full = data if data is not None else data_mod.load(cfg.data_dir)
+    data = full.subset(cfg.subset, cfg.test_subset)
+    seed_everything(cfg.seed)
+    kind = choose_loader(cfg, device)
+    train_batches, test_batches = build_loaders(cfg, data, device, kind)
+    model = build_model(cfg, device)
+    optimizer = make_optimizer(model, cfg.optimizer, cfg.schedule.max_lr)
+    schedule = OneCycle(optimizer, cfg.schedule, len(train_batches))
+    step_model = torch.compile(model) if cfg.compile else model
+
+    run = Run(Path(run_dir)) if run_dir is not None else None
+    extra = {
+        "data": {"source": full.source, "sha256": full.sha256, "train_images": len(data.y_train),
+                 "test_images": len(data.y_test)},
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "loader": kind,
+        "steps_per_epoch": len(train_batches),
+        **(extra_config or {}),
+    }
+    history: list[dict[str, Any]] = []
+
+    def persist(event: Event) -> None:
+        if event.kind == "epoch":
+            history.append(event.data)
+            if run is not None:
+                run.write_metrics(history)
+                run.save_model(model, cfg, event.data)
+
+    if run is not None:
+        run.write_config(cfg, status="running", **extra)
+    status = "error"
+    try:
+        _, status = fit(step_model, optimizer, schedule, train_batches, test_batches, cfg.schedule.epochs, device,
+                        label_smoothing=cfg.label_smoothing, callbacks=[persist, *callbacks], stop=stop,
+                        step_every=step_every)
+    except Diverged as e:
+        status = "diverged"
+        if run is not None:
+            run.update_config(status=status, error=str(e))
+        raise
+    finally:
+        if run is not None and status != "diverged":
+            run.update_config(status=status, seconds=time.perf_counter() - t0)
+    return Result(history, status, model, run, device, kind, time.perf_counter() - t0, extra)

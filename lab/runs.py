@@ -1,0 +1,193 @@
+"""A run on disk: runs/<id>/config.json, metrics.jsonl, model.pt.
+
+Every file is written atomically (a temporary file in the same folder, flushed and fsynced, then renamed over
+the target), so a crash mid-write leaves the previous version, never half a file. model.pt holds only
+tensors and plain Python values, so it loads with torch.load(path, weights_only=True).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lab.config import TrainConfig
+from lab.model import Net
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+CHECKPOINT = "model.pt"
+DEFAULT_ROOT = Path("runs")
+PACKAGES = ("torch", "torchvision", "albumentations", "numpy", "torch-lr-finder", "grad-cam", "gradio")
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; run files are meant to be shared
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def code_version() -> str | None:
+    """The git commit of the lab's code, with '+dirty' when it has uncommitted changes; None outside git."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here, capture_output=True,
+                               text=True, timeout=5).stdout.strip()
+        return sha.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def new_run_dir(root: Path = DEFAULT_ROOT, prefix: str = "") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for i in range(1000):
+        path = Path(root) / f"{prefix}{stamp}{'' if i == 0 else f'-{i}'}"
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a new run folder under {root}")
+
+
+@dataclass
+class Run:
+    """One run's folder. Metrics are kept in memory and the whole file rewritten atomically per epoch."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
+    # writing --------------------------------------------------------------------------------------------
+    def write_config(self, cfg: TrainConfig, **extra: Any) -> None:
+        doc = {"config": cfg.to_dict(), "packages": package_versions(), "code_version": code_version(),
+               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
+        atomic_write_text(self.path / CONFIG, json.dumps(doc, indent=2, default=str) + "\n")
+
+    def update_config(self, **extra: Any) -> None:
+        doc = self.config_doc()
+        doc.update(extra)
+        atomic_write_text(self.path / CONFIG, json.dumps(doc, indent=2, default=str) + "\n")
+
+    def write_metrics(self, records: list[dict[str, Any]]) -> None:
+        text = "".join(json.dumps(r) + "\n" for r in records)
+        atomic_write_text(self.path / METRICS, text)
+
+    def save_model(self, model: nn.Module, cfg: TrainConfig, metrics: dict[str, Any] | None = None,
+                   half: bool = False) -> Path:
+        return save_checkpoint(self.path / CHECKPOINT, model, cfg, metrics, half)
+
+    # reading --------------------------------------------------------------------------------------------
+    def config_doc(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.path / CONFIG).read_text())
+        except FileNotFoundError:
+            raise CheckpointError(f"{self.path} has no {CONFIG}: it is not a run folder") from None
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{self.path / CONFIG} is not valid JSON ({e})") from e
+
+    @property
+    def config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.config_doc()["config"])
+
+    def metrics(self) -> list[dict[str, Any]]:
+        p = self.path / METRICS
+        if not p.exists():
+            return []
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def save_checkpoint(path: Path, model: nn.Module, cfg: TrainConfig, metrics: dict[str, Any] | None = None,
+                    half: bool = False) -> Path:
+    """State dict (fp16 on request: half the size, same predictions to within rounding) + config + metrics."""
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+             for k, v in model.state_dict().items()}
+    doc = {"state_dict": state, "config": cfg.to_dict(), "metrics": metrics or {}, "format": 1}
+    buf = io.BytesIO()
+    torch.save(doc, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Net, TrainConfig, dict]:
+    """(model in eval mode, its config, its recorded metrics). Accepts a model.pt or a run folder."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found; pass a model.pt file or a run folder holding one")
+    try:
+        doc = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path} is not a readable lab checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(doc, dict) or "state_dict" not in doc or "config" not in doc:
+        raise CheckpointError(f"{path} is not a lab checkpoint: expected keys state_dict and config")
+    cfg = TrainConfig.from_dict(doc["config"])
+    model = Net(width=cfg.width)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in doc["state_dict"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the network of width {cfg.width} ({e})") from e
+    return model.to(device).eval(), cfg, doc.get("metrics", {})
+
+
+def list_runs(root: Path = DEFAULT_ROOT) -> list[Run]:
+    """Run folders under root (those with a config.json), newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = [Run(p) for p in root.iterdir() if (p / CONFIG).is_file()]
+    return sorted(runs, key=lambda r: (r.path / CONFIG).stat().st_mtime, reverse=True)

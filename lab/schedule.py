@@ -1,0 +1,115 @@
+"""One Cycle on torch's OneCycleLR, stepped once per batch, plus the triangular cyclic-LR "zig-zag".
+
+OneCycleLR is configured so that the run ends at LRMIN, the LR it started from (no annihilation):
+- final_div_factor=1: OneCycleLR's last LR is initial_lr / final_div_factor, which would otherwise be far below.
+- the LR written to the optimizer is clamped into [LRMIN, LRMAX]: the phase arithmetic is in floating point and
+  can land a hair outside the cycle (or, with pct_start rounding, past the end), never meaningfully, but a
+  negative or sub-LRMIN LR must never reach the optimizer.
+- two_phase (not three_phase): up from LRMIN to LRMAX by the end of the peak epoch, then down to LRMIN.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.optim.lr_scheduler import OneCycleLR
+
+from lab.config import ScheduleConfig
+
+
+class OneCycle:
+    """OneCycleLR for one run; call `step()` after every optimizer step."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps_per_epoch: int):
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps per epoch must be ≥ 1, got {steps_per_epoch}")
+        self.cfg = cfg
+        self.total_steps = cfg.epochs * steps_per_epoch
+        self.steps_per_epoch = steps_per_epoch
+        self.optimizer = optimizer
+        self.scheduler = OneCycleLR(
+            optimizer,
+            max_lr=cfg.max_lr,
+            total_steps=self.total_steps,
+            pct_start=cfg.pct_start,
+            anneal_strategy=cfg.anneal,
+            cycle_momentum=cfg.cycle_momentum,
+            base_momentum=cfg.base_momentum,
+            max_momentum=cfg.max_momentum,
+            div_factor=cfg.max_lr / cfg.lr_min,
+            final_div_factor=1.0,
+            three_phase=False,
+        )
+        self.steps_taken = 0
+        self._clamp()
+
+    def _clamp(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = min(max(group["lr"], self.cfg.lr_min), self.cfg.max_lr)
+
+    def step(self) -> None:
+        # OneCycleLR raises past its last step; the last optimizer step needs no new LR after it.
+        self.steps_taken += 1
+        if self.steps_taken < self.total_steps:
+            self.scheduler.step()
+            self._clamp()
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    @property
+    def momentum(self) -> float | None:
+        return momentum_of(self.optimizer)
+
+    def state_dict(self) -> dict:
+        return {"scheduler": self.scheduler.state_dict(), "steps_taken": self.steps_taken}
+
+
+def momentum_of(optimizer: torch.optim.Optimizer) -> float | None:
+    """SGD's momentum or Adam's β1 (what OneCycleLR cycles)."""
+    group = optimizer.param_groups[0]
+    if "betas" in group:
+        return float(group["betas"][0])
+    return float(group["momentum"]) if "momentum" in group else None
+
+
+def preview(cfg: ScheduleConfig, steps_per_epoch: int, optimizer: str = "adam") -> dict[str, list[float]]:
+    """Per-step LR and momentum/β1 of a run, without training: the LR used by each of the run's steps."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    if optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD([param], lr=cfg.max_lr, momentum=0.9, nesterov=True)
+    else:
+        opt = torch.optim.Adam([param], lr=cfg.max_lr)
+    sched = OneCycle(opt, cfg, steps_per_epoch)
+    lrs, moms = [], []
+    for _ in range(sched.total_steps):
+        lrs.append(sched.lr)
+        moms.append(sched.momentum if cfg.cycle_momentum else momentum_of(opt))
+        opt.step()  # a no-op (no gradient); keeps torch from warning about the call order
+        sched.step()
+    return {"step": list(range(len(lrs))), "epoch": [i / steps_per_epoch for i in range(len(lrs))],
+            "lr": lrs, "momentum": moms}
+
+
+def steps_per_epoch(n_images: int, batch_size: int) -> int:
+    """Batches per epoch: the last partial batch is kept."""
+    return -(-n_images // batch_size)
+
+
+def triangular(min_lr: float, max_lr: float, step_size: int, cycles: int = 3) -> dict[str, list[float]]:
+    """The triangular cyclic-LR curve (Smith 2017, torch's CyclicLR): linear up from min_lr to max_lr over
+    step_size steps, linear back down, `cycles` times."""
+    if step_size < 1 or cycles < 1:
+        raise ValueError(f"step size and cycles must be ≥ 1, got {step_size} and {cycles}")
+    if not 0 < min_lr < max_lr:
+        raise ValueError(f"need 0 < min LR < max LR, got {min_lr} and {max_lr}")
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=min_lr)
+    sched = torch.optim.lr_scheduler.CyclicLR(
+        opt, base_lr=min_lr, max_lr=max_lr, step_size_up=step_size, mode="triangular", cycle_momentum=False
+    )
+    lrs = []
+    for _ in range(2 * step_size * cycles + 1):
+        lrs.append(float(opt.param_groups[0]["lr"]))
+        opt.step()
+        sched.step()
+    return {"step": list(range(len(lrs))), "lr": lrs}
