@@ -29,6 +29,11 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "model.pt"
 DEFAULT_ROOT = Path("runs")
+# The bundled spec-recipe checkpoint (fp16 state dict) and its recorded metrics, used by default by
+# `python -m lab evaluate` and the app.
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+PRETRAINED_CHECKPOINT = ASSETS / "cifar10_resnet9.pt"
+PRETRAINED_METRICS = ASSETS / "cifar10_resnet9.json"
 PACKAGES = ("torch", "torchvision", "albumentations", "numpy", "torch-lr-finder", "grad-cam", "gradio")
 
 
