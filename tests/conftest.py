@@ -1,7 +1,8 @@
 """Shared fixtures: the real CIFAR-10 (loaded once), tiny synthetic datasets in every layout, a CLI runner.
 
 The real data is found through CIFAR10_DIR (CI sets it to ../shared/cifar10), else ../shared/cifar10 beside the
-repository, else ./data. Tests that need it skip, saying why, only when none of these holds it.
+repository, else data/ in it. Tests that need it skip, saying why, only when CIFAR10_DIR is unset and neither
+place holds it; a CIFAR10_DIR that holds no CIFAR-10 fails them instead of skipping them quietly.
 """
 
 from __future__ import annotations
@@ -25,25 +26,27 @@ REPO = Path(__file__).resolve().parent.parent
 # ------------------------------------------------------------------------------------------------ real data
 
 
-def real_data_dir() -> Path | None:
-    candidates = []
-    if os.environ.get("CIFAR10_DIR"):
-        candidates.append(Path(os.environ["CIFAR10_DIR"]))
-    candidates += [REPO.parent / "shared" / "cifar10", REPO / "data"]
-    layouts = (data_mod.NPZ_NAME, f"{data_mod.BATCHES_DIR}/data_batch_1", "data_batch_1", data_mod.ARCHIVE_NAME)
-    for folder in candidates:
-        if any((folder / layout).is_file() for layout in layouts):
-            return folder
-    return None
+ENV_DIR = os.environ.get("CIFAR10_DIR")  # read once, at start-up: some tests unset it for themselves
+LAYOUTS = (data_mod.NPZ_NAME, f"{data_mod.BATCHES_DIR}/data_batch_1", "data_batch_1", data_mod.ARCHIVE_NAME)
+
+
+def holds_cifar10(folder: Path) -> bool:
+    return any((folder / layout).is_file() for layout in LAYOUTS)
 
 
 @pytest.fixture(scope="session")
 def cifar10_dir() -> Path:
-    folder = real_data_dir()
-    if folder is None:
-        pytest.skip("real CIFAR-10 not found: set CIFAR10_DIR to a folder holding cifar10.npz, "
-                    "cifar-10-batches-py/ or cifar-10-python.tar.gz")
-    return folder
+    """Where the real CIFAR-10 is: CIFAR10_DIR when set (and then it must hold it), else ../shared/cifar10
+    beside the repository, else ./data in the repository."""
+    if ENV_DIR:
+        if not holds_cifar10(Path(ENV_DIR)):
+            pytest.fail(f"CIFAR10_DIR={ENV_DIR} holds no CIFAR-10 ({', '.join(LAYOUTS)})", pytrace=False)
+        return Path(ENV_DIR)
+    for folder in (REPO.parent / "shared" / "cifar10", REPO / "data"):
+        if holds_cifar10(folder):
+            return folder
+    pytest.skip("real CIFAR-10 not found: set CIFAR10_DIR to a folder holding cifar10.npz, "
+                "cifar-10-batches-py/ or cifar-10-python.tar.gz")
 
 
 @pytest.fixture(scope="session")
