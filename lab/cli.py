@@ -128,10 +128,12 @@ def cmd_train(args) -> int:
     from tqdm import tqdm
 
     from lab import data as data_mod
+    from lab.engine import resolve_device
     from lab.experiment import train
     from lab.runs import new_run_dir
 
     cfg = train_config(args)
+    resolve_device(cfg.device)  # like the data, before the run folder exists: no empty folder for a missing GPU
     data = data_mod.load(cfg.data_dir)  # before the run folder exists: no empty folders for missing data
     run_dir = args.run_dir or new_run_dir()
     bar = None
