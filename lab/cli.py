@@ -20,7 +20,7 @@ class CliError(Exception):
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line instead of usage + error
-        raise CliError(f"{message} (see `python -m lab {self.prog.split()[-1]} --help`)")
+        raise CliError(f"{message} (see `{self.prog} --help`)")  # prog: "python -m lab" or "python -m lab train"
 
 
 def _add_schedule_flags(p: argparse.ArgumentParser, allow_find: bool = False) -> None:
@@ -155,6 +155,7 @@ def cmd_train(args) -> int:
     from tqdm import tqdm
 
     from lab import data as data_mod
+    from lab.engine import resolve_device
     from lab.experiment import train
     from lab.runs import new_run_dir
 
@@ -164,6 +165,7 @@ def cmd_train(args) -> int:
     cfg = train_config(args, max_lr=_FIND_PLACEHOLDER if find else None)
     if find:
         _find_settings(args, cfg)
+    resolve_device(cfg.device)  # like the data, before the run folder exists: no empty folder for a missing GPU
     data = data_mod.load(cfg.data_dir)  # before the run folder exists: no empty folders for missing data
     found = None
     if find:  # --max-lr find: the range test picks LRMAX and LRMIN, and its result goes into config.json
