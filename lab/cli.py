@@ -316,7 +316,7 @@ def _add_range_test_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
 def _add_find_lr_parser(sub) -> None:
     p = sub.add_parser("find-lr", help="LR range test: suggest LRMAX and LRMIN",
                        description="Train a throwaway copy of the network while the LR grows from --start-lr to "
-                                   "--end-lr, then suggest LRMAX (steepest descent, valley, loss minimum ÷ 10) "
+                                   "--end-lr, then suggest LRMAX (loss minimum, valley, steepest descent, loss minimum ÷ 10) "
                                    "and LRMIN = LRMAX / div factor. Writes lr_finder.json and lr_finder.html.")
     _add_range_test_flags(p)
     _add_run_flags(p)

@@ -10,8 +10,8 @@ import plotly.graph_objects as go
 if TYPE_CHECKING:
     from lab.lr_finder import RangeTest
 
-SUGGESTION_COLOURS = {"valley": "#d62728", "steepest": "#2ca02c", "min_div_10": "#9467bd"}
-SUGGESTION_LABELS = {"valley": "valley", "steepest": "steepest descent", "min_div_10": "loss minimum ÷ 10"}
+SUGGESTION_COLOURS = {"loss_min": "#ff7f0e", "valley": "#d62728", "steepest": "#2ca02c", "min_div_10": "#9467bd"}
+SUGGESTION_LABELS = {"loss_min": "loss minimum", "valley": "valley", "steepest": "steepest descent", "min_div_10": "loss minimum ÷ 10"}
 
 
 def _vline(x: float, y0: float, y1: float, name: str, colour: str, dash: str, width: float = 1.5) -> go.Scatter:

@@ -11,6 +11,7 @@ import torch
 
 from conftest import run_lab
 from lab import cli
+from lab.config import DEFAULT_MAX_LR
 from lab import data as data_mod
 
 BAD_INPUTS = {  # id → (arguments, words the message must hold)
@@ -129,7 +130,7 @@ def test_schedule_table(capsys):
                      "--optimizer", "sgd", "--anneal", "cos"]) == 0
     out = capsys.readouterr().out
     assert "One Cycle: 4 epochs × 5 steps" in out and "cos anneal" in out
-    assert "0.4" in out  # the SGD default max LR
+    assert f"→ {DEFAULT_MAX_LR['sgd']:.3g} (end of epoch 1)" in out  # the SGD default max LR
 
 
 def test_summary_prints_the_parameter_count(tmp_path):
