@@ -98,8 +98,8 @@ def main() -> int:
             (("full", full), ("model", model_only), ("loader", loader_only), ("eval", eval_only))]
     print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, width {args.width}, batch "
           f"{cfg.batch_size}, compile {args.compile}, eval batch {EVAL_BATCH}")
-    print(f"| piece  | GPU ms/step (median) | host ms/step |")
-    print(f"|--------|----------------------|--------------|")
+    print("| piece  | GPU ms/step (median) | host ms/step |")
+    print("|--------|----------------------|--------------|")
     for name, gpu, host in rows:
         print(f"| {name:<6} | {gpu:20.3f} | {host:12.3f} |")
     spe = len(train_b)
