@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from lab import config as C
 
@@ -82,13 +83,7 @@ def train_config(args, max_lr: float | None = None) -> C.TrainConfig:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m lab", description="CIFAR-10 super-convergence lab")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-
-    p = sub.add_parser("train", help="train the spec network with One Cycle",
-                       description="Train with the spec defaults: batch 512, 24 epochs, One Cycle peaking at "
-                                   "epoch 5, Adam. Prints a line per epoch and the run folder.")
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
     _add_schedule_flags(p, allow_find=False)
     _add_run_flags(p)
     p.add_argument("--weight-decay", type=float, default=None, help="default: adam 0, sgd 5e-4")
@@ -98,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cutout", type=int, default=8, help="CutOut hole side in pixels (0: off)")
     p.add_argument("--cutout-p", type=float, default=1.0)
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="python -m lab", description="CIFAR-10 super-convergence lab")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("train", help="train the spec network with One Cycle",
+                       description="Train with the spec defaults: batch 512, 24 epochs, One Cycle peaking at "
+                                   "epoch 5, Adam. Prints a line per epoch and the run folder.")
+    _add_train_flags(p)
     p.add_argument("--run-dir", default=None, help="this run's folder (default: a new folder under runs/)")
     p.set_defaults(func=cmd_train)
 
@@ -114,6 +119,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: batches per epoch of the 50,000 training images")
     p.add_argument("--json", action="store_true", help="print {step, epoch, lr, momentum} arrays as JSON")
     p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("bench", help="speed of the reference and fast loaders; --accuracy: the recipe over seeds",
+                       description="Speed: trains with the reference and the fast loader in one process and "
+                                   "prints s/epoch, images/s, TFLOP/s and the data-wait share. --accuracy: "
+                                   "trains the recipe once per seed and prints final test accuracy, mean ± std.")
+    _add_train_flags(p)
+    p.add_argument("--bench-loaders", default="reference,fast",
+                   help="loaders to time, comma-separated (default %(default)s)")
+    p.add_argument("--reference-epochs", type=int, default=None,
+                   help="epochs for the (slow) reference loader; default: --epochs")
+    p.add_argument("--accuracy", action="store_true", help="accuracy over seeds instead of speed")
+    p.add_argument("--seeds", type=int, default=5, help="with --accuracy: seeds 0..N-1 (default %(default)s)")
+    p.add_argument("--save-best", default=None, help="with --accuracy: write the best seed's fp16 checkpoint "
+                                                     "here, with a JSON of its accuracy beside it")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("summary", help="layer table with output shapes and parameter count")
     p.add_argument("--width", type=float, default=1.0)
@@ -200,6 +221,38 @@ def cmd_schedule(args) -> int:
     for i in list(range(0, len(curve["lr"]), spe)) + [len(curve["lr"]) - 1]:
         m = curve["momentum"][i]
         print(f"{curve['epoch'][i]:6.2f} {i:6d} {curve['lr'][i]:10.3e} {m if m is None else f'{m:9.4f}'}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from lab import bench
+    from lab import data as data_mod
+    from lab.runs import atomic_write_text
+
+    cfg = train_config(args)
+    if args.reference_epochs is not None and args.reference_epochs < 1:
+        raise CliError(f"--reference-epochs must be ≥ 1, got {args.reference_epochs}")
+    if args.seeds < 1:
+        raise CliError(f"--seeds must be ≥ 1, got {args.seeds}")
+    data = data_mod.load(cfg.data_dir)
+    if args.accuracy:
+        name = f"{cfg.optimizer.name} max_lr {cfg.schedule.max_lr:g}"
+        print(f"accuracy: {name}, {cfg.schedule.epochs} epochs, batch {cfg.batch_size}, seeds 0..{args.seeds - 1}",
+              flush=True)
+        result = bench.accuracy(cfg, data, list(range(args.seeds)), save_best=args.save_best)
+        print(bench.format_accuracy(name, result))
+    else:
+        loaders = [k.strip() for k in args.bench_loaders.split(",") if k.strip()]
+        for k in loaders:
+            if k not in ("reference", "fast"):
+                raise CliError(f"--bench-loaders takes reference and/or fast, got {k!r}")
+        print(f"speed: {', '.join(loaders)}; {cfg.schedule.epochs} epochs, batch {cfg.batch_size}, width "
+              f"{cfg.width:g}, subset {cfg.subset or 'all'}, torch {__import__('torch').__version__}", flush=True)
+        rows = bench.speed(cfg, data, loaders, args.reference_epochs)
+        print(bench.format_speed(rows))
+        result = {"config": cfg.to_dict(), "rows": rows}
+    if args.json:
+        atomic_write_text(Path(args.json), json.dumps(result, indent=2) + "\n")
     return 0
 
 

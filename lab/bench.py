@@ -1,0 +1,155 @@
+"""Speed and accuracy benchmarks, driven through the same entry point as every other run (lab.experiment.train).
+
+speed:    the reference (albumentations, per image on the CPU) and fast (device-resident, batched) loaders,
+          measured in the same process: seconds per epoch, images/s, achieved TFLOP/s and the share of
+          training time spent waiting for the next batch.
+accuracy: the full recipe over several seeds: per-seed final test accuracy, mean ± std, wall time.
+
+Timing notes. Device work is asynchronous: every figure comes from the engine's per-epoch records, whose epoch
+boundaries synchronise with the device (the loss is read there). A warm-up epoch on the same shapes runs first
+and is not counted, so cuDNN's kernel search and torch.compile's compilation stay out of the numbers (their
+cost is reported as "warm-up s"). "Data wait" is host time spent inside next(batches) plus the copy to the
+device: for the reference loader it is the time the GPU starves; for the fast loader it is the time to queue
+the batched augmentation kernels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lab import data as data_mod
+from lab.config import TrainConfig
+from lab.experiment import Result, train
+from lab.model import Net, flops_per_image
+
+
+def _with_epochs(cfg: TrainConfig, epochs: int) -> TrainConfig:
+    s = cfg.schedule
+    # keep the peak at the same share of the run
+    sched = dataclasses.replace(s, epochs=epochs, peak_epoch=s.peak_epoch * epochs / s.epochs)
+    return dataclasses.replace(cfg, schedule=sched)
+
+
+def _row(name: str, result: Result, cfg: TrainConfig, warmup_s: float) -> dict[str, Any]:
+    h = result.history
+    fwd = flops_per_image(Net(width=cfg.width))
+    n_train, n_test = result.extra["data"]["train_images"], result.extra["data"]["test_images"]
+    train_s = sum(r["train_seconds"] for r in h)
+    total_s = sum(r["seconds"] for r in h)
+    flops = len(h) * (3 * fwd * n_train + fwd * n_test)  # backward ≈ 2 × forward
+    return {
+        "loader": name,
+        "device": result.extra["device"],
+        "epochs": len(h),
+        "train_images": n_train,
+        "s_per_epoch": statistics.median(r["seconds"] for r in h),
+        "total_s": total_s,
+        "images_per_s": len(h) * n_train / train_s,
+        "tflops": flops / total_s / 1e12,
+        "data_wait": sum(r["data_seconds"] for r in h) / train_s,
+        "warmup_s": warmup_s,
+        "test_acc": h[-1]["test_acc"],
+    }
+
+
+def timed_run(cfg: TrainConfig, data: data_mod.Cifar10, warmup: bool = True) -> tuple[Result, float]:
+    """(result of the timed run, seconds of the untimed warm-up epoch)."""
+    warmup_s = 0.0
+    if warmup:
+        t = time.perf_counter()
+        train(_with_epochs(cfg, 1), data, step_every=0)
+        warmup_s = time.perf_counter() - t
+    return train(cfg, data, step_every=0), warmup_s
+
+
+def speed(cfg: TrainConfig, data: data_mod.Cifar10, loaders: list[str], reference_epochs: int | None = None,
+          log=print) -> list[dict[str, Any]]:
+    rows = []
+    for kind in loaders:
+        run_cfg = dataclasses.replace(cfg, loader=kind)
+        if kind == "reference" and reference_epochs:
+            run_cfg = _with_epochs(run_cfg, reference_epochs)
+        result, warmup_s = timed_run(run_cfg, data, warmup=torch.cuda.is_available() and cfg.device != "cpu")
+        rows.append(_row(kind, result, run_cfg, warmup_s))
+        log(f"  {kind}: {rows[-1]['total_s']:.2f}s for {rows[-1]['epochs']} epochs")
+    return rows
+
+
+def format_speed(rows: list[dict[str, Any]]) -> str:
+    head = (f"| {'loader':<9} | {'epochs':>6} | {'s/epoch':>8} | {'total s':>8} | {'images/s':>9} | "
+            f"{'TFLOP/s':>7} | {'data wait':>9} | {'warm-up s':>9} | {'test acc':>8} |")
+    lines = [head, "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"]
+    for r in rows:
+        lines.append(f"| {r['loader']:<9} | {r['epochs']:>6} | {r['s_per_epoch']:>8.3f} | {r['total_s']:>8.2f} | "
+                     f"{r['images_per_s']:>9.0f} | {r['tflops']:>7.2f} | {100 * r['data_wait']:>8.1f}% | "
+                     f"{r['warmup_s']:>9.1f} | {100 * r['test_acc']:>7.2f}% |")
+    if len(rows) == 2 and rows[0]["loader"] == "reference":
+        lines.append(f"\nfast / reference images/s: {rows[1]['images_per_s'] / rows[0]['images_per_s']:.1f}×")
+    return "\n".join(lines)
+
+
+def accuracy(cfg: TrainConfig, data: data_mod.Cifar10, seeds: list[int], log=print,
+             save_best: str | Path | None = None) -> dict[str, Any]:
+    rows = []
+    best_acc = -1.0
+    for seed in seeds:
+        run_cfg = dataclasses.replace(cfg, seed=seed)
+        t = time.perf_counter()
+        result = train(run_cfg, data, step_every=0)
+        wall = time.perf_counter() - t
+        acc = result.final["test_acc"]
+        rows.append({"seed": seed, "test_acc": acc, "wall_s": wall, "train_s": sum(r["seconds"] for r in result.history)})
+        log(f"  seed {seed}: {100 * acc:.2f}%  {wall:.1f}s")
+        if save_best and acc > best_acc:
+            save_pretrained(result, run_cfg, data, Path(save_best))
+        best_acc = max(best_acc, acc)
+    accs = [r["test_acc"] for r in rows]
+    return {
+        "config": cfg.to_dict(),
+        "rows": rows,
+        "mean": statistics.mean(accs),
+        "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+    }
+
+
+def format_accuracy(name: str, summary: dict[str, Any]) -> str:
+    lines = [f"{name}: " + ", ".join(f"seed {r['seed']} {100 * r['test_acc']:.2f}% ({r['wall_s']:.1f}s)"
+                                     for r in summary["rows"])]
+    lines.append(f"{name}: mean {100 * summary['mean']:.2f}% ± {100 * summary['std']:.2f} (std) over "
+                 f"{len(summary['rows'])} seeds; mean wall {statistics.mean(r['wall_s'] for r in summary['rows']):.1f}s")
+    return "\n".join(lines)
+
+
+def save_pretrained(result: Result, cfg: TrainConfig, data: data_mod.Cifar10, path: Path) -> dict[str, Any]:
+    """The fp16 checkpoint plus a JSON beside it with its config and its accuracy, measured from the saved file
+    (on all test images with the run's device, and on the first 1,000 on the CPU as the tests check it)."""
+    from lab.insights import evaluate
+    from lab.runs import atomic_write_text, load_checkpoint, save_checkpoint
+
+    save_checkpoint(path, result.model, cfg, result.final, half=True)
+    model, _, _ = load_checkpoint(path, result.device)
+    full = evaluate(model, data.x_test, data.y_test, result.device).accuracy
+    cpu_model, _, _ = load_checkpoint(path, "cpu")
+    first = evaluate(cpu_model, data.x_test[:1000], data.y_test[:1000], "cpu").accuracy
+    doc = {
+        "config": cfg.to_dict(),
+        "test_acc": full,
+        "test_images": int(len(data.y_test)),
+        "test_acc_first_1000": first,
+        "measured": {"all": f"fp16 checkpoint loaded as float32, evaluated on {result.extra['device']}",
+                     "first_1000": "fp16 checkpoint loaded as float32, evaluated on the CPU"},
+        "train_history": result.history,
+        "data_sha256": result.extra["data"]["sha256"],
+        "torch": torch.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_text(path.with_suffix(".json"), json.dumps(doc, indent=2) + "\n")
+    return doc
+
