@@ -22,9 +22,12 @@ COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e3
           "#bcbd22", "#17becf")
 
 
-def _layout(fig: go.Figure, title: str | None = None, height: int = HEIGHT) -> go.Figure:
-    fig.update_layout(template=TEMPLATE, height=height, title=title, margin=dict(l=60, r=30, t=60 if title else 30,
-                      b=50), legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+def _layout(fig: go.Figure, title: str | None = None, height: int = HEIGHT, legend_below: bool = False) -> go.Figure:
+    """The house style. Subplot figures put the legend below the plots, clear of the subplot titles."""
+    legend = (dict(orientation="h", yanchor="top", y=-0.22, x=0) if legend_below
+              else dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    fig.update_layout(template=TEMPLATE, height=height + (40 if legend_below else 0), title=title, legend=legend,
+                      margin=dict(l=60, r=30, t=60 if title or legend_below else 30, b=90 if legend_below else 50))
     return fig
 
 
@@ -105,7 +108,7 @@ def training_figure(steps: Sequence[Mapping[str, Any]], epochs: Sequence[Mapping
                            showarrow=False, font=dict(size=14, color="#888"))
     fig.update_xaxes(title_text="epoch", rangemode="tozero")
     fig.update_yaxes(exponentformat="e", row=1, col=3)
-    return _layout(fig, title)
+    return _layout(fig, title, legend_below=True)
 
 
 def runs_overlay_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str | None = None) -> go.Figure:
@@ -131,7 +134,7 @@ def runs_overlay_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], title: 
         fig.add_annotation(text="pick runs with finished epochs to compare", x=0.5, y=0.5, xref="paper",
                            yref="paper", showarrow=False, font=dict(size=14, color="#888"))
     fig.update_xaxes(title_text="epoch")
-    return _layout(fig, title)
+    return _layout(fig, title, legend_below=True)
 
 
 # ------------------------------------------------------------------------------------------------ insights
