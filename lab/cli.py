@@ -20,7 +20,7 @@ class CliError(Exception):
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line instead of usage + error
-        raise CliError(f"{message} (see `python -m lab {self.prog.split()[-1]} --help`)")
+        raise CliError(f"{message} (see `{self.prog} --help`)")  # prog: "python -m lab" or "python -m lab train"
 
 
 def _add_schedule_flags(p: argparse.ArgumentParser, allow_find: bool = False) -> None:

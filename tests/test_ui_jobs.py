@@ -129,12 +129,12 @@ def test_missing_data_is_a_data_error_before_anything_starts(tmp_path):
     assert m.status() is None and not (tmp_path / "runs").exists()
 
 
-def test_the_data_is_loaded_once(tmp_path, ui_data):
+def test_the_data_is_loaded_once(tmp_path, cifar10):
     calls = []
 
     def load():
         calls.append(1)
-        return ui_data
+        return cifar10
 
     m = JobManager(runs_root=tmp_path, data_loader=load)
     assert m.data() is m.data() and m.data_error() is None and len(calls) == 1

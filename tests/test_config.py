@@ -1,0 +1,99 @@
+"""lab.config: the spec defaults, and every bad knob rejected with a message naming it."""
+
+import pytest
+
+from lab import config as C
+
+
+def test_spec_defaults():
+    cfg = C.TrainConfig()
+    assert cfg.batch_size == 512
+    assert cfg.schedule.epochs == 24
+    assert cfg.schedule.peak_epoch == 5
+    assert cfg.optimizer.name == "adam"
+    assert cfg.schedule.anneal == "linear"
+    assert cfg.schedule.lr_min == pytest.approx(cfg.schedule.max_lr / 25)
+    assert cfg.schedule.pct_start == pytest.approx(5 / 24)
+    assert (cfg.augment.pad, cfg.augment.flip_p, cfg.augment.cutout, cfg.augment.cutout_p) == (4, 0.5, 8, 1.0)
+
+
+def test_peak_epoch_keeps_the_spec_share_of_shorter_runs():
+    assert C.ScheduleConfig(epochs=12).peak_epoch == pytest.approx(2.5)
+    assert C.ScheduleConfig(epochs=12, peak_epoch=3).peak_epoch == 3
+
+
+def test_min_lr_wins_over_div_factor():
+    s = C.ScheduleConfig(max_lr=0.1, min_lr=0.02, div_factor=1000)
+    assert s.lr_min == 0.02
+
+
+def test_weight_decay_presets():
+    assert C.OptimizerConfig("adam").decay == 0.0
+    assert C.OptimizerConfig("sgd").decay == 5e-4
+    assert C.OptimizerConfig("sgd", weight_decay=1e-3).decay == 1e-3
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda: C.ScheduleConfig(epochs=0), "epochs"),
+        (lambda: C.ScheduleConfig(epochs=2.5), "epochs"),
+        (lambda: C.ScheduleConfig(epochs=5, peak_epoch=6), "peak epoch"),
+        (lambda: C.ScheduleConfig(epochs=5, peak_epoch=5), "peak epoch"),
+        (lambda: C.ScheduleConfig(epochs=5, peak_epoch=0), "peak epoch"),
+        (lambda: C.ScheduleConfig(max_lr=0), "max LR"),
+        (lambda: C.ScheduleConfig(max_lr=-0.1), "max LR"),
+        (lambda: C.ScheduleConfig(max_lr=float("nan")), "max LR"),
+        (lambda: C.ScheduleConfig(max_lr=float("inf")), "max LR"),
+        (lambda: C.ScheduleConfig(max_lr=0.1, min_lr=-1e-3), "min LR"),
+        (lambda: C.ScheduleConfig(max_lr=0.1, min_lr=0), "min LR"),
+        (lambda: C.ScheduleConfig(max_lr=0.1, min_lr=0.1), "min LR"),
+        (lambda: C.ScheduleConfig(max_lr=0.1, min_lr=0.2), "min LR"),
+        (lambda: C.ScheduleConfig(div_factor=1), "div factor"),
+        (lambda: C.ScheduleConfig(anneal="exp"), "anneal"),
+        (lambda: C.ScheduleConfig(base_momentum=0.96), "momentum"),
+        (lambda: C.ScheduleConfig(max_momentum=1.0), "momentum"),
+        (lambda: C.TrainConfig(batch_size=0), "batch size"),
+        (lambda: C.TrainConfig(batch_size=-8), "batch size"),
+        (lambda: C.TrainConfig(width=0), "width"),
+        (lambda: C.TrainConfig(width=5), "width"),
+        (lambda: C.TrainConfig(subset=0), "subset"),
+        (lambda: C.TrainConfig(test_subset=0), "test subset"),
+        (lambda: C.TrainConfig(device="tpu"), "device"),
+        (lambda: C.TrainConfig(loader="magic"), "loader"),
+        (lambda: C.TrainConfig(label_smoothing=1.0), "label smoothing"),
+        (lambda: C.TrainConfig(workers=-1), "workers"),
+        (lambda: C.OptimizerConfig("rmsprop"), "optimizer"),
+        (lambda: C.OptimizerConfig("sgd", weight_decay=-1), "weight decay"),
+        (lambda: C.AugmentConfig(pad=-1), "pad"),
+        (lambda: C.AugmentConfig(cutout=33), "cutout"),
+        (lambda: C.AugmentConfig(flip_p=1.5), "flip_p"),
+        (lambda: C.AugmentConfig(cutout_p=-0.1), "cutout_p"),
+    ],
+)
+def test_bad_values_are_rejected_by_name(make, words):
+    with pytest.raises(C.ConfigError) as e:
+        make()
+    message = str(e.value)
+    assert words in message
+    assert "\n" not in message
+
+
+def test_unknown_optimizer_message_lists_the_choices():
+    with pytest.raises(C.ConfigError, match="adam, sgd"):
+        C.OptimizerConfig("rmsprop")
+
+
+def test_dict_round_trip():
+    cfg = C.TrainConfig(
+        batch_size=128, width=0.5, seed=3, subset=1000,
+        augment=C.AugmentConfig(pad=2, cutout=0),
+        schedule=C.ScheduleConfig(max_lr=0.2, min_lr=0.01, epochs=6, peak_epoch=2, anneal="cos"),
+        optimizer=C.OptimizerConfig("sgd", weight_decay=1e-4),
+    )
+    assert C.TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_from_dict_rejects_unknown_keys():
+    with pytest.raises(C.ConfigError, match="unknown config keys"):
+        C.TrainConfig.from_dict({"batch_size": 64, "learning_rate": 1.0})

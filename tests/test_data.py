@@ -1,0 +1,254 @@
+"""lab.data: every layout loads to the same arrays, the search order, clear errors, and the real set's stats."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import WRITERS, make_cifar, write_batches
+from lab import data as data_mod
+from lab.data import DataError, DataNotFoundError
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """No CIFAR10_DIR, and a working directory without ./data, unless a test sets them."""
+    monkeypatch.delenv("CIFAR10_DIR", raising=False)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+def assert_same(a: data_mod.Cifar10, b: data_mod.Cifar10) -> None:
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y), name
+    assert a.sha256 == b.sha256
+
+
+@pytest.mark.parametrize("fmt", sorted(WRITERS))
+def test_each_layout_loads_the_same_arrays(synthetic_data, fmt):
+    folder, written = synthetic_data(fmt)
+    loaded = data_mod.load(folder, download=False)
+    assert loaded.x_train.shape == (20, 32, 32, 3) and loaded.x_train.dtype == np.uint8
+    assert loaded.x_test.shape == (6, 32, 32, 3)
+    assert loaded.y_train.dtype == np.int64 and loaded.y_test.dtype == np.int64
+    assert_same(loaded, written)
+    assert Path(loaded.source).parent == folder or Path(loaded.source) == folder / data_mod.BATCHES_DIR
+
+
+def test_layouts_agree_with_each_other(synthetic_data):
+    loaded = [data_mod.load(synthetic_data(fmt)[0], download=False) for fmt in sorted(WRITERS)]
+    for other in loaded[1:]:
+        assert_same(loaded[0], other)
+
+
+def test_checksum_changes_with_the_data():
+    assert make_cifar(0).sha256 != make_cifar(1).sha256
+    assert make_cifar(0).sha256 == make_cifar(0).sha256
+
+
+def test_batches_folder_itself_can_be_the_data_dir(synthetic_data):
+    folder, written = synthetic_data("batches")
+    assert_same(data_mod.load(folder / data_mod.BATCHES_DIR, download=False), written)
+
+
+def test_npz_is_preferred_when_a_folder_holds_several_layouts(tmp_path):
+    folder = tmp_path / "both"
+    WRITERS["batches"](folder, make_cifar(1))
+    WRITERS["npz"](folder, make_cifar(2))
+    loaded = data_mod.load(folder, download=False)
+    assert loaded.source == str(folder / data_mod.NPZ_NAME)
+    assert_same(loaded, make_cifar(2))
+
+
+def test_search_order_data_dir_then_env_then_dot_data(synthetic_data, tmp_path, monkeypatch, isolated):
+    explicit, ds_explicit = synthetic_data("npz", seed=1)
+    env, ds_env = synthetic_data("batches", seed=2)
+    dot_data, ds_dot = synthetic_data("archive", seed=3, folder=isolated / "data")
+    monkeypatch.setenv("CIFAR10_DIR", str(env))
+
+    assert_same(data_mod.load(explicit, download=False), ds_explicit)
+    assert_same(data_mod.load(download=False), ds_env)
+    monkeypatch.delenv("CIFAR10_DIR")
+    loaded = data_mod.load(download=False)
+    assert_same(loaded, ds_dot)
+    assert loaded.source == str(Path("data") / data_mod.ARCHIVE_NAME)
+
+
+def test_an_empty_data_dir_falls_through_to_the_env(synthetic_data, tmp_path, monkeypatch):
+    env, ds_env = synthetic_data("npz", seed=4)
+    monkeypatch.setenv("CIFAR10_DIR", str(env))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_same(data_mod.load(empty, download=False), ds_env)
+
+
+def test_a_data_dir_that_does_not_exist_is_an_error(tmp_path):
+    with pytest.raises(DataNotFoundError, match="does not exist") as e:
+        data_mod.load(tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere") in str(e.value)
+
+
+# -------------------------------------------------------------------------------------------- missing data
+
+
+def test_missing_data_names_every_place_searched_and_how_to_fix_it(tmp_path, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = tmp_path / "env"
+    env.mkdir()
+    monkeypatch.setenv("CIFAR10_DIR", str(env))
+    with pytest.raises(DataNotFoundError) as e:
+        data_mod.load(empty)
+    message = str(e.value)
+    for place in (str(empty), str(env), "data/"):
+        assert place in message
+    assert "download" in message and "network disabled in tests" in message  # the download was tried, and failed
+    assert "--data-dir" in message and "CIFAR10_DIR" in message  # how to provide the data
+    assert "\n" not in message
+
+
+def test_missing_data_without_download_says_so(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataNotFoundError, match="download turned off"):
+        data_mod.load(empty, download=False)
+
+
+def test_download_lands_in_dot_data_and_is_read(monkeypatch, isolated):
+    """When nothing is found, torchvision's download into ./data is what gets loaded (download faked here)."""
+    calls = []
+
+    def fake_download(root: Path) -> Path:
+        calls.append(root)
+        return write_batches(root, make_cifar(5))
+
+    monkeypatch.setattr(data_mod, "_download", fake_download)
+    loaded = data_mod.load()
+    assert calls == [Path("data")]
+    assert_same(loaded, make_cifar(5))
+    assert (isolated / "data" / data_mod.BATCHES_DIR / "data_batch_1").is_file()
+
+
+# ---------------------------------------------------------------------------------------- corrupt files
+
+
+def test_corrupt_npz_names_the_file(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / data_mod.NPZ_NAME).write_bytes(b"this is not a zip file")
+    with pytest.raises(DataError, match="cannot read it as a CIFAR-10 npz") as e:
+        data_mod.load(folder, download=False)
+    assert str(folder / data_mod.NPZ_NAME) in str(e.value)
+
+
+def test_wrong_shaped_npz_names_the_file(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    ds = make_cifar()
+    np.savez(folder / data_mod.NPZ_NAME, x_train=ds.x_train[..., 0], y_train=ds.y_train, x_test=ds.x_test,
+             y_test=ds.y_test)
+    with pytest.raises(DataError, match=r"expected \(N, 32, 32, 3\)") as e:
+        data_mod.load(folder, download=False)
+    assert str(folder / data_mod.NPZ_NAME) in str(e.value)
+
+
+def test_npz_missing_arrays_names_them(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    ds = make_cifar()
+    np.savez(folder / data_mod.NPZ_NAME, x_train=ds.x_train, y_train=ds.y_train)
+    with pytest.raises(DataError, match="x_test") as e:
+        data_mod.load(folder, download=False)
+    assert str(folder / data_mod.NPZ_NAME) in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("y_train", np.arange(20) % 11, "outside 0–9"),
+        ("y_train", np.zeros(19, dtype=np.int64), "labels of shape"),
+        ("x_test", np.zeros((6, 32, 32, 3), dtype=np.float32), "uint8"),
+    ],
+)
+def test_bad_npz_contents_are_explained(tmp_path, field, value, words):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    ds = make_cifar()
+    arrays = {"x_train": ds.x_train, "y_train": ds.y_train, "x_test": ds.x_test, "y_test": ds.y_test, field: value}
+    np.savez(folder / data_mod.NPZ_NAME, **arrays)
+    with pytest.raises(DataError, match=words) as e:
+        data_mod.load(folder, download=False)
+    assert str(folder / data_mod.NPZ_NAME) in str(e.value)
+
+
+def test_corrupt_batch_names_the_file(synthetic_data):
+    folder, _ = synthetic_data("batches")
+    bad = folder / data_mod.BATCHES_DIR / "data_batch_3"
+    bad.write_bytes(b"\x80\x04garbage")
+    with pytest.raises(DataError, match="not a CIFAR-10 pickle") as e:
+        data_mod.load(folder, download=False)
+    assert str(bad) in str(e.value)
+
+
+def test_missing_batch_is_named(synthetic_data):
+    folder, _ = synthetic_data("batches")
+    (folder / data_mod.BATCHES_DIR / "test_batch").unlink()
+    with pytest.raises(DataError, match="missing test_batch"):
+        data_mod.load(folder, download=False)
+
+
+def test_truncated_archive_names_the_file(synthetic_data):
+    folder, _ = synthetic_data("archive")
+    archive = folder / data_mod.ARCHIVE_NAME
+    archive.write_bytes(archive.read_bytes()[:200])
+    with pytest.raises(DataError) as e:
+        data_mod.load(folder, download=False)
+    assert str(archive) in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------- real data
+
+
+def test_real_data_shapes_and_labels(cifar10):
+    assert cifar10.x_train.shape == (50_000, 32, 32, 3) and cifar10.x_train.dtype == np.uint8
+    assert cifar10.x_test.shape == (10_000, 32, 32, 3) and cifar10.x_test.dtype == np.uint8
+    assert np.array_equal(np.bincount(cifar10.y_train), [5000] * 10)
+    assert np.array_equal(np.bincount(cifar10.y_test), [1000] * 10)
+    assert len(data_mod.CLASSES) == 10
+
+
+def test_real_data_checksum_is_stable_and_ignores_subsets(cifar10):
+    digest = cifar10.sha256
+    assert len(digest) == 64 and int(digest, 16) >= 0
+    assert cifar10.subset(100, 10).sha256 != digest
+    assert data_mod.Cifar10(cifar10.x_train, cifar10.y_train, cifar10.x_test, cifar10.y_test, "x").sha256 == digest
+
+
+def test_mean_and_std_match_the_real_training_set(cifar10):
+    x = cifar10.x_train
+    total = np.zeros(3)
+    squares = np.zeros(3)
+    for i in range(0, len(x), 5000):  # in chunks: the whole set as float64 would take 1.2 GB
+        chunk = x[i:i + 5000].reshape(-1, 3).astype(np.float64) / 255
+        total += chunk.sum(0)
+        squares += (chunk * chunk).sum(0)
+    n = len(x) * 32 * 32
+    mean = total / n
+    std = np.sqrt(squares / n - mean**2)
+    np.testing.assert_allclose(mean, data_mod.MEAN, atol=5e-4)
+    np.testing.assert_allclose(std, data_mod.STD, atol=5e-4)
+
+
+def test_subset_takes_the_first_images(cifar10):
+    sub = cifar10.subset(10, 3)
+    assert np.array_equal(sub.x_train, cifar10.x_train[:10]) and np.array_equal(sub.y_test, cifar10.y_test[:3])
+
+
+def test_mean_pixel_is_mean_in_255_units():
+    assert data_mod.mean_pixel() == tuple(round(m * 255) for m in data_mod.MEAN)
