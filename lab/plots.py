@@ -161,6 +161,6 @@ def per_class_figure(accuracy: Mapping[str, float], title: str | None = "Per-cla
     values = [100 * v if v is not None and not math.isnan(v) else None for v in accuracy.values()]
     fig = go.Figure(go.Bar(x=names, y=values, marker_color=COLORS[0],
                            text=[f"{v:.1f}%" if v is not None else "–" for v in values], textposition="outside"))
-    fig.update_yaxes(title_text="accuracy (%)", range=[0, 105])
+    fig.update_yaxes(title_text="accuracy (%)", range=[0, 115])
     return _layout(fig, title, height=340)
 

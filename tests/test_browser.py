@@ -149,7 +149,8 @@ def test_every_tab_in_a_real_browser(page, shots, tmp_path):
     status = wait_text(page, "train-status", r"\b(Done|Stopped|Failed|Diverged)\b")
     assert "Done" in status and "images/s" in status, status
     assert plot_drawn(page, "train-plot", at_least=5) >= 5  # step loss, LR, train/test loss, train/test acc
-    page.wait_for_function("document.querySelectorAll('#train-epochs tbody tr').length >= 2")
+    page.wait_for_function("Number(document.querySelector('#train-epochs [role=grid]')"
+                           "?.getAttribute('aria-rowcount')) >= 3")  # the header and one row per epoch
     assert plot_drawn(page, "runs-overlay-plot", at_least=2) >= 2
     page.get_by_text("Model summary").click()
     page.get_by_role("button", name="Show the layer table for this width").click()

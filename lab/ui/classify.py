@@ -109,9 +109,9 @@ def build(ctx: AppContext) -> dict:
         with gr.Column(scale=3):
             with gr.Row():
                 seen = gr.Image(label="as the network sees it (32×32)", interactive=False, height=VIEW + 40,
-                                format="png", elem_id="classify-seen")
+                                format="png", elem_id="classify-seen", buttons=["download", "fullscreen"])
                 cam = gr.Image(label="Grad-CAM", interactive=False, height=VIEW + 40, format="png",
-                               elem_id="classify-cam")
+                               elem_id="classify-cam", buttons=["download", "fullscreen"])
             label = gr.Label(label="top classes", num_top_classes=10, elem_id="classify-label")
             message = gr.Markdown(elem_id="classify-message")
     inputs = [image, ckpt, top_k, layer, opacity, cam_for]

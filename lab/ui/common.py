@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -72,11 +73,21 @@ class AppContext:
         reason = self.manager.data_error()
         return "" if reason is None else NO_DATA.format(reason=reason)
 
+    def pretrained_metrics(self) -> dict:
+        """The bundled checkpoint's recorded metrics (assets/cifar10_resnet9.json), {} when absent."""
+        path = self.pretrained.with_suffix(".json")
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+
     def checkpoint_choices(self) -> list[tuple[str, str]]:
         """(label, path) for the bundled checkpoint (when present) and every run with a model.pt, newest first."""
         out: list[tuple[str, str]] = []
         if self.pretrained.is_file():
-            out.append((PRETRAINED_LABEL, str(self.pretrained)))
+            acc = self.pretrained_metrics().get("test_acc")
+            label = PRETRAINED_LABEL + (f" · {100 * acc:.2f}% test accuracy" if isinstance(acc, float) else "")
+            out.append((label, str(self.pretrained)))
         for run in runs_mod.list_runs(self.runs_root):
             if run.checkpoint.is_file():
                 out.append((run_label(run), str(run.path)))

@@ -102,7 +102,7 @@ def gallery(ev: Evaluated, layer: str, opacity: float, target: str, count: int) 
     targets = preds if target == TARGETS[0] else trues
     cams = ins.gradcam(ev.model, ev.images[idx], [int(t) for t in targets], layer)
     return [(ins.cam_overlay(ev.images[i], cam, float(opacity)),
-             f"test #{i}: true {CLASSES[t]} → predicted {CLASSES[p]} ({100 * pr[p]:.0f}%)")
+             f"{CLASSES[t]} → {CLASSES[p]} {100 * pr[p]:.0f}% (#{i})")
             for i, cam, p, t, pr in zip(idx, cams, preds, trues, probs)]
 
 
@@ -160,14 +160,15 @@ def build(ctx: AppContext) -> dict:
         confusion = gr.Plot(plots.empty_figure("press Evaluate"), label="confusion matrix", elem_id="confusion-plot")
         per_class = gr.Plot(plots.empty_figure("press Evaluate"), label="per-class accuracy",
                             elem_id="per-class-plot")
-    gr.Markdown("#### Most confident mistakes, with Grad-CAM")
+    gr.Markdown("#### Most confident mistakes, with Grad-CAM\nEach caption reads *true class → predicted class, "
+                "confidence (test image number)*.")
     with gr.Row():
         layer = gr.Dropdown(list(ins.CAM_LAYERS), value="layer3",
                             label="layer (layer3: 4×4, most semantic … prep: 32×32, edges)")
         opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="heat-map opacity")
         target = gr.Radio(list(TARGETS), value=TARGETS[0], label="CAM for the")
         count = gr.Slider(4, 48, value=16, step=4, label="images")
-    mistakes = gr.Gallery(label="misclassified test images", columns=8, height="auto", object_fit="contain",
+    mistakes = gr.Gallery(label="misclassified test images", columns=6, height="auto", object_fit="contain",
                           elem_id="mistakes-gallery")
     inputs = [ckpt, n_test, layer, opacity, target, count]
     go.click(lambda *a: analyse(ctx, *a), inputs, [summary_md, confusion, per_class, mistakes],

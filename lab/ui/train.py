@@ -164,14 +164,25 @@ def runs_table(ctx: AppContext) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
+BUNDLED = "bundled checkpoint"  # the picker's name for the bundled checkpoint's recorded training history
+
+
 def run_choices(ctx: AppContext) -> list[tuple[str, str]]:
-    return [(run_label(r), r.name) for r in runs_mod.list_runs(ctx.runs_root)]
+    out = [(run_label(r), r.name) for r in runs_mod.list_runs(ctx.runs_root)]
+    if ctx.pretrained_metrics().get("train_history"):
+        out.append((f"{BUNDLED} (spec recipe, 24 epochs on a GPU)", BUNDLED))
+    return out
 
 
 def overlay(ctx: AppContext, names: list[str] | None):
-    """The overlay figure of the chosen runs' per-epoch curves."""
+    """The overlay figure of the chosen runs' per-epoch curves (the bundled checkpoint's recorded history too)."""
     curves = {}
     for name in names or []:
+        if name == BUNDLED:
+            history = ctx.pretrained_metrics().get("train_history")
+            if history:
+                curves[name] = history
+            continue
         run = runs_mod.Run(ctx.runs_root / name)
         if run.path.is_dir():
             curves[name] = run.metrics()
