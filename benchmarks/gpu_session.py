@@ -21,8 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ADAM_LRS = [0.002, 0.005, 0.01, 0.02]
-SGD_LRS = [0.2, 0.4, 0.8]
+# Candidates per optimizer: the flags of one accuracy run each (the first session's sweep)
+CANDIDATES = {
+    "adam": ["--max-lr 0.002", "--max-lr 0.005", "--max-lr 0.01", "--max-lr 0.02"],
+    "sgd": ["--max-lr 0.2", "--max-lr 0.4", "--max-lr 0.8"],
+}
 SEEDS = 5
 
 
@@ -35,6 +38,9 @@ def main() -> int:
     ap.add_argument("--extra", default="", help="extra flags for every accuracy run")
     ap.add_argument("--common", default="", help="extra flags for every run (e.g. a CPU dry run's small subset)")
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--compile-mode", default="default")
+    ap.add_argument("--adam", default=None, help="';'-separated candidate flag strings for Adam")
+    ap.add_argument("--sgd", default=None, help="';'-separated candidate flag strings for SGD")
     args = ap.parse_args()
     # The device tool returns at most 8 files: per-command JSONs go to a work folder, and one combined
     # results.json (rewritten after every command) plus the checkpoint go to --out.
@@ -70,37 +76,41 @@ def main() -> int:
     stages = args.stages.split(",")
     if "speed" in stages:
         bench("speed", ["--reference-epochs", str(args.reference_epochs)])
-        bench("speed_compile", ["--bench-loaders", "fast", "--compile"])
+        bench("speed_compile", ["--bench-loaders", "fast", "--compile", args.compile_mode])
 
-    best: dict[str, float] = {}
+    candidates = dict(CANDIDATES)
+    for opt in ("adam", "sgd"):
+        if getattr(args, opt) is not None:
+            candidates[opt] = [c for c in getattr(args, opt).split(";") if c.strip()]
+    best: dict[str, str] = {}
     if "sweep" in stages:
-        for opt, lrs in (("adam", ADAM_LRS), ("sgd", SGD_LRS)):
+        for opt, flag_sets in candidates.items():
             results = {}
-            for lr in lrs:
+            for flags in flag_sets:
                 if left() < run_seconds * 1.5:
-                    print(f"skipping {opt} {lr}: {left():.0f}s left", flush=True)
+                    print(f"skipping {opt} {flags}: {left():.0f}s left", flush=True)
                     continue
-                r = bench(f"sweep_{opt}_{lr:g}", ["--accuracy", "--seeds", "1", "--optimizer", opt,
-                                                  "--max-lr", str(lr), *extra])
+                name = f"sweep_{opt}_" + "_".join(f.lstrip("-") for f in shlex.split(flags))
+                r = bench(name, ["--accuracy", "--seeds", "1", "--optimizer", opt, *shlex.split(flags), *extra])
                 if r:
-                    results[lr] = r["mean"]
+                    results[flags] = r["mean"]
                     run_seconds = max(r["rows"][0]["wall_s"], 5.0)
             if results:
                 best[opt] = max(results, key=results.get)
-                print(f"best {opt} max LR: {best[opt]:g} ({100 * results[best[opt]]:.2f}%)", flush=True)
+                print(f"best {opt}: {best[opt]} ({100 * results[best[opt]]:.2f}%)", flush=True)
 
     if "seeds" in stages:
         for opt in ("adam", "sgd"):
-            lr = best.get(opt)
-            if lr is None:
+            flags = best.get(opt) or (candidates[opt][0] if len(candidates[opt]) == 1 else None)
+            if flags is None:
                 continue
             if left() < run_seconds * SEEDS * 1.2:
                 print(f"skipping {opt} seeds: {left():.0f}s left, need ~{run_seconds * SEEDS:.0f}s", flush=True)
                 continue
-            flags = ["--accuracy", "--seeds", str(SEEDS), "--optimizer", opt, "--max-lr", str(lr), *extra]
+            cmd = ["--accuracy", "--seeds", str(SEEDS), "--optimizer", opt, *shlex.split(flags), *extra]
             if opt == "adam":
-                flags += ["--save-best", str(out / "cifar10_resnet9.pt")]
-            bench(f"seeds_{opt}", flags)
+                cmd += ["--save-best", str(out / "cifar10_resnet9.pt")]
+            bench(f"seeds_{opt}", cmd)
     print(f"\nsession done in {time.monotonic() - t0:.0f}s", flush=True)
     return 0
 

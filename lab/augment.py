@@ -64,11 +64,22 @@ def augment_only(cfg: AugmentConfig, seed: int | None = None):
 # ----------------------------------------------------------------------------------------------- fast path
 
 
-def normalize_constants(device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scale, shift) with normalised = uint8 * scale + shift, per channel, shaped (1, 3, 1, 1)."""
-    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
-    return 1.0 / (255.0 * std), -mean / std
+class Normalizer:
+    """Per-channel constants on the device, made once: building them per batch with torch.tensor(...,
+    device=cuda) is a pageable host→device copy, which waits for the GPU's queue to drain — a hidden sync
+    that stalls the pipeline every batch."""
+
+    def __init__(self, device: torch.device | str):
+        mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+        # normalised = uint8 * scale + shift
+        self.scale, self.shift = 1.0 / (255.0 * std), -mean / std
+        # CutOut's fill (the mean colour, rounded to uint8 as albumentations fills it), normalised
+        self.fill = torch.tensor(mean_pixel(), device=device, dtype=torch.float32).view(1, 3, 1, 1) * self.scale + self.shift
+
+    def __call__(self, images: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """uint8 (B, 3, 32, 32) → normalised `dtype`: the test pipeline on tensors."""
+        return (images.float() * self.scale + self.shift).to(dtype)
 
 
 def to_chw_tensor(images: np.ndarray, device: torch.device | str) -> torch.Tensor:
@@ -116,21 +127,14 @@ def cutout_mask(cy: torch.Tensor, cx: torch.Tensor, cut: torch.Tensor, size: int
 
 
 def augment_batch(
-    padded: torch.Tensor, params: dict[str, torch.Tensor], cfg: AugmentConfig, dtype: torch.dtype
+    padded: torch.Tensor, params: dict[str, torch.Tensor], cfg: AugmentConfig, norm: Normalizer, dtype: torch.dtype
 ) -> torch.Tensor:
     """Padded uint8 batch + its drawn params → normalised, augmented batch in `dtype`."""
-    scale, shift = normalize_constants(padded.device)
-    x = crop_flip(padded, params["oy"], params["ox"], params["flip"]) if cfg.pad else padded
-    if not cfg.pad:  # no crop: the flip alone
-        x = torch.where(params["flip"][:, None, None, None], x.flip(3), x)
-    x = x.float() * scale + shift
+    if cfg.pad:
+        x = crop_flip(padded, params["oy"], params["ox"], params["flip"])
+    else:  # no crop: the flip alone
+        x = torch.where(params["flip"][:, None, None, None], padded.flip(3), padded)
+    x = x.float() * norm.scale + norm.shift
     if cfg.cutout:
-        fill = torch.tensor(mean_pixel(), device=x.device, dtype=x.dtype).view(1, 3, 1, 1) * scale + shift
-        x = torch.where(cutout_mask(params["cy"], params["cx"], params["cut"], cfg.cutout), fill, x)
+        x = torch.where(cutout_mask(params["cy"], params["cx"], params["cut"], cfg.cutout), norm.fill, x)
     return x.to(dtype)
-
-
-def normalize_batch(images: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """uint8 (B, 3, 32, 32) → normalised `dtype`: the test pipeline on tensors."""
-    scale, shift = normalize_constants(images.device)
-    return (images.float() * scale + shift).to(dtype)

@@ -76,7 +76,8 @@ def train_config(args, max_lr: float | None = None) -> C.TrainConfig:
     return C.TrainConfig(
         batch_size=args.batch_size, width=args.width, seed=args.seed, subset=args.subset,
         test_subset=args.test_subset, device=args.device, loader=args.loader,
-        label_smoothing=args.label_smoothing, compile=args.compile, data_dir=args.data_dir, workers=args.workers,
+        label_smoothing=args.label_smoothing, compile=args.compile is not None,
+        compile_mode=args.compile or "default", data_dir=args.data_dir, workers=args.workers,
         augment=C.AugmentConfig(pad=args.pad, flip_p=args.flip_p, cutout=args.cutout, cutout_p=args.cutout_p),
         schedule=schedule_config(args, max_lr),
         optimizer=C.OptimizerConfig(name=args.optimizer, weight_decay=args.weight_decay),
@@ -92,7 +93,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flip-p", type=float, default=0.5)
     p.add_argument("--cutout", type=int, default=8, help="CutOut hole side in pixels (0: off)")
     p.add_argument("--cutout-p", type=float, default=1.0)
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                   help="torch.compile the model; MODE: default, reduce-overhead (CUDA graphs), max-autotune")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ OPTIMIZERS = ("adam", "sgd")
 ANNEALS = ("linear", "cos")
 LOADERS = ("auto", "fast", "reference")
 DEVICES = ("auto", "cpu", "cuda")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class ConfigError(ValueError):
@@ -167,6 +168,7 @@ class TrainConfig:
     loader: str = "auto"
     label_smoothing: float = 0.0
     compile: bool = False
+    compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune
     data_dir: str | None = None
     workers: int | None = None  # reference loader processes; None: chosen from the machine
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -193,6 +195,10 @@ class TrainConfig:
         _check(
             0 <= self.label_smoothing < 1,
             f"label smoothing must lie in [0, 1), got {self.label_smoothing!r}",
+        )
+        _check(
+            self.compile_mode in COMPILE_MODES,
+            f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}",
         )
         _check(
             self.workers is None or (isinstance(self.workers, int) and self.workers >= 0),

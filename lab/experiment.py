@@ -91,7 +91,7 @@ def train(
     model = build_model(cfg, device)
     optimizer = make_optimizer(model, cfg.optimizer, cfg.schedule.max_lr)
     schedule = OneCycle(optimizer, cfg.schedule, len(train_batches))
-    step_model = torch.compile(model) if cfg.compile else model
+    step_model = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
 
     run = Run(Path(run_dir)) if run_dir is not None else None
     extra = {

@@ -21,7 +21,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 
-from lab.augment import normalize_batch, to_chw_tensor
+from lab.augment import Normalizer, to_chw_tensor
 from lab.data import CLASSES
 from lab.engine import autocast_for
 
@@ -32,9 +32,10 @@ def predict_proba(model: nn.Module, images: np.ndarray, device: torch.device | s
     """(N, 10) class probabilities for (N, 32, 32, 3) uint8 images."""
     device = torch.device(device)
     model.eval()
+    norm = Normalizer(device)
     out = []
     for i in range(0, len(images), batch_size):
-        x = normalize_batch(to_chw_tensor(images[i:i + batch_size], device), torch.float32)
+        x = norm(to_chw_tensor(images[i:i + batch_size], device), torch.float32)
         with autocast_for(device):
             out.append(torch.softmax(model(x).float(), dim=1).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, len(CLASSES)), dtype=np.float32)

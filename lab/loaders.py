@@ -71,6 +71,7 @@ class FastLoader:
         images = augment.to_chw_tensor(images, self.device)
         self.images = augment.pad_reflect(images, self.cfg.pad) if train else images
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.norm = augment.Normalizer(self.device)
 
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
@@ -82,7 +83,7 @@ class FastLoader:
         n = len(self.labels)
         if not self.train:
             for i in range(0, n, self.batch_size):
-                x = augment.normalize_batch(self.images[i:i + self.batch_size], self.dtype)
+                x = self.norm(self.images[i:i + self.batch_size], self.dtype)
                 yield self._finish(x), self.labels[i:i + self.batch_size]
             return
         order = torch.randperm(n, generator=self.generator, device=self.device)
@@ -90,5 +91,5 @@ class FastLoader:
         for i in range(0, n, self.batch_size):
             idx = order[i:i + self.batch_size]
             batch_params = {k: v[i:i + self.batch_size] for k, v in params.items()}
-            x = augment.augment_batch(self.images[idx], batch_params, self.cfg, self.dtype)
+            x = augment.augment_batch(self.images[idx], batch_params, self.cfg, self.norm, self.dtype)
             yield self._finish(x), self.labels[idx]
