@@ -1,4 +1,4 @@
-"""python -m lab train | evaluate | schedule | summary
+"""python -m lab train | find-lr | evaluate | schedule | summary
 
 Bad input exits non-zero with one line on stderr ("error: …"), never a traceback.
 """
@@ -84,9 +84,12 @@ def train_config(args, max_lr: float | None = None) -> C.TrainConfig:
     )
 
 
-def _add_train_flags(p: argparse.ArgumentParser) -> None:
-    _add_schedule_flags(p, allow_find=False)
+def _add_train_flags(p: argparse.ArgumentParser, allow_find: bool = False) -> None:
+    """The flags of a run; with allow_find (train), --max-lr find and the --find-* range-test flags too."""
+    _add_schedule_flags(p, allow_find=allow_find)
     _add_run_flags(p)
+    if allow_find:
+        _add_range_test_flags(p, prefix="find-")
     p.add_argument("--weight-decay", type=float, default=None, help="default: adam 0, sgd 5e-4")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--pad", type=int, default=4)
@@ -104,9 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the spec network with One Cycle",
                        description="Train with the spec defaults: batch 512, 24 epochs, One Cycle peaking at "
                                    "epoch 5, Adam. Prints a line per epoch and the run folder.")
-    _add_train_flags(p)
+    _add_train_flags(p, allow_find=True)
     p.add_argument("--run-dir", default=None, help="this run's folder (default: a new folder under runs/)")
     p.set_defaults(func=cmd_train)
+
+    _add_find_lr_parser(sub)
 
     p = sub.add_parser("evaluate", help="test accuracy and per-class accuracy of a checkpoint")
     p.add_argument("--checkpoint", required=True, help="a model.pt or a run folder")
@@ -154,9 +159,19 @@ def cmd_train(args) -> int:
     from lab.experiment import train
     from lab.runs import new_run_dir
 
-    cfg = train_config(args)
+    find = _wants_find(args)
+    if find and args.min_lr is not None:
+        raise CliError("--min-lr cannot be combined with --max-lr find: LRMIN = the found LRMAX / --div-factor")
+    cfg = train_config(args, max_lr=_FIND_PLACEHOLDER if find else None)
+    if find:
+        _find_settings(args, cfg)
     data = data_mod.load(cfg.data_dir)  # before the run folder exists: no empty folders for missing data
+    found = None
+    if find:  # --max-lr find: the range test picks LRMAX and LRMIN, and its result goes into config.json
+        cfg, found = _find_for_train(args, cfg, data)
     run_dir = args.run_dir or new_run_dir()
+    if found is not None:
+        _write_range_test(found, run_dir)
     bar = None
 
     def progress(event) -> None:
@@ -176,7 +191,8 @@ def cmd_train(args) -> int:
             (bar.write if bar else print)(line)
 
     print(f"run folder: {run_dir}", flush=True)
-    result = train(cfg, data, callbacks=[progress], run_dir=run_dir)
+    result = train(cfg, data, callbacks=[progress], run_dir=run_dir,
+                   extra_config={"lr_finder": found.to_dict()} if found is not None else None)
     if bar is not None:
         bar.close()
     print(f"{result.status} in {result.seconds:.1f}s on {result.extra['device']} ({result.loader} loader); "
@@ -265,6 +281,142 @@ def cmd_summary(args) -> int:
     model = Net(width=args.width)
     print(summary(model))
     print(f"parameters: {count_parameters(model):,} (width {args.width:g}; conv and FC layers without bias)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ LR range test
+# `python -m lab find-lr` and `train --max-lr find`; the test itself lives in lab.lr_finder.
+
+_FIND_PLACEHOLDER = 1.0  # max LR of the config the range test runs under: the test sets its own LRs
+
+
+def _add_range_test_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The range test's knobs: --iters … for find-lr, --find-iters … for train (same dests)."""
+    g = p.add_argument_group("LR range test" + (" (with --max-lr find)" if prefix else ""))
+    g.add_argument(f"--{prefix}iters", dest="find_iters", metavar="N", type=int, default=C.RANGE_TEST_ITERS,
+                   help="iterations, one batch each (default %(default)s)")
+    g.add_argument(f"--{prefix}start-lr", dest="find_start_lr", metavar="LR", type=float, default=C.RANGE_TEST_START_LR,
+                   help="first LR (default %(default)g)")
+    g.add_argument(f"--{prefix}end-lr", dest="find_end_lr", metavar="LR", type=float, default=C.RANGE_TEST_END_LR,
+                   help="last LR (default %(default)g)")
+    g.add_argument(f"--{prefix}mode", dest="find_mode", metavar="MODE", default="exp",
+                   help="LR steps: exp (default) or linear")
+    g.add_argument(f"--{prefix}smooth-f", dest="find_smooth_f", metavar="F", type=float, default=0.05,
+                   help="loss smoothing factor in [0, 1) (default %(default)s)")
+    g.add_argument(f"--{prefix}diverge-th", dest="find_diverge_th", metavar="X", type=float, default=5.0,
+                   help="stop when the loss passes this × the best loss (default %(default)s)")
+    g.add_argument(f"--{prefix}rule", dest="find_rule", metavar="RULE", default=C.RANGE_TEST_RULES[0],
+                   help=f"suggestion used as LRMAX: {', '.join(C.RANGE_TEST_RULES)} (default %(default)s)")
+
+
+def _add_find_lr_parser(sub) -> None:
+    p = sub.add_parser("find-lr", help="LR range test: suggest LRMAX and LRMIN",
+                       description="Train a throwaway copy of the network while the LR grows from --start-lr to "
+                                   "--end-lr, then suggest LRMAX (steepest descent, valley, loss minimum ÷ 10) "
+                                   "and LRMIN = LRMAX / div factor. Writes lr_finder.json and lr_finder.html.")
+    _add_range_test_flags(p)
+    _add_run_flags(p)
+    p.add_argument("--optimizer", default="adam", help="adam (the spec, default) or sgd (Nesterov preset)")
+    p.add_argument("--weight-decay", type=float, default=None, help="default: adam 0, sgd 5e-4")
+    p.add_argument("--batch-size", type=int, default=C.SPEC_BATCH_SIZE, help="(default %(default)s)")
+    p.add_argument("--div-factor", type=float, default=C.DEFAULT_DIV_FACTOR,
+                   help="LRMIN = LRMAX / div factor (default %(default)s)")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--pad", type=int, default=4)
+    p.add_argument("--flip-p", type=float, default=0.5)
+    p.add_argument("--cutout", type=int, default=8, help="CutOut hole side in pixels (0: off)")
+    p.add_argument("--cutout-p", type=float, default=1.0)
+    p.add_argument("--out", default=None, help="output folder (default: a new runs/lr-finder-<time>/)")
+    # what train_config reads but the range test does not use
+    p.set_defaults(func=cmd_find_lr, max_lr=None, min_lr=None, epochs=C.SPEC_EPOCHS, peak_epoch=None,
+                   anneal="linear", no_cycle_momentum=False, compile=None)
+
+
+def _wants_find(args) -> bool:
+    return isinstance(args.max_lr, str) and args.max_lr.strip().lower() == "find"
+
+
+def _find_settings(args, cfg: C.TrainConfig) -> dict:
+    """range_test's keyword arguments from the flags, checked before any data is loaded."""
+    from lab.lr_finder import check_settings
+
+    kw = dict(iters=args.find_iters, start_lr=args.find_start_lr, end_lr=args.find_end_lr, mode=args.find_mode,
+              smooth_f=args.find_smooth_f, diverge_th=args.find_diverge_th, div_factor=cfg.schedule.div_factor,
+              rule=args.find_rule)
+    check_settings(**kw)
+    return kw
+
+
+def _range_test(args, cfg: C.TrainConfig, data):
+    """Run the test with a progress bar, print its result; returns the RangeTest."""
+    from tqdm import tqdm
+
+    from lab.lr_finder import range_test
+
+    print(f"LR range test: {args.find_iters} iterations, LR {args.find_start_lr:g} → {args.find_end_lr:g} "
+          f"({args.find_mode}), {cfg.optimizer.name}, batch {cfg.batch_size}, width {cfg.width:g}, "
+          f"{cfg.subset or len(data.y_train)} training images", flush=True)
+    bar = tqdm(total=args.find_iters, unit="it", leave=False, dynamic_ncols=True)
+
+    def progress(i: int, lr: float, loss: float) -> None:
+        bar.n = i
+        bar.set_postfix(lr=f"{lr:.2e}", loss=f"{loss:.3f}", refresh=False)
+        bar.refresh()
+
+    try:
+        result = range_test(cfg, data, **_find_settings(args, cfg), progress=progress)
+    finally:
+        bar.close()
+    s = result.settings
+    print(f"{s['iterations_run']} iterations in {result.seconds:.1f}s on {s['device']} ({s['loader']} loader), "
+          f"LR {result.lrs[0]:.2e} → {result.lrs[-1]:.2e}" if result.lrs else "no iterations recorded")
+    for note in result.notes:
+        print(f"note: {note}")
+    if result.suggestions:
+        print(f"{'suggestion':<12} {'LR':>10}")
+        for name, lr in result.suggestions.items():
+            print(f"{name:<12} {lr:10.2e}{'   ← LRMAX' if name == result.rule else ''}")
+    else:
+        print("no suggestion: no rule applied (see the notes)")
+    print(f"LRMAX {result.max_lr:.3e} ({result.rule}), LRMIN {result.min_lr:.3e} "
+          f"(= LRMAX / {s['div_factor']:g})", flush=True)
+    return result
+
+
+def _write_range_test(result, out) -> None:
+    from pathlib import Path
+
+    from lab.plots import lr_finder_figure
+    from lab.runs import atomic_write_text
+
+    out = Path(out)
+    atomic_write_text(out / "lr_finder.json", json.dumps(result.to_dict(), indent=2) + "\n")
+    # plotly.js is embedded (~4.7 MB) so the page works offline
+    atomic_write_text(out / "lr_finder.html", lr_finder_figure(result).to_html(include_plotlyjs=True))
+    print(f"wrote {out / 'lr_finder.json'} and {out / 'lr_finder.html'}")
+
+
+def _find_for_train(args, cfg: C.TrainConfig, data):
+    """train --max-lr find: (the config with the found LRMAX and LRMIN, the RangeTest)."""
+    import dataclasses
+
+    result = _range_test(args, cfg, data)
+    schedule = dataclasses.replace(cfg.schedule, max_lr=result.max_lr, min_lr=result.min_lr)
+    return dataclasses.replace(cfg, schedule=schedule), result
+
+
+def cmd_find_lr(args) -> int:
+    from pathlib import Path
+
+    from lab import data as data_mod
+    from lab.runs import new_run_dir
+
+    cfg = train_config(args, max_lr=_FIND_PLACEHOLDER)
+    _find_settings(args, cfg)
+    data = data_mod.load(cfg.data_dir)
+    result = _range_test(args, cfg, data)
+    out = Path(args.out) if args.out else new_run_dir(prefix="lr-finder-")  # only now: no folders for failures
+    _write_range_test(result, out)
     return 0
 
 

@@ -17,6 +17,12 @@ SPEC_PEAK_EPOCH = 5
 # benchmarks/RESULTS.md). LRMIN = LRMAX / div_factor.
 DEFAULT_MAX_LR = {"adam": 0.01, "sgd": 0.4}
 DEFAULT_DIV_FACTOR = 25.0
+# The LR range test's defaults (lab/lr_finder.py says why): ≈ 2 epochs of the full training set at batch 512, LR
+# from far below any useful value to far above, LRMAX from fastai's valley rule.
+RANGE_TEST_ITERS = 200
+RANGE_TEST_START_LR = 1e-7
+RANGE_TEST_END_LR = 10.0
+RANGE_TEST_RULES = ("valley", "steepest", "min_div_10")  # the first is the default; the rest, the fallback order
 
 OPTIMIZERS = ("adam", "sgd")
 ANNEALS = ("linear", "cos")

@@ -1,0 +1,380 @@
+"""LR range test (Smith 2015) through torch-lr-finder: where LRMAX and LRMIN come from when the spec says FIND.
+
+The test trains a throwaway copy of the network for `iters` batches while the LR grows from `start_lr` to
+`end_lr` (exponentially by default), recording the smoothed training loss at each LR. It stops early once the
+smoothed loss exceeds `diverge_th` × the best loss so far.
+
+What training would use, the test uses: the same batches (loader kind, augmentation, batch size, subset, seed),
+a network with the same initial weights (built after the same seeding), an optimizer of the same kind and
+weight decay, the same loss (label smoothing included), bf16 autocast on CUDA.
+
+Nothing training owns is touched. The test builds its own model (or deep-copies one given to it) and its own
+optimizer, and throws both away; torch-lr-finder's reset() is never needed. (It also refuses an optimizer that
+a scheduler already touched — OneCycleLR leaves `initial_lr` in the param groups — so sharing training's
+optimizer would not even work once a run has started.)
+
+Suggestions, computed from the recorded curve by `suggest` (a pure function):
+  steepest    torch-lr-finder's rule: the LR where the loss falls fastest per iteration (argmin of
+              np.gradient of the loss).
+  valley      fastai's rule (its default since fastai 2.4): take the longest decreasing run of the curve and
+              pick the point about half way down it.
+  min_div_10  the LR of the lowest loss, ÷ 10 (fastai's older rule).
+Before any rule, the first tenth of the curve and its last few points are trimmed (the start is dominated by the
+smoothing's warm-up, the end by the blow-up), as fastai does, and the curve is cut at the first NaN/inf.
+
+LRMAX defaults to the valley. Steepest picks the argmin of a derivative of a noisy curve, so one dip in the loss
+can move it by a decade; min ÷ 10 depends on where the divergence threshold happens to end the test. The valley
+looks at the shape of the whole descent and sits in it where the loss is still falling well, short of the
+minimum, which is what One Cycle wants as its peak: the highest LR that still trains. When the valley cannot
+apply, the next rule in RULES is used, and if none can (too few points, the loss never fell), LRMAX falls back to
+the optimizer's default (lab.config.DEFAULT_MAX_LR) with a note saying so. LRMIN = LRMAX / div_factor, the
+schedule's default div factor unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch_lr_finder.lr_finder as tlf
+from torch import nn
+
+from lab import config as C
+from lab import data as data_mod
+from lab.config import DEFAULT_MAX_LR, ConfigError, TrainConfig
+from lab.engine import make_optimizer, prepare_model, resolve_device, seed_everything
+
+DEFAULT_ITERS = C.RANGE_TEST_ITERS  # ≈ 2 epochs of the full training set at batch 512: enough points for the rules
+DEFAULT_START_LR = C.RANGE_TEST_START_LR  # torch-lr-finder's and fastai's customary start: below any useful LR
+DEFAULT_END_LR = C.RANGE_TEST_END_LR
+RULES = C.RANGE_TEST_RULES  # preference order when choosing LRMAX
+DEFAULT_RULE = RULES[0]
+MIN_POINTS = 5  # fewer points than this after trimming: no rule applies
+MODES = ("exp", "linear")
+
+Progress = Callable[[int, float, float], None]
+
+
+@dataclass
+class RangeTest:
+    lrs: list[float]  # the recorded curve: LR of each iteration …
+    losses: list[float]  # … and the smoothed training loss torch-lr-finder recorded for it (finite values only)
+    suggestions: dict[str, float]  # rule → LR; a rule that cannot apply is absent, with the reason in notes
+    max_lr: float
+    min_lr: float
+    rule: str  # the rule max_lr came from, or "fallback"
+    notes: list[str] = field(default_factory=list)
+    status: str = "done"  # "done" | "diverged" (stopped early by the threshold) | "stopped" (on request)
+    settings: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lrs": list(self.lrs), "losses": list(self.losses), "suggestions": dict(self.suggestions),
+            "max_lr": self.max_lr, "min_lr": self.min_lr, "rule": self.rule, "notes": list(self.notes),
+            "status": self.status, "settings": dict(self.settings), "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RangeTest:
+        return cls(list(d["lrs"]), list(d["losses"]), dict(d["suggestions"]), d["max_lr"], d["min_lr"], d["rule"],
+                   list(d.get("notes", [])), d.get("status", "done"), dict(d.get("settings", {})),
+                   d.get("seconds", 0.0))
+
+
+# ------------------------------------------------------------------------------------------ suggestion rules
+
+
+def _steepest(lrs: np.ndarray, losses: np.ndarray) -> tuple[float | None, str | None]:
+    grad = np.gradient(losses)
+    i = int(grad.argmin())
+    if grad[i] >= 0:
+        return None, "steepest: the loss never falls over the tested range"
+    return float(lrs[i]), None
+
+
+def _valley(lrs: np.ndarray, losses: np.ndarray) -> tuple[float | None, str | None]:
+    # lds[i]: length of the longest strictly decreasing subsequence of the curve ending at point i (fastai's loop,
+    # with the inner loop vectorised).
+    n = len(losses)
+    lds = np.ones(n, dtype=np.int64)
+    for i in range(1, n):
+        higher = losses[:i] > losses[i]
+        if higher.any():
+            lds[i] = lds[:i][higher].max() + 1
+    end = int(lds.argmax())  # the first point that ends a longest valley
+    length = int(lds[end])
+    if length < 3:
+        return None, "valley: the loss never falls for more than two points in a row"
+    # fastai: start = end - length (one before the valley's first point when it is contiguous; clamped here so
+    # a valley starting at the first point cannot index from the end), then 1/3 + 1/6 of the way down.
+    start = max(end - length, 0)
+    sections = (end - start) / 3
+    return float(lrs[start + int(sections) + int(sections / 2)]), None
+
+
+def _min_div_10(lrs: np.ndarray, losses: np.ndarray, tested_from: float) -> tuple[float | None, str | None]:
+    lr = float(lrs[int(losses.argmin())]) / 10
+    if lr < tested_from:
+        return None, (f"min_div_10: the lowest loss is at LR {lr * 10:.3g}, and a tenth of it ({lr:.3g}) lies below "
+                      f"the tested range (from {tested_from:.3g}); start the test lower")
+    return lr, None
+
+
+def suggest(
+    lrs: Sequence[float], losses: Sequence[float], *, skip_start: int | None = None, skip_end: int | None = None,
+) -> tuple[dict[str, float], list[str]]:
+    """Suggested LRs from a range-test curve: ({rule: LR}, notes). Every LR lies within the tested range.
+
+    A rule that cannot apply is left out and a note says why. The curve is cut at its first NaN/inf loss, then
+    trimmed: `skip_start` points at the start (default a tenth of the curve, as fastai) and `skip_end` at the end
+    (default 5, fewer on short curves). Raises ValueError only for malformed input (lengths differ, LRs not
+    increasing or not positive).
+    """
+    lr_arr = np.asarray(lrs, dtype=np.float64)
+    loss_arr = np.asarray(losses, dtype=np.float64)
+    if lr_arr.shape != loss_arr.shape or lr_arr.ndim != 1:
+        raise ValueError(f"lrs and losses must be two lists of the same length, got {lr_arr.shape} and "
+                         f"{loss_arr.shape}")
+    if len(lr_arr) and (not np.all(np.isfinite(lr_arr)) or lr_arr.min() <= 0 or np.any(np.diff(lr_arr) <= 0)):
+        raise ValueError("lrs must be positive, finite and increasing")
+    notes: list[str] = []
+    bad = np.flatnonzero(~np.isfinite(loss_arr))
+    if len(bad):
+        i = int(bad[0])
+        notes.append(f"the loss became {loss_arr[i]} at point {i + 1} (LR {lr_arr[i]:.3g}); the curve is cut there")
+        lr_arr, loss_arr = lr_arr[:i], loss_arr[:i]
+    n = len(loss_arr)
+    skip_start = n // 10 if skip_start is None else skip_start
+    skip_end = min(5, n // 4) if skip_end is None else skip_end
+    lr_t, loss_t = lr_arr[skip_start:n - skip_end], loss_arr[skip_start:n - skip_end]
+    if len(loss_t) < MIN_POINTS:
+        notes.append(f"only {len(loss_t)} usable points of {n} (after trimming {skip_start} at the start and "
+                     f"{skip_end} at the end); the rules need {MIN_POINTS}: run more iterations")
+        return {}, notes
+
+    suggestions: dict[str, float] = {}
+    for name, (lr, why) in (
+        ("steepest", _steepest(lr_t, loss_t)),
+        ("valley", _valley(lr_t, loss_t)),
+        ("min_div_10", _min_div_10(lr_t, loss_t, float(lr_arr[0]))),
+    ):
+        if lr is not None:
+            suggestions[name] = lr
+        else:
+            notes.append(why)
+
+    drop = (loss_t[0] - loss_t.min()) / abs(loss_t[0]) if loss_t[0] else 0.0
+    if drop < 0.02:
+        notes.append(f"the loss fell by only {100 * drop:.1f}% over the curve: the suggestions are weak; widen the "
+                     "LR range or run more iterations")
+    if int(loss_t.argmin()) == len(loss_t) - 1:
+        notes.append(f"the loss was still falling at the highest LR used ({lr_arr[-1]:.3g}): raise the end LR")
+    return suggestions, notes
+
+
+def choose(suggestions: dict[str, float], rule: str = DEFAULT_RULE) -> tuple[str, float] | None:
+    """(rule, LR) for LRMAX: `rule` when it applied, else the first of RULES that did; None when none did."""
+    for name in (rule, *RULES):
+        if name in suggestions:
+            return name, suggestions[name]
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ the test
+
+
+class _Batches(tlf.TrainDataLoaderIter):
+    """Any iterable of (images, labels) as torch-lr-finder's batch source.
+
+    torch-lr-finder accepts a DataLoader or a TrainDataLoaderIter subclass; our FastLoader is neither, so both
+    loader kinds go through this adapter. It restarts the stream (a fresh, reshuffled epoch) when it runs out.
+    """
+
+    def __init__(self, batches: Iterable, device: torch.device):
+        super().__init__(batches, auto_reset=True)
+        self.device = device
+
+    def inputs_labels_from_batch(self, batch):
+        x, y = batch
+        if self.device.type == "cuda":  # as the engine feeds the model (lab.engine._to_device)
+            x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        return x, y
+
+
+class _Stop(Exception):
+    def __init__(self, why: str):
+        super().__init__(why)
+        self.why = why
+
+
+class _Finder(tlf.LRFinder):
+    """LRFinder with a progress report and a stop check per iteration.
+
+    torch-lr-finder has no callback hook. Its loop calls _train_batch at the start of every iteration, after the
+    previous iteration's (LR, smoothed loss) went into self.history, so this override reports what is new in the
+    history, honours the stop flag, and then trains the batch. The last iteration is reported by `flush` once the
+    loop has ended. Two guards the library lacks: a NaN loss becomes inf (NaN never trips `loss > th × best`, and
+    smoothing would carry it to the end of the test), and a non-finite recorded loss ends the test.
+    """
+
+    def __init__(self, *args, progress: Progress | None = None, stop: threading.Event | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.progress, self.stop = progress, stop
+        self.reported = 0
+
+    def flush(self) -> None:
+        lrs, losses = self.history["lr"], self.history["loss"]
+        while self.reported < len(losses):
+            if self.progress is not None:
+                self.progress(self.reported + 1, float(lrs[self.reported]), float(losses[self.reported]))
+            self.reported += 1
+
+    def _train_batch(self, train_iter, accumulation_steps, non_blocking_transfer=True):
+        self.flush()
+        losses = self.history["loss"]
+        if losses and not math.isfinite(losses[-1]):
+            raise _Stop("non_finite")
+        if self.stop is not None and self.stop.is_set():
+            raise _Stop("stopped")
+        loss = super()._train_batch(train_iter, accumulation_steps, non_blocking_transfer)
+        return loss if not math.isnan(loss) else math.inf
+
+
+@contextmanager
+def _quiet_library():
+    """Silence torch-lr-finder's own tqdm bar and prints ("Stopping early…", "…See the graph with
+    {finder_name}.plot()") for the length of one test: our callers draw their own progress, and we write our own
+    notes. Done by shadowing the names in its module, so nothing else in the process is affected."""
+    saved = tlf.tqdm
+    tlf.tqdm = lambda iterable, *a, **k: iterable
+    tlf.print = lambda *a, **k: None
+    try:
+        yield
+    finally:
+        tlf.tqdm = saved
+        del tlf.print
+
+
+def check_settings(iters: int = DEFAULT_ITERS, start_lr: float = DEFAULT_START_LR, end_lr: float = DEFAULT_END_LR,
+                   mode: str = "exp", smooth_f: float = 0.05, diverge_th: float = 5.0,
+                   div_factor: float = C.DEFAULT_DIV_FACTOR, rule: str = DEFAULT_RULE) -> None:
+    """Raise ConfigError, with a message a person can act on, for settings the range test cannot run with."""
+    def finite_positive(x) -> bool:
+        return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+    if not (isinstance(iters, int) and iters >= 2):
+        raise ConfigError(f"range-test iterations must be a whole number ≥ 2, got {iters!r}")
+    if not (finite_positive(start_lr) and finite_positive(end_lr) and start_lr < end_lr):
+        raise ConfigError(f"the range test needs 0 < start LR < end LR, got {start_lr!r} and {end_lr!r}")
+    if mode not in MODES:
+        raise ConfigError(f"range-test mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if not (isinstance(smooth_f, (int, float)) and 0 <= smooth_f < 1):
+        raise ConfigError(f"smoothing factor must lie in [0, 1) (0: no smoothing), got {smooth_f!r}")
+    if not (finite_positive(diverge_th) and diverge_th > 1):
+        raise ConfigError(f"divergence threshold must be a number > 1 (× the best loss), got {diverge_th!r}")
+    if not (finite_positive(div_factor) and div_factor > 1):
+        raise ConfigError(f"div factor must be a number > 1 (LRMIN = LRMAX / div factor), got {div_factor!r}")
+    if rule not in RULES:
+        raise ConfigError(f"unknown LRMAX rule {rule!r}; choose one of: {', '.join(RULES)}")
+
+
+def range_test(
+    cfg: TrainConfig,
+    data: data_mod.Cifar10 | None = None,
+    *,
+    iters: int = DEFAULT_ITERS,
+    start_lr: float = DEFAULT_START_LR,
+    end_lr: float = DEFAULT_END_LR,
+    mode: str = "exp",
+    smooth_f: float = 0.05,
+    diverge_th: float = 5.0,
+    div_factor: float | None = None,
+    rule: str = DEFAULT_RULE,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    model: nn.Module | None = None,
+) -> RangeTest:
+    """Run the LR range test for the run `cfg` describes and suggest LRMAX / LRMIN.
+
+    `data`: CIFAR-10 (loaded from cfg.data_dir when None); cfg.subset applies. `div_factor`: default the
+    schedule's. `progress(iteration, lr, loss)` is called after each iteration (iteration counts from 1; the loss
+    is the smoothed one that is recorded, inf at a diverging iteration). `stop`: set it to end the test early;
+    the curve so far is kept and suggested from. `model`: start from these weights (deep-copied, never
+    modified) instead of a fresh network.
+    """
+    from lab.experiment import build_loaders, build_model, choose_loader  # late: experiment imports the engine
+
+    div_factor = cfg.schedule.div_factor if div_factor is None else div_factor
+    check_settings(iters, start_lr, end_lr, mode, smooth_f, diverge_th, div_factor, rule)
+    t0 = time.perf_counter()
+    device = resolve_device(cfg.device)
+    full = data if data is not None else data_mod.load(cfg.data_dir)
+    train_data = full.subset(cfg.subset, 1)  # the test set is not used
+    seed_everything(cfg.seed)  # the same order as lab.experiment.train: the same batches and initial weights
+    kind = choose_loader(cfg, device)
+    batches, _ = build_loaders(cfg, train_data, device, kind)
+    net = build_model(cfg, device) if model is None else prepare_model(copy.deepcopy(model), device)
+    optimizer = make_optimizer(net, cfg.optimizer, start_lr)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    amp: dict[str, Any] = {}
+    if device.type == "cuda":  # bf16 autocast as in training; a disabled scaler (bf16 needs none) to satisfy the API
+        amp = {"amp_backend": "torch", "amp_config": {"device_type": "cuda", "dtype": torch.bfloat16},
+               "grad_scaler": torch.amp.GradScaler("cuda", enabled=False)}
+
+    finder = _Finder(net, optimizer, criterion, device=device, progress=progress, stop=stop, **amp)
+    status = "done"
+    with _quiet_library():
+        try:
+            finder.range_test(_Batches(batches, device), start_lr=start_lr, end_lr=end_lr, num_iter=iters,
+                              step_mode=mode, smooth_f=smooth_f, diverge_th=diverge_th)
+        except _Stop as e:
+            status = e.why
+    finder.flush()
+
+    lrs = [float(v) for v in finder.history["lr"]]
+    losses = [float(v) for v in finder.history["loss"]]
+    notes: list[str] = []
+    if status == "stopped":
+        notes.append(f"stopped on request after {len(lrs)} of {iters} iterations")
+    elif status == "non_finite" or (losses and not math.isfinite(losses[-1])):
+        status = "diverged"
+        notes.append(f"diverged at iteration {len(lrs)} (LR {lrs[-1]:.3g}): the loss became non-finite")
+    elif len(lrs) < iters:
+        status = "diverged"
+        notes.append(f"diverged at iteration {len(lrs)} (LR {lrs[-1]:.3g}): the smoothed loss {losses[-1]:.3g} "
+                     f"passed {diverge_th:g} × the best {finder.best_loss:.3g}")
+    finite = [i for i, v in enumerate(losses) if math.isfinite(v)]
+    cut = finite[-1] + 1 if finite else 0
+    lrs, losses = lrs[:cut], losses[:cut]  # a non-finite point can only be the last: the test ends there
+
+    suggestions, why = suggest(lrs, losses)
+    notes += why
+    chosen = choose(suggestions, rule)
+    if chosen is None:
+        fallback = DEFAULT_MAX_LR[cfg.optimizer.name]
+        notes.append(f"no rule applied, so LRMAX falls back to the {cfg.optimizer.name} default {fallback:g}")
+        chosen = ("fallback", fallback)
+    elif chosen[0] != rule:
+        notes.append(f"the {rule} rule did not apply; LRMAX comes from the {chosen[0]} rule")
+    name, max_lr = chosen
+    settings = {
+        "iters": iters, "start_lr": start_lr, "end_lr": end_lr, "mode": mode, "smooth_f": smooth_f,
+        "diverge_th": diverge_th, "div_factor": div_factor, "rule": rule, "iterations_run": len(finder.history["lr"]),
+        "optimizer": cfg.optimizer.name, "weight_decay": cfg.optimizer.decay, "batch_size": cfg.batch_size,
+        "width": cfg.width, "seed": cfg.seed, "train_images": len(train_data.y_train),
+        "label_smoothing": cfg.label_smoothing, "augment": cfg.to_dict()["augment"], "loader": kind,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "pretrained": model is not None,
+    }
+    del finder, net, optimizer  # the throwaway copies: nothing of them outlives the test
+    return RangeTest(lrs, losses, suggestions, max_lr, max_lr / div_factor, name, notes, status, settings,
+                     time.perf_counter() - t0)
