@@ -110,7 +110,7 @@ def gradcam(model: nn.Module, images: np.ndarray, targets: Sequence[int], layer:
     layers = snap.gradcam_layers
     if layer not in layers:
         raise ValueError(f"unknown Grad-CAM layer {layer!r}; choose one of {', '.join(layers)}")
-    x = normalize_batch(to_chw_tensor(images, "cpu"), torch.float32)
+    x = Normalizer("cpu")(to_chw_tensor(images, "cpu"), torch.float32)
     with torch.enable_grad(), GradCAM(model=snap, target_layers=[layers[layer]]) as cam:
         maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets])
     return np.nan_to_num(np.asarray(maps, dtype=np.float32)).clip(0, 1)
@@ -224,7 +224,7 @@ def to_network_input(im: Image.Image, size: int = 32) -> np.ndarray:
     side = min(w, h)
     left, top = (w - side) // 2, (h - side) // 2
     square = im.crop((left, top, left + side, top + side))
-    return np.asarray(square.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
+    return np.array(square.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)  # writable
 
 
 def prepare_upload(source: str | os.PathLike | bytes | Image.Image) -> np.ndarray:

@@ -110,7 +110,7 @@ def test_every_tab_in_a_real_browser(page, shots, tmp_path):
 
     # 2. LR range test: a 10-iteration test as the background job; the curve, the suggestions, "use these"
     open_tab(page, "LR range test")
-    plot_drawn(page, "lr-range-plot")  # the empty curve before any test
+    plot_drawn(page, "lr-range-plot", ".main-svg")  # the empty plot before any test
     set_number(page, "lr-iters", 10)
     page.click("#lr-run")
     wait_text(page, "lr-message", "Range test started at")
