@@ -126,7 +126,7 @@ def test_every_tab_in_a_real_browser(page, shots, tmp_path):
 
     # 3. One Cycle: the preview and the zig-zag; the preview follows the controls
     open_tab(page, "One Cycle")
-    assert float(page.locator("#oc-max-lr input").input_value()) == pytest.approx(max_lr, rel=1e-3)
+    assert float(page.locator("#oc-max-lr input").input_value()) == pytest.approx(max_lr, rel=5e-3)
     plot_drawn(page, "one-cycle-plot", at_least=2)  # LR and momentum/β1
     plot_drawn(page, "zigzag-plot")
     set_number(page, "oc-max-lr", 0.01)  # a safe LR for the run below, whatever 10 iterations suggested

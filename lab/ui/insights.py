@@ -102,7 +102,7 @@ def gallery(ev: Evaluated, layer: str, opacity: float, target: str, count: int) 
     targets = preds if target == TARGETS[0] else trues
     cams = ins.gradcam(ev.model, ev.images[idx], [int(t) for t in targets], layer)
     return [(ins.cam_overlay(ev.images[i], cam, float(opacity)),
-             f"{CLASSES[t]} → {CLASSES[p]} {100 * pr[p]:.0f}% (#{i})")
+             f"{CLASSES[t]} → {CLASSES[p]} {100 * pr[p]:.0f}%")
             for i, cam, p, t, pr in zip(idx, cams, preds, trues, probs)]
 
 
@@ -160,8 +160,8 @@ def build(ctx: AppContext) -> dict:
         confusion = gr.Plot(plots.empty_figure("press Evaluate"), label="confusion matrix", elem_id="confusion-plot")
         per_class = gr.Plot(plots.empty_figure("press Evaluate"), label="per-class accuracy",
                             elem_id="per-class-plot")
-    gr.Markdown("#### Most confident mistakes, with Grad-CAM\nEach caption reads *true class → predicted class, "
-                "confidence (test image number)*.")
+    gr.Markdown("#### Most confident mistakes, with Grad-CAM\nEach caption reads *true class → predicted "
+                "class, confidence*; the most confident mistakes come first.")
     with gr.Row():
         layer = gr.Dropdown(list(ins.CAM_LAYERS), value="layer3",
                             label="layer (layer3: 4×4, most semantic … prep: 32×32, edges)")
