@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_find_lr_parser(sub)
 
     p = sub.add_parser("evaluate", help="test accuracy and per-class accuracy of a checkpoint")
-    p.add_argument("--checkpoint", required=True, help="a model.pt or a run folder")
+    p.add_argument("--checkpoint", default=None,
+                   help="a model.pt or a run folder (default: the bundled assets/cifar10_resnet9.pt)")
     p.add_argument("--subset", type=int, default=None, help="the first N test images")
     p.add_argument("--device", default="auto")
     p.add_argument("--data-dir", default=None)
@@ -207,8 +208,11 @@ def cmd_evaluate(args) -> int:
     from lab.engine import resolve_device
     from lab.runs import load_checkpoint
 
+    from lab.runs import PRETRAINED_CHECKPOINT
+
     if args.subset is not None and args.subset < 1:
         raise CliError(f"--subset must be a whole number of images ≥ 1, got {args.subset}")
+    args.checkpoint = args.checkpoint or str(PRETRAINED_CHECKPOINT)
     device = resolve_device(args.device)
     model, cfg, recorded = load_checkpoint(args.checkpoint, device)
     data = data_mod.load(args.data_dir).subset(test=args.subset)
