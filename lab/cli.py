@@ -157,6 +157,7 @@ def cmd_train(args) -> int:
     from tqdm import tqdm
 
     from lab import data as data_mod
+    from lab.engine import resolve_device
     from lab.experiment import train
     from lab.runs import new_run_dir
 
@@ -164,6 +165,7 @@ def cmd_train(args) -> int:
     if find and args.min_lr is not None:
         raise CliError("--min-lr cannot be combined with --max-lr find: LRMIN = the found LRMAX / --div-factor")
     cfg = train_config(args, max_lr=_FIND_PLACEHOLDER if find else None)
+    resolve_device(cfg.device)  # like the data, before the run folder exists: no empty folder for a missing GPU
     if find:
         _find_settings(args, cfg)
     data = data_mod.load(cfg.data_dir)  # before the run folder exists: no empty folders for missing data

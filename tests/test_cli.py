@@ -7,6 +7,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import torch
 
 from conftest import run_lab
 from lab import cli
@@ -87,6 +88,16 @@ def test_missing_data_is_checked_before_the_run_folder(tmp_path, monkeypatch, ca
     assert cli.main(["train", "--epochs", "1", "--run-dir", "r"]) == 1
     assert "offline" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible here")
+def test_cuda_without_a_gpu_is_one_line_and_no_run_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "--device", "cuda", "--epochs", "1"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: --device cuda") and captured.err.count("\n") == 1
+    assert "run folder" not in captured.out
+    assert not (tmp_path / "runs").exists()
 
 
 def test_schedule_json(tmp_path):
