@@ -94,7 +94,8 @@ def build(ctx: AppContext) -> dict[str, gr.components.Component]:
             n_images = gr.Slider(1, 12, value=6, step=1, label="images")
             new = gr.Button("New sample", variant="primary", elem_id="augment-new")
         with gr.Column(scale=3):
-            image = gr.Image(label="original | augmented", type="numpy", interactive=False, format="png", elem_id="augment-grid",
+            image = gr.Image(label="original | augmented", type="numpy", interactive=False, format="png",
+                             elem_id="augment-grid",
                              buttons=["download", "fullscreen"])
             caption = gr.Markdown(elem_id="augment-caption")
     controls = [pad, cutout, cutout_p, flip_p, seed, n_images]

@@ -10,7 +10,6 @@ import base64
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
 
 from lab import insights as ins
 from lab import runs as runs_mod

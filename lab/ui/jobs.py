@@ -237,9 +237,9 @@ class JobManager:
                 job.status = result.status
                 acc = result.final.get("test_acc")
                 tail = f"; test accuracy {100 * acc:.2f}%" if acc is not None and math.isfinite(acc) else ""
+                epochs = cfg.schedule.epochs
                 job.message = (f"{'finished' if result.status == 'done' else 'stopped'} after "
-                               f"{len(result.history)} of {cfg.schedule.epochs} epoch{'s' * (cfg.schedule.epochs != 1)} "
-                               f"in {result.seconds:.1f} s"
+                               f"{len(result.history)} of {epochs} epoch{'s' * (epochs != 1)} in {result.seconds:.1f} s"
                                f"{tail}; saved to {run_dir}")
 
         self._launch(job, target)

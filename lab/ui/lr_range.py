@@ -74,7 +74,8 @@ def use_these(ctx: AppContext):
     status = ctx.manager.status("lr_range")
     r = status and status.get("result")
     if not r:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), error_md("run a range test first: there is nothing to use yet")
+        nothing = error_md("run a range test first: there is nothing to use yet")
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), nothing
     opt = status["config"].get("train", {}).get("optimizer", {}).get("name", "adam")
     return (r["max_lr"], "min LR", r["min_lr"], opt,
             f"One Cycle tab set to LRMAX {r['max_lr']:.3g}, LRMIN {r['min_lr']:.3g} ({opt}).")

@@ -82,7 +82,8 @@ def start(ctx: AppContext, **controls) -> str:
     except (ConfigError, DataError, TypeError, ValueError) as e:
         return error_md(str(e))
     s = cfg.schedule
-    return (f"Run started at {job.started_at} in `{job.run_dir}`: {s.epochs} epoch{'s' * (s.epochs != 1)}, batch {cfg.batch_size}, "
+    return (f"Run started at {job.started_at} in `{job.run_dir}`: {s.epochs} epoch{'s' * (s.epochs != 1)}, "
+            f"batch {cfg.batch_size}, "
             f"width {cfg.width:g}, {cfg.subset or 50_000:,} training images, {cfg.optimizer.name} "
             f"LR {s.lr_min:.3g} → {s.max_lr:.3g} → {s.lr_min:.3g}.")
 
