@@ -172,3 +172,17 @@ def test_the_range_test_runs_as_the_background_job(manager, monkeypatch):
     s = manager.status("lr_range")
     assert s["status"] == "done" and len(s["points"]) == 5 and s["result"]["max_lr"] == 1e-4
     assert "suggested max LR 0.0001" in s["message"]
+
+
+def test_each_tab_can_tell_whether_its_kind_of_job_changed(manager, blocking_train):
+    lr_before, train_before = manager.fingerprint("lr_range"), manager.fingerprint("train")
+    manager.start_training(TINY)
+    wait_for(lambda: manager.status()["steps"])
+    assert manager.fingerprint("train") != train_before
+    lr_running = manager.fingerprint("lr_range")
+    assert lr_running != lr_before  # the server is busy now: the LR tab shows that
+    time.sleep(0.05)
+    assert manager.fingerprint("lr_range") == lr_running  # but training steps do not redraw the LR tab
+    manager.stop()
+    manager.wait(10)
+    assert manager.fingerprint("lr_range") == lr_before

@@ -133,6 +133,16 @@ class JobManager:
         """Bumped on every change a poller could show: compare it to skip redrawing."""
         return self._version
 
+    def fingerprint(self, kind: str) -> tuple:
+        """Changes exactly when what a tab shows about the latest `kind` job (or the server's busy state)
+        changes: a poller for one kind skips the other kind's events."""
+        with self._lock:
+            job = self._latest.get(kind)
+            running = self._job.id if self._job is not None and self._job.running else None
+            if job is None:
+                return (None, running)
+            return (job.id, job.status, len(job.steps), len(job.epochs), len(job.points), running)
+
     def _bump(self) -> None:
         self._version += 1
 

@@ -82,9 +82,9 @@ def use_these(ctx: AppContext):
 
 
 def refresh(ctx: AppContext, seen: int | None):
-    """Timer tick: (seen version, figure, status line, suggestions) — all skipped when nothing changed."""
-    version = ctx.manager.version
-    if seen == version:
+    """Timer tick: (seen, figure, status line, suggestions) — all skipped when nothing it shows has changed."""
+    version = ctx.manager.fingerprint("lr_range")
+    if seen is not None and tuple(seen) == version:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     status = ctx.manager.status("lr_range")
     busy = ctx.manager.busy_message()

@@ -204,11 +204,11 @@ def refresh_runs(ctx: AppContext, selected: list[str] | None, newest: bool = Fal
 
 def refresh(ctx: AppContext, seen, selected: list[str] | None = None):
     """Timer tick → (seen, status line, figure, epoch table, run table, run picker, overlay), skipping what has
-    not changed. `seen` is (manager version, id of the last finished job the run list was refreshed for); the run
-    list and overlay are redrawn on the first tick and whenever a run ends."""
-    version = ctx.manager.version
+    not changed. `seen` is (the manager's fingerprint of the training job, id of the last finished run the run list
+    was refreshed for); the run list and overlay are redrawn on the first tick and whenever a run ends."""
+    version = ctx.manager.fingerprint("train")
     last_seen, finished_seen = seen if isinstance(seen, (list, tuple)) else (None, None)
-    if version == last_seen:
+    if last_seen is not None and tuple(last_seen) == version:
         return (gr.skip(),) * 7
     status = ctx.manager.status("train")
     busy = ctx.manager.busy_message()
