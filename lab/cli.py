@@ -85,11 +85,8 @@ def train_config(args, max_lr: float | None = None) -> C.TrainConfig:
 
 
 def _add_train_flags(p: argparse.ArgumentParser, allow_find: bool = False) -> None:
-    """The flags of a run; with allow_find (train), --max-lr find and the --find-* range-test flags too."""
     _add_schedule_flags(p, allow_find=allow_find)
     _add_run_flags(p)
-    if allow_find:
-        _add_range_test_flags(p, prefix="find-")
     p.add_argument("--weight-decay", type=float, default=None, help="default: adam 0, sgd 5e-4")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--pad", type=int, default=4)
@@ -108,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train with the spec defaults: batch 512, 24 epochs, One Cycle peaking at "
                                    "epoch 5, Adam. Prints a line per epoch and the run folder.")
     _add_train_flags(p, allow_find=True)
+    _add_range_test_flags(p, prefix="find-")
     p.add_argument("--run-dir", default=None, help="this run's folder (default: a new folder under runs/)")
     p.set_defaults(func=cmd_train)
 
@@ -165,9 +163,9 @@ def cmd_train(args) -> int:
     if find and args.min_lr is not None:
         raise CliError("--min-lr cannot be combined with --max-lr find: LRMIN = the found LRMAX / --div-factor")
     cfg = train_config(args, max_lr=_FIND_PLACEHOLDER if find else None)
-    resolve_device(cfg.device)  # like the data, before the run folder exists: no empty folder for a missing GPU
     if find:
         _find_settings(args, cfg)
+    resolve_device(cfg.device)  # like the data, before the run folder exists: no empty folder for a missing GPU
     data = data_mod.load(cfg.data_dir)  # before the run folder exists: no empty folders for missing data
     found = None
     if find:  # --max-lr find: the range test picks LRMAX and LRMIN, and its result goes into config.json
@@ -335,7 +333,7 @@ def _add_find_lr_parser(sub) -> None:
     p.add_argument("--out", default=None, help="output folder (default: a new runs/lr-finder-<time>/)")
     # what train_config reads but the range test does not use
     p.set_defaults(func=cmd_find_lr, max_lr=None, min_lr=None, epochs=C.SPEC_EPOCHS, peak_epoch=None,
-                   anneal="linear", no_cycle_momentum=False, compile=None)
+                   anneal="linear", no_cycle_momentum=False, compile=False)
 
 
 def _wants_find(args) -> bool:

@@ -84,7 +84,11 @@ def test_missing_data_message_says_where_it_looked_and_how_to_fix_it(tmp_path, m
 def test_missing_data_is_checked_before_the_run_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("CIFAR10_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(data_mod, "_download", lambda root: (_ for _ in ()).throw(OSError("offline")))
+
+    def offline(root):
+        raise OSError("offline")
+
+    monkeypatch.setattr(data_mod, "_download", offline)
     assert cli.main(["train", "--epochs", "1", "--run-dir", "r"]) == 1
     assert "offline" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
