@@ -333,7 +333,7 @@ def _add_find_lr_parser(sub) -> None:
     p.add_argument("--out", default=None, help="output folder (default: a new runs/lr-finder-<time>/)")
     # what train_config reads but the range test does not use
     p.set_defaults(func=cmd_find_lr, max_lr=None, min_lr=None, epochs=C.SPEC_EPOCHS, peak_epoch=None,
-                   anneal="linear", no_cycle_momentum=False, compile=False)
+                   anneal="linear", no_cycle_momentum=False, compile=None)
 
 
 def _wants_find(args) -> bool:

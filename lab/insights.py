@@ -1,4 +1,5 @@
-"""What a trained model gets right and wrong: predictions, per-class accuracy, confusion matrix, misclassified.
+"""What a trained model gets right and wrong: predictions, per-class accuracy, confusion matrix, misclassified,
+Grad-CAM maps, and turning an arbitrary uploaded image into the 32×32 RGB input the network expects.
 
 Everything here works on a model snapshot in eval mode and on uint8 HWC images, so callers never touch the
 normalisation.
@@ -6,10 +7,18 @@ normalisation.
 
 from __future__ import annotations
 
+import copy
+import io
+import os
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 
 from lab.augment import Normalizer, to_chw_tensor
@@ -65,3 +74,166 @@ class Evaluation:
 
 def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, device: torch.device | str = "cpu") -> Evaluation:
     return Evaluation(np.asarray(labels), predict_proba(model, images, device))
+
+
+# ------------------------------------------------------------------------------------------------ Grad-CAM
+
+CAM_LAYERS = ("layer3", "layer2", "layer1", "prep")  # Net.gradcam_layers, deepest first
+
+
+def snapshot(model: nn.Module) -> nn.Module:
+    """A deep copy of the model in eval mode, on the CPU, with gradients on: what Grad-CAM and inspection use,
+    never the model a training thread is updating."""
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    snap = copy.deepcopy(model).to("cpu").float().eval()
+    for p in snap.parameters():
+        p.requires_grad_(True)
+    return snap
+
+
+def gradcam(model: nn.Module, images: np.ndarray, targets: Sequence[int], layer: str = "layer3") -> np.ndarray:
+    """(N, 32, 32) Grad-CAM maps in [0, 1] for (N, 32, 32, 3) uint8 images, one target class per image.
+
+    Computed by pytorch-grad-cam's GradCAM on a snapshot of `model` (so the caller's model is never hooked or
+    switched to eval), at one of Net.gradcam_layers: layer3 (4×4 map, most semantic) … prep (32×32, edges)."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1:] != (32, 32, 3) or images.dtype != np.uint8:
+        raise ValueError(f"gradcam wants (N, 32, 32, 3) uint8 images, got {images.shape} {images.dtype}")
+    if len(targets) != len(images):
+        raise ValueError(f"gradcam wants one target class per image, got {len(targets)} for {len(images)}")
+    if len(images) == 0:
+        return np.zeros((0, 32, 32), dtype=np.float32)
+    snap = snapshot(model)
+    layers = snap.gradcam_layers
+    if layer not in layers:
+        raise ValueError(f"unknown Grad-CAM layer {layer!r}; choose one of {', '.join(layers)}")
+    x = Normalizer("cpu")(to_chw_tensor(images, "cpu"), torch.float32)
+    with torch.enable_grad(), GradCAM(model=snap, target_layers=[layers[layer]]) as cam:
+        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets])
+    return np.nan_to_num(np.asarray(maps, dtype=np.float32)).clip(0, 1)
+
+
+def upscale(image: np.ndarray, size: int = 128) -> np.ndarray:
+    """A 32×32 uint8 image blown up with nearest-neighbour: every pixel the network sees, as a square."""
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.NEAREST))
+
+
+def cam_overlay(image: np.ndarray, cam: np.ndarray, opacity: float = 0.5, size: int = 128) -> np.ndarray:
+    """The CAM as a jet heat map over the (nearest-upscaled) image: uint8 (size, size, 3). opacity 0 shows only
+    the image, 1 only the heat map (pytorch_grad_cam.utils.image.show_cam_on_image)."""
+    import cv2
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    if not 0 <= opacity <= 1:
+        raise ValueError(f"opacity must lie in [0, 1], got {opacity!r}")
+    big = upscale(image, size).astype(np.float32) / 255.0
+    cam_big = cv2.resize(np.asarray(cam, dtype=np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+    return show_cam_on_image(big, cam_big.clip(0, 1), use_rgb=True, image_weight=1.0 - float(opacity))
+
+
+# ------------------------------------------------------------------------------------------------- uploads
+
+
+class ImageError(ValueError):
+    """An upload that cannot be used as an image; the message says why, in words a user can act on."""
+
+
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def open_image(source: str | os.PathLike | bytes | Image.Image) -> Image.Image:
+    """Open and fully decode an upload (a path, raw bytes or a PIL image); ImageError with a clear message for
+    an empty, non-image, truncated or absurdly large file. Animated images give their first frame."""
+    if isinstance(source, Image.Image):
+        return source
+    name = "the upload"
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            if not source:
+                raise ImageError("the uploaded file is empty (0 bytes); pick an image file such as a PNG or JPEG")
+            fp: Any = io.BytesIO(source)
+        else:
+            path = Path(source)
+            name = path.name
+            if not path.is_file():
+                raise ImageError(f"{name}: no such file")
+            if path.stat().st_size == 0:
+                raise ImageError(f"{name} is empty (0 bytes); pick an image file such as a PNG or JPEG")
+            fp = path
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(fp)
+            if im.format == "JPEG":
+                im.draft("RGB", (256, 256))  # decode a big JPEG at a reduced scale: we only need 32×32
+            im.seek(0)
+            im.load()
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{name} is not an image this app can read; upload a PNG, JPEG, GIF, BMP, TIFF or WebP "
+                         "file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{name} is too large to decode safely ({e}); upload a smaller image") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"{name} is truncated or damaged and cannot be decoded ({e}); upload the whole file "
+                         "again or another image") from None
+    return im
+
+
+def to_rgb(im: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Any PIL mode → RGB. Orientation from EXIF is applied; transparency is composited over `background`
+    (white, as a browser shows it); 16-bit and float greyscale are scaled into 0–255 rather than clipped."""
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # a broken EXIF block is no reason to refuse the pixels
+        pass
+    if im.mode in _WIDE_MODES:
+        a = np.asarray(im, dtype=np.float64)
+        top = float(a.max()) if a.size else 0.0
+        if im.mode == "F" and top <= 1.0:
+            a = a * 255.0
+        elif top > 255:
+            a = a * (255.0 / (65535.0 if top <= 65535 else top))
+        im = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+    if im.mode in _ALPHA_MODES or (im.mode in ("P", "L", "RGB") and "transparency" in im.info):
+        if im.mode == "La":  # premultiplied: PIL converts La to nothing, so undo the premultiplication here
+            a = np.asarray(im, dtype=np.float64)
+            alpha = a[..., 1:2]
+            lum = np.divide(a[..., :1] * 255.0, alpha, out=np.zeros_like(alpha), where=alpha > 0)
+            a = np.concatenate([np.clip(lum, 0, 255), alpha], axis=2).round().astype(np.uint8)
+            im = Image.frombytes("LA", im.size, a.tobytes())
+        rgba = im.convert("RGBA")
+        out = Image.new("RGB", rgba.size, background)
+        out.paste(rgba, mask=rgba.getchannel("A"))
+        return out
+    return im.convert("RGB")
+
+
+def to_network_input(im: Image.Image, size: int = 32) -> np.ndarray:
+    """What the network sees: the largest centred square of an RGB image, resized (antialiased) to size×size,
+    as uint8 HWC."""
+    if im.mode != "RGB":
+        im = to_rgb(im)
+    w, h = im.size
+    if w == 0 or h == 0:
+        raise ImageError("the image has no pixels")
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    square = im.crop((left, top, left + side, top + side))
+    return np.array(square.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)  # writable
+
+
+def prepare_upload(source: str | os.PathLike | bytes | Image.Image) -> np.ndarray:
+    """An upload of any size, mode and common format → (32, 32, 3) uint8 RGB; ImageError if it is unusable."""
+    return to_network_input(to_rgb(open_image(source)))
+
+
+def classify(model: nn.Module, image: np.ndarray, top_k: int | None = None) -> dict[str, float]:
+    """Class → probability for one (32, 32, 3) uint8 image, most likely first (the top_k of them when given)."""
+    probs = predict_proba(model, np.asarray(image, dtype=np.uint8)[None])[0]
+    order = np.argsort(-probs)[:top_k]
+    return {CLASSES[i]: float(probs[i]) for i in order}

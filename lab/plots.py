@@ -1,17 +1,178 @@
-"""Pure functions: data → plotly figure. Nothing here trains, loads or writes."""
+"""Pure functions: data → plotly figure. No training, no files, no Gradio.
+
+Each takes plain Python data (lists, dicts, numpy arrays, the dicts lab.schedule and the engine produce) and
+returns a plotly Figure, so the app, notebooks and tests can all call them.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from lab.data import CLASSES
 
 if TYPE_CHECKING:
     from lab.lr_finder import RangeTest
 
+TEMPLATE = "plotly_white"
+HEIGHT = 360
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+          "#bcbd22", "#17becf")
+
+
+def _layout(fig: go.Figure, title: str | None = None, height: int = HEIGHT, legend_below: bool = False) -> go.Figure:
+    """The house style. Subplot figures put the legend below the plots, clear of the subplot titles."""
+    legend = (dict(orientation="h", yanchor="top", y=-0.22, x=0) if legend_below
+              else dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    fig.update_layout(template=TEMPLATE, height=height + (40 if legend_below else 0), title=title, legend=legend,
+                      margin=dict(l=60, r=30, t=60 if title or legend_below else 30, b=90 if legend_below else 50))
+    return fig
+
+
+def empty_figure(message: str = "no data yet", height: int = HEIGHT) -> go.Figure:
+    """A blank figure carrying a message in its middle (so a plot area never shows stale curves)."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                       font=dict(size=14, color="#888"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, height=height)
+
+
+# ----------------------------------------------------------------------------------------------- schedules
+
+
+def schedule_figure(curve: Mapping[str, Sequence], peak_epoch: float | None = None,
+                    title: str | None = None) -> go.Figure:
+    """Per-step LR (left axis) and momentum / Adam β1 (right axis) against epochs, from lab.schedule.preview."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    x = curve["epoch"]
+    fig.add_trace(go.Scatter(x=x, y=curve["lr"], name="learning rate", mode="lines",
+                             line=dict(color=COLORS[0], width=2)), secondary_y=False)
+    moms = curve.get("momentum") or []
+    if any(m is not None for m in moms):
+        fig.add_trace(go.Scatter(x=x, y=moms, name="momentum / β1", mode="lines",
+                                 line=dict(color=COLORS[1], width=2, dash="dot")), secondary_y=True)
+    if peak_epoch is not None:
+        fig.add_vline(x=peak_epoch, line=dict(color="#999", dash="dash", width=1),
+                      annotation_text=f"peak (epoch {peak_epoch:g})", annotation_position="top right")
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="learning rate", exponentformat="e", secondary_y=False)
+    fig.update_yaxes(title_text="momentum / β1", secondary_y=True, showgrid=False)
+    return _layout(fig, title)
+
+
+def zigzag_figure(curve: Mapping[str, Sequence], title: str | None = "Triangular cyclic LR (the zig-zag)") -> go.Figure:
+    """The triangular CLR curve from lab.schedule.triangular."""
+    fig = go.Figure(go.Scatter(x=curve["step"], y=curve["lr"], mode="lines", name="learning rate",
+                               line=dict(color=COLORS[2], width=2)))
+    fig.update_xaxes(title_text="iteration")
+    fig.update_yaxes(title_text="learning rate", exponentformat="e")
+    return _layout(fig, title, height=300)
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+def _epoch_x(step: Mapping[str, Any]) -> float:
+    """A step event's position in epochs (1.0 = the end of epoch 1)."""
+    return step["epoch"] - 1 + step["step"] / step["steps_per_epoch"]
+
+
+def training_figure(steps: Sequence[Mapping[str, Any]], epochs: Sequence[Mapping[str, Any]],
+                    title: str | None = None) -> go.Figure:
+    """Loss, accuracy and LR of one run as it trains: per-step train loss and LR from the engine's step events,
+    per-epoch train/test loss and accuracy from its epoch records. x is in epochs."""
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("loss", "accuracy (%)", "learning rate"),
+                        horizontal_spacing=0.08)
+    if steps:
+        xs = [_epoch_x(s) for s in steps]
+        fig.add_trace(go.Scatter(x=xs, y=[s["loss"] for s in steps], mode="lines", name="train loss (step)",
+                                 line=dict(color=COLORS[0], width=1), opacity=0.45), row=1, col=1)
+        fig.add_trace(go.Scatter(x=xs, y=[s["lr"] for s in steps], mode="lines", name="LR",
+                                 line=dict(color=COLORS[2], width=2), showlegend=False), row=1, col=3)
+    if epochs:
+        ex = [e["epoch"] for e in epochs]
+        fig.add_trace(go.Scatter(x=ex, y=[e["train_loss"] for e in epochs], mode="lines+markers",
+                                 name="train loss", line=dict(color=COLORS[0], width=2)), row=1, col=1)
+        fig.add_trace(go.Scatter(x=ex, y=[e["test_loss"] for e in epochs], mode="lines+markers",
+                                 name="test loss", line=dict(color=COLORS[1], width=2)), row=1, col=1)
+        fig.add_trace(go.Scatter(x=ex, y=[100 * e["train_acc"] for e in epochs], mode="lines+markers",
+                                 name="train acc", line=dict(color=COLORS[0], width=2, dash="dot")), row=1, col=2)
+        fig.add_trace(go.Scatter(x=ex, y=[100 * e["test_acc"] for e in epochs], mode="lines+markers",
+                                 name="test acc", line=dict(color=COLORS[1], width=2, dash="dot")), row=1, col=2)
+    if not steps and not epochs:
+        fig.add_annotation(text="no run yet — press Start", x=0.5, y=0.5, xref="paper", yref="paper",
+                           showarrow=False, font=dict(size=14, color="#888"))
+    fig.update_xaxes(title_text="epoch", rangemode="tozero")
+    fig.update_yaxes(exponentformat="e", row=1, col=3)
+    return _layout(fig, title, legend_below=True)
+
+
+def runs_overlay_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str | None = None) -> go.Figure:
+    """Several runs' per-epoch curves on shared axes: test accuracy, test loss (solid) and train loss (dotted).
+    `runs` maps a run's name to its metrics.jsonl records."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("test accuracy (%)", "loss (solid: test, dotted: train)"),
+                        horizontal_spacing=0.1)
+    shown = 0
+    for i, (name, records) in enumerate(runs.items()):
+        if not records:
+            continue
+        shown += 1
+        color = COLORS[i % len(COLORS)]
+        ex = [r["epoch"] for r in records]
+        fig.add_trace(go.Scatter(x=ex, y=[100 * r["test_acc"] for r in records], mode="lines+markers", name=name,
+                                 legendgroup=name, line=dict(color=color, width=2)), row=1, col=1)
+        fig.add_trace(go.Scatter(x=ex, y=[r["test_loss"] for r in records], mode="lines+markers", name=name,
+                                 legendgroup=name, showlegend=False, line=dict(color=color, width=2)), row=1, col=2)
+        fig.add_trace(go.Scatter(x=ex, y=[r["train_loss"] for r in records], mode="lines", name=name,
+                                 legendgroup=name, showlegend=False, line=dict(color=color, width=1, dash="dot")),
+                      row=1, col=2)
+    if not shown:
+        fig.add_annotation(text="pick runs with finished epochs to compare", x=0.5, y=0.5, xref="paper",
+                           yref="paper", showarrow=False, font=dict(size=14, color="#888"))
+    fig.update_xaxes(title_text="epoch")
+    return _layout(fig, title, legend_below=True)
+
+
+# ------------------------------------------------------------------------------------------------ insights
+
+
+def confusion_figure(matrix: np.ndarray, classes: Sequence[str] = CLASSES, normalize: bool = True,
+                     title: str | None = "Confusion matrix (rows: true class, columns: predicted)") -> go.Figure:
+    """Heatmap of a (C, C) count matrix; colour = share of each true class (row), text = counts."""
+    m = np.asarray(matrix, dtype=np.int64)
+    totals = m.sum(1, keepdims=True)
+    z = np.divide(m, totals, out=np.zeros(m.shape, dtype=float), where=totals > 0) if normalize else m
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(classes), y=list(classes), colorscale="Blues", text=m, texttemplate="%{text}",
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{text} images<extra></extra>",
+        colorbar=dict(title="share" if normalize else "count"), zmin=0, zmax=1 if normalize else None,
+    ))
+    fig.update_yaxes(autorange="reversed", title_text="true class")
+    fig.update_xaxes(title_text="predicted class", side="bottom")
+    return _layout(fig, title, height=480)
+
+
+def per_class_figure(accuracy: Mapping[str, float], title: str | None = "Per-class accuracy") -> go.Figure:
+    names = list(accuracy)
+    values = [100 * v if v is not None and not math.isnan(v) else None for v in accuracy.values()]
+    fig = go.Figure(go.Bar(x=names, y=values, marker_color=COLORS[0],
+                           text=[f"{v:.1f}%" if v is not None else "–" for v in values], textposition="outside"))
+    fig.update_yaxes(title_text="accuracy (%)", range=[0, 115])
+    return _layout(fig, title, height=340)
+
+
+# ----------------------------------------------------------------------------------------------- LR range test
+
 SUGGESTION_COLOURS = {"loss_min": "#ff7f0e", "valley": "#d62728", "steepest": "#2ca02c", "min_div_10": "#9467bd"}
-SUGGESTION_LABELS = {"loss_min": "loss minimum", "valley": "valley", "steepest": "steepest descent", "min_div_10": "loss minimum ÷ 10"}
+SUGGESTION_LABELS = {"loss_min": "loss minimum", "valley": "valley", "steepest": "steepest descent",
+                     "min_div_10": "loss minimum ÷ 10"}
 
 
 def _vline(x: float, y0: float, y1: float, name: str, colour: str, dash: str, width: float = 1.5) -> go.Scatter:

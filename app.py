@@ -1,0 +1,14 @@
+"""Launch the CIFAR-10 super-convergence lab (a Gradio app; also the Hugging Face Space entry point).
+
+    python app.py            # http://127.0.0.1:7860; GRADIO_SERVER_NAME / GRADIO_SERVER_PORT change host and port
+
+Environment: CIFAR10_DIR (where the data is), LAB_RUNS_DIR (where runs are saved, default runs/), LAB_DOWNLOAD=1
+(download CIFAR-10 on first use when it is not found).
+"""
+
+from lab.ui.app import build_app, launch_kwargs
+
+demo = build_app()
+
+if __name__ == "__main__":
+    demo.queue(default_concurrency_limit=2).launch(**launch_kwargs())

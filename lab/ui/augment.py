@@ -1,0 +1,111 @@
+"""Augment tab: training images beside what the albumentations training pipeline makes of them."""
+
+from __future__ import annotations
+
+import random
+
+import gradio as gr
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from lab import augment
+from lab.config import AugmentConfig, ConfigError
+from lab.data import CLASSES, DataError
+from lab.ui.common import AppContext, error_md
+
+CELL = 96  # pixels per 32×32 image in the grid (×3, nearest-neighbour: every pixel stays visible)
+GAP = 6
+LABEL_W = 90
+HEADER_H = 24
+
+
+def pipeline_text(cfg: AugmentConfig) -> str:
+    """The pipeline in words, one op per step, as train_pipeline builds it."""
+    ops = []
+    if cfg.pad:
+        ops.append(f"pad {cfg.pad} px (reflect) → random 32×32 crop")
+    ops.append(f"horizontal flip (p={cfg.flip_p:g})")
+    if cfg.cutout:
+        ops.append(f"CutOut one {cfg.cutout}×{cfg.cutout} hole filled with the mean colour (p={cfg.cutout_p:g})")
+    return " → ".join(ops) + " → normalise"
+
+
+def grid(originals: np.ndarray, augmented: list[list[np.ndarray]], labels: list[str]) -> np.ndarray:
+    """One row per image: class name, the original, then its augmented draws; a header names the columns."""
+    draws = len(augmented[0]) if augmented else 0
+    rows, cols = len(originals), 1 + draws
+    width = LABEL_W + cols * (CELL + GAP) + GAP
+    height = HEADER_H + rows * (CELL + GAP) + GAP
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=14)
+    for c, title in enumerate(["original"] + [f"augmented {d + 1}" for d in range(draws)]):
+        draw.text((LABEL_W + GAP + c * (CELL + GAP), 4), title, fill=(60, 60, 60), font=font)
+    for r in range(rows):
+        y = HEADER_H + GAP + r * (CELL + GAP)
+        draw.text((6, y + CELL // 2 - 8), labels[r], fill=(30, 30, 30), font=font)
+        for c, img in enumerate([originals[r], *augmented[r]]):
+            tile = Image.fromarray(img).resize((CELL, CELL), Image.Resampling.NEAREST)
+            canvas.paste(tile, (LABEL_W + GAP + c * (CELL + GAP), y))
+    return np.asarray(canvas)
+
+
+def preview(ctx: AppContext, pad: float, cutout: float, cutout_p: float, flip_p: float, seed: float,
+            n_images: float = 6, draws: float = 4) -> tuple[np.ndarray | None, str]:
+    """(grid image, Markdown caption). The seed picks the images and every random draw of the pipeline."""
+    try:
+        cfg = AugmentConfig(pad=int(pad), flip_p=float(flip_p), cutout=int(cutout), cutout_p=float(cutout_p))
+    except (ConfigError, TypeError, ValueError) as e:
+        return None, error_md(str(e))
+    try:
+        data = ctx.manager.data()
+    except DataError as e:
+        return None, error_md(f"CIFAR-10 is not available, so there is nothing to augment. {e}")
+    seed = int(seed or 0)
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(data.x_train), size=int(n_images), replace=False)
+    originals = data.x_train[idx]
+    pipe = augment.augment_only(cfg, seed=seed)
+    augmented = [[pipe(image=img)["image"] for _ in range(int(draws))] for img in originals]
+    labels = [CLASSES[int(y)] for y in data.y_train[idx]]
+    caption = (f"Training images {', '.join(f'#{i}' for i in idx)} (seed {seed}). Pipeline: "
+               f"{pipeline_text(cfg)}. The same settings are used when you train in the *Train* tab.")
+    return grid(originals, augmented, labels), caption
+
+
+def new_seed() -> int:
+    return random.randint(0, 99_999)
+
+
+def build(ctx: AppContext) -> dict[str, gr.components.Component]:
+    notice = ctx.data_message()
+    gr.Markdown("Each row shows a training image and what the training augmentation makes of it on a few "
+                "different draws (the albumentations pipeline the reference loader uses; the fast GPU loader "
+                "applies the same ops on tensors).")
+    if notice:
+        gr.Markdown(notice)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=260):
+            pad = gr.Slider(0, 16, value=4, step=1, label="pad (px, reflect) before the random crop")
+            cutout = gr.Slider(0, 32, value=8, step=1, label="CutOut size (px, 0 = off)")
+            cutout_p = gr.Slider(0, 1, value=1.0, step=0.05, label="CutOut probability")
+            flip_p = gr.Slider(0, 1, value=0.5, step=0.05, label="horizontal flip probability")
+            seed = gr.Number(value=0, precision=0, label="seed", elem_id="augment-seed")
+            n_images = gr.Slider(1, 12, value=6, step=1, label="images")
+            new = gr.Button("New sample", variant="primary", elem_id="augment-new")
+        with gr.Column(scale=3):
+            image = gr.Image(label="original | augmented", type="numpy", interactive=False, format="png",
+                             elem_id="augment-grid",
+                             buttons=["download", "fullscreen"])
+            caption = gr.Markdown(elem_id="augment-caption")
+    controls = [pad, cutout, cutout_p, flip_p, seed, n_images]
+
+    def show(pad, cutout, cutout_p, flip_p, seed, n_images):
+        return preview(ctx, pad, cutout, cutout_p, flip_p, seed, n_images)
+
+    for c in controls:
+        c.change(show, controls, [image, caption], api_visibility="private", trigger_mode="always_last",
+                 show_progress="minimal")
+    new.click(new_seed, None, seed, api_visibility="private")  # the seed's change event redraws
+    return {"pad": pad, "cutout": cutout, "cutout_p": cutout_p, "flip_p": flip_p, "image": image,
+            "caption": caption, "show": show, "controls": controls}

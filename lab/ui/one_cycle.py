@@ -1,0 +1,154 @@
+"""One Cycle tab: design the schedule and see its per-step LR and momentum/β1 without training; the triangular
+zig-zag for comparison. The Train tab trains with exactly these settings."""
+
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+
+from lab import plots
+from lab import schedule as sched
+from lab.config import (ANNEALS, DEFAULT_DIV_FACTOR, DEFAULT_MAX_LR, OPTIMIZERS, SPEC_BATCH_SIZE, SPEC_EPOCHS,
+                        SPEC_PEAK_EPOCH, ConfigError, ScheduleConfig)
+from lab.ui.common import error_md
+
+LR_MODES = ("div factor", "min LR")
+TRAIN_IMAGES = 50_000
+
+
+def schedule_config(max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, anneal, cycle_momentum,
+                    base_momentum, max_momentum) -> ScheduleConfig:
+    """The controls → a validated ScheduleConfig (ConfigError with a readable message otherwise)."""
+    def num(name, v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            raise ConfigError(f"{name} is empty; enter a number")
+        return float(v)
+
+    use_min = lr_mode == "min LR"
+    return ScheduleConfig(
+        max_lr=num("max LR", max_lr),
+        min_lr=num("min LR", min_lr) if use_min else None,
+        div_factor=DEFAULT_DIV_FACTOR if use_min else num("div factor", div_factor),
+        epochs=int(num("epochs", epochs)),
+        peak_epoch=num("peak epoch", peak_epoch),
+        anneal=anneal,
+        cycle_momentum=bool(cycle_momentum),
+        base_momentum=num("base momentum", base_momentum),
+        max_momentum=num("max momentum", max_momentum),
+    )
+
+
+def train_images(subset) -> int:
+    try:
+        n = int(subset or 0)
+    except (TypeError, ValueError):
+        n = 0
+    return n if 0 < n < TRAIN_IMAGES else TRAIN_IMAGES
+
+
+def preview(max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, batch_size, optimizer, anneal,
+            cycle_momentum, base_momentum, max_momentum, subset=None):
+    """(figure, Markdown summary) of the schedule these controls describe; on bad input, the figure is skipped
+    and the summary says what to fix."""
+    try:
+        cfg = schedule_config(max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, anneal, cycle_momentum,
+                              base_momentum, max_momentum)
+        bs = int(batch_size)
+        if bs < 1:
+            raise ConfigError(f"batch size must be ≥ 1, got {bs}")
+        if optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    except (ConfigError, TypeError, ValueError) as e:
+        return gr.skip(), error_md(str(e))
+    n = train_images(subset)
+    spe = sched.steps_per_epoch(n, bs)
+    curve = sched.preview(cfg, spe, optimizer)
+    what = "β1" if optimizer == "adam" else "momentum"
+    mom = (f"{what} cycles {cfg.max_momentum:g} → {cfg.base_momentum:g} → {cfg.max_momentum:g} (opposite to the LR)"
+           if cfg.cycle_momentum else f"{what} fixed")
+    text = (f"**LRMIN {cfg.lr_min:.3g} → LRMAX {cfg.max_lr:.3g}** at the end of epoch {cfg.peak_epoch:g}, then "
+            f"{cfg.anneal} back to {cfg.lr_min:.3g} by the last step · {cfg.epochs} epochs × {spe} steps "
+            f"({n:,} images / batch {bs}) = {len(curve['lr']):,} steps · {mom}.")
+    fig = plots.schedule_figure(curve, cfg.peak_epoch, title="One Cycle: LR and momentum/β1 per step")
+    return fig, text
+
+
+def zigzag(max_lr, lr_mode, div_factor, min_lr, step_size, cycles):
+    """The triangular cyclic-LR curve between LRMIN and LRMAX: (figure, message)."""
+    try:
+        lo = float(min_lr) if lr_mode == "min LR" else float(max_lr) / float(div_factor)
+        curve = sched.triangular(lo, float(max_lr), int(step_size), int(cycles))
+    except (TypeError, ValueError, ZeroDivisionError) as e:
+        return gr.skip(), error_md(str(e))
+    return plots.zigzag_figure(curve), (f"Triangular CLR: {int(cycles)} cycles of {2 * int(step_size)} iterations "
+                                        f"between {lo:.3g} and {float(max_lr):.3g} — many small cycles, where "
+                                        "One Cycle makes one big one.")
+
+
+def spec_peak(epochs: float) -> float:
+    """The spec's share of the run (5 of 24 epochs), rounded to half an epoch and kept inside the run."""
+    e = int(epochs)
+    return min(max(0.5, round(2 * SPEC_PEAK_EPOCH * e / SPEC_EPOCHS) / 2), e - 0.5) if e > 1 else 0.5
+
+
+def clamp_peak(epochs, peak):
+    """Keep the peak-epoch slider inside the run when the number of epochs changes."""
+    e = max(1, int(epochs or 1))
+    top = e - 0.5
+    value = float(peak or 0.5)
+    return gr.Slider(maximum=max(top, 0.5), value=min(max(value, 0.5), top))
+
+
+def optimizer_default_lr(optimizer):
+    """Switching optimizer switches to its default LRMAX (Adam and SGD live at LRs ~40× apart)."""
+    return DEFAULT_MAX_LR.get(optimizer, DEFAULT_MAX_LR["adam"])
+
+
+def build(defaults: dict) -> dict:
+    """`defaults`: epochs, peak_epoch, batch_size (the preset the app opens with)."""
+    gr.Markdown("One Cycle (Smith & Topin): the LR climbs from LRMIN to LRMAX by the end of the peak epoch, then "
+                "comes back down to LRMIN by the last step, while momentum (SGD) or β1 (Adam) moves the other way. "
+                "The preview steps the real scheduler (`lab.schedule`), so it is the curve training will use.")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            optimizer = gr.Radio(list(OPTIMIZERS), value="adam", label="optimizer")
+            max_lr = gr.Number(value=DEFAULT_MAX_LR["adam"], label="max LR (LRMAX)", minimum=0, elem_id="oc-max-lr")
+            lr_mode = gr.Radio(list(LR_MODES), value="div factor", label="LRMIN from")
+            div_factor = gr.Slider(2, 1000, value=DEFAULT_DIV_FACTOR, step=1, label="div factor (LRMIN = LRMAX / div)")
+            min_lr = gr.Number(value=DEFAULT_MAX_LR["adam"] / DEFAULT_DIV_FACTOR, label="min LR (LRMIN)", minimum=0,
+                               elem_id="oc-min-lr")
+            epochs = gr.Slider(1, 100, value=defaults.get("epochs", SPEC_EPOCHS), step=1, label="epochs",
+                               elem_id="oc-epochs")
+            peak_epoch = gr.Slider(0.5, max(0.5, defaults.get("epochs", SPEC_EPOCHS) - 0.5),
+                                   value=defaults.get("peak_epoch", SPEC_PEAK_EPOCH), step=0.5,
+                                   label="peak epoch (LR is highest at the end of it)")
+            batch_size = gr.Slider(16, 2048, value=defaults.get("batch_size", SPEC_BATCH_SIZE), step=16,
+                                   label="batch size", elem_id="oc-batch")
+            anneal = gr.Radio(list(ANNEALS), value="linear", label="anneal")
+            cycle_momentum = gr.Checkbox(value=True, label="cycle momentum / β1")
+            with gr.Row():
+                base_momentum = gr.Slider(0.5, 0.99, value=0.85, step=0.01, label="base momentum / β1")
+                max_momentum = gr.Slider(0.5, 0.99, value=0.95, step=0.01, label="max momentum / β1")
+        with gr.Column(scale=3):
+            summary = gr.Markdown(elem_id="oc-summary")
+            figure = gr.Plot(label="One Cycle preview", elem_id="one-cycle-plot")
+            with gr.Accordion("Triangular cyclic LR (the zig-zag)", open=True):
+                with gr.Row():
+                    step_size = gr.Slider(10, 2000, value=500, step=10, label="step size (iterations per half cycle)")
+                    cycles = gr.Slider(1, 10, value=3, step=1, label="cycles")
+                zz_text = gr.Markdown()
+                zz_figure = gr.Plot(label="zig-zag", elem_id="zigzag-plot")
+    controls = [max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, batch_size, optimizer, anneal,
+                cycle_momentum, base_momentum, max_momentum]
+    zz_controls = [max_lr, lr_mode, div_factor, min_lr, step_size, cycles]
+    for c in zz_controls:
+        c.change(zigzag, zz_controls, [zz_figure, zz_text], api_visibility="private", trigger_mode="always_last",
+                 show_progress="hidden")
+    epochs.input(clamp_peak, [epochs, peak_epoch], peak_epoch, api_visibility="private")
+    optimizer.input(optimizer_default_lr, optimizer, max_lr, api_visibility="private")
+    return {"controls": controls, "zz_controls": zz_controls, "figure": figure, "summary": summary,
+            "zz_figure": zz_figure, "zz_text": zz_text, "max_lr": max_lr, "lr_mode": lr_mode,
+            "div_factor": div_factor, "min_lr": min_lr, "epochs": epochs, "peak_epoch": peak_epoch,
+            "batch_size": batch_size, "optimizer": optimizer, "anneal": anneal, "cycle_momentum": cycle_momentum,
+            "base_momentum": base_momentum, "max_momentum": max_momentum}

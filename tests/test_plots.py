@@ -1,0 +1,104 @@
+"""lab.plots: data in, plotly figure out — the right traces, axes and values, and JSON a browser can draw."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lab import plots
+from lab.config import ScheduleConfig
+from lab.data import CLASSES
+from lab.schedule import preview, triangular
+
+
+def names(fig):
+    return [t.name for t in fig.data]
+
+
+def test_schedule_figure_has_lr_and_momentum_on_two_axes():
+    cfg = ScheduleConfig(epochs=4, peak_epoch=1)
+    curve = preview(cfg, steps_per_epoch=10)
+    fig = plots.schedule_figure(curve, cfg.peak_epoch)
+    assert names(fig) == ["learning rate", "momentum / β1"]
+    lr, mom = fig.data
+    assert list(lr.y) == curve["lr"] and list(lr.x) == curve["epoch"]
+    assert lr.yaxis == "y" and mom.yaxis == "y2"  # momentum on the secondary axis
+    assert max(lr.y) == pytest.approx(cfg.max_lr)
+    assert any(s.type == "line" for s in fig.layout.shapes)  # the peak marker
+    json.loads(fig.to_json())
+
+
+def test_schedule_figure_without_momentum_cycling_still_draws_the_fixed_value():
+    curve = preview(ScheduleConfig(epochs=2, peak_epoch=1, cycle_momentum=False), steps_per_epoch=5)
+    fig = plots.schedule_figure(curve)
+    assert len(set(fig.data[1].y)) == 1
+
+
+def test_zigzag_figure_is_the_triangular_curve():
+    curve = triangular(1e-3, 1e-2, step_size=5, cycles=2)
+    fig = plots.zigzag_figure(curve)
+    assert list(fig.data[0].y) == curve["lr"]
+    assert max(fig.data[0].y) == pytest.approx(1e-2) and min(fig.data[0].y) == pytest.approx(1e-3)
+
+
+def _steps(epochs=2, spe=4):
+    return [{"epoch": e, "step": s, "steps_per_epoch": spe, "loss": 2.0 / (e * s), "lr": 0.01 * s / spe}
+            for e in range(1, epochs + 1) for s in range(1, spe + 1)]
+
+
+def _epochs(n=2, acc=0.5):
+    return [{"epoch": e, "lr": 0.01, "train_loss": 2 / e, "train_acc": acc / 2 + e / 10, "test_loss": 2.1 / e,
+             "test_acc": acc + e / 100} for e in range(1, n + 1)]
+
+
+def test_training_figure_draws_step_and_epoch_curves_in_epochs():
+    fig = plots.training_figure(_steps(), _epochs())
+    assert names(fig) == ["train loss (step)", "LR", "train loss", "test loss", "train acc", "test acc"]
+    step_trace = fig.data[0]
+    assert step_trace.x[0] == pytest.approx(0.25) and step_trace.x[-1] == pytest.approx(2.0)
+    test_acc = fig.data[-1]
+    assert list(test_acc.y) == pytest.approx([51.0, 52.0])  # percent
+    json.loads(fig.to_json())
+
+
+def test_training_figure_while_no_epoch_has_finished_and_before_any_step():
+    assert names(plots.training_figure(_steps(1), [])) == ["train loss (step)", "LR"]
+    empty = plots.training_figure([], [])
+    assert not empty.data and "Start" in empty.layout.annotations[-1].text
+
+
+def test_runs_overlay_has_one_colour_and_legend_entry_per_run():
+    fig = plots.runs_overlay_figure({"a": _epochs(3), "b": _epochs(2, 0.7), "empty": []})
+    legend = [t.name for t in fig.data if t.showlegend is not False]
+    assert legend == ["a", "b"]
+    colours = {t.legendgroup: t.line.color for t in fig.data}
+    assert colours["a"] != colours["b"]
+    assert len(fig.data) == 6  # test acc, test loss, train loss per run
+    assert not plots.runs_overlay_figure({}).data
+
+
+def test_confusion_figure_colours_rows_by_share_and_writes_counts():
+    m = np.array([[8, 2], [1, 9]])
+    fig = plots.confusion_figure(m, classes=["a", "b"])
+    heat = fig.data[0]
+    assert np.allclose(np.asarray(heat.z), [[0.8, 0.2], [0.1, 0.9]])
+    assert np.array_equal(np.asarray(heat.text), m)
+    assert list(heat.x) == ["a", "b"] and list(heat.y) == ["a", "b"]
+    full = plots.confusion_figure(np.zeros((10, 10), dtype=int))  # an empty row must not divide by zero
+    assert np.isfinite(np.asarray(full.data[0].z, dtype=float)).all()
+
+
+def test_per_class_figure_in_percent_with_missing_classes():
+    acc = {c: i / 10 for i, c in enumerate(CLASSES)}
+    acc["truck"] = float("nan")
+    fig = plots.per_class_figure(acc)
+    assert list(fig.data[0].x) == list(CLASSES)
+    assert fig.data[0].y[1] == pytest.approx(10.0) and fig.data[0].y[-1] is None
+    json.loads(fig.to_json())
+
+
+def test_empty_figure_says_why():
+    fig = plots.empty_figure("nothing here")
+    assert fig.layout.annotations[0].text == "nothing here"
