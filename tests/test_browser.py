@@ -133,7 +133,8 @@ def test_every_tab_in_a_real_browser(page, shots, tmp_path):
     set_number(page, "oc-min-lr", 0.0004)
     set_number(page, "oc-epochs", 2)
     set_number(page, "oc-batch", 64)
-    summary = wait_text(page, "oc-summary", r"2 epochs × \d+ steps")
+    # wait for the last change to land (the summary follows each control in turn)
+    summary = wait_text(page, "oc-summary", r"2 epochs × \d+ steps \([0-9,]+ images / batch 64\)")
     assert "LRMAX 0.01" in summary and "batch 64" in summary
     page.screenshot(path=shots / "3-one-cycle.png", full_page=True)
 

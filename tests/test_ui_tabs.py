@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
+from lab.config import DEFAULT_MAX_LR
 from lab.config import ScheduleConfig
 from lab.data import CLASSES
 from lab.ui import augment, classify, insights, lr_range, one_cycle, train
@@ -107,7 +108,7 @@ def test_one_cycle_helpers():
     assert one_cycle.spec_peak(24) == 5 and one_cycle.spec_peak(1) == 0.5 and one_cycle.spec_peak(3) == 0.5
     upd = one_cycle.clamp_peak(3, 5)
     assert upd.maximum == 2.5 and upd.value == 2.5
-    assert one_cycle.optimizer_default_lr("sgd") == 0.4
+    assert one_cycle.optimizer_default_lr("sgd") == DEFAULT_MAX_LR["sgd"]
     fig, text = one_cycle.zigzag(0.01, "div factor", 10, None, 20, 3)
     assert len(fig.data[0].y) == 2 * 20 * 3 + 1 and "3 cycles" in text
     fig, text = one_cycle.zigzag(0.01, "min LR", 10, 0.02, 20, 3)
