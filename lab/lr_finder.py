@@ -125,9 +125,11 @@ def _valley(lrs: np.ndarray, losses: np.ndarray) -> tuple[float | None, str | No
 
 
 def _loss_min(lrs: np.ndarray, losses: np.ndarray) -> tuple[float | None, str | None]:
+    # Only the start is trimmed for this rule: the minimum usually sits just before the blow-up, in the tail
+    # the other rules drop.
     i = int(losses.argmin())
     if i == len(losses) - 1:
-        return None, ("loss_min: the loss was lowest at the last usable point, so the minimum was not reached; "
+        return None, ("loss_min: the loss was lowest at the last point, so the minimum was not reached; "
                       "raise the end LR")
     return float(lrs[i]), None
 
@@ -174,7 +176,7 @@ def suggest(
 
     suggestions: dict[str, float] = {}
     for name, (lr, why) in (
-        ("loss_min", _loss_min(lr_t, loss_t)),
+        ("loss_min", _loss_min(lr_arr[skip_start:], loss_arr[skip_start:])),
         ("steepest", _steepest(lr_t, loss_t)),
         ("valley", _valley(lr_t, loss_t)),
         ("min_div_10", _min_div_10(lr_t, loss_t, float(lr_arr[0]))),
@@ -188,7 +190,7 @@ def suggest(
     if drop < 0.02:
         notes.append(f"the loss fell by only {100 * drop:.1f}% over the curve: the suggestions are weak; widen the "
                      "LR range or run more iterations")
-    if int(loss_t.argmin()) == len(loss_t) - 1:
+    if len(loss_arr) and int(loss_arr[skip_start:].argmin()) == len(loss_arr) - 1 - skip_start:
         notes.append(f"the loss was still falling at the highest LR used ({lr_arr[-1]:.3g}): raise the end LR")
     return suggestions, notes
 

@@ -244,3 +244,17 @@ def test_train_max_lr_find_trains_with_the_found_lrs(cifar, tmp_path):
     assert found["settings"]["iters"] == 12 and found["settings"]["train_images"] == 128
     assert json.loads((run_dir / "lr_finder.json").read_text())["max_lr"] == found["max_lr"]
     assert (run_dir / "lr_finder.html").is_file()
+
+
+def test_loss_min_keeps_the_tail_and_is_the_default():
+    from lab.lr_finder import choose
+
+    lrs = list(np.geomspace(1e-6, 1.0, 40))
+    losses = [3.0 - 0.05 * i for i in range(37)] + [1.0, 4.0, 9.0]  # lowest at point 38, inside the trimmed tail
+    s, notes = suggest(lrs, losses)
+    assert s["loss_min"] == pytest.approx(lrs[37])
+    assert not any("still falling" in n for n in notes)
+    assert choose(s) == ("loss_min", s["loss_min"])
+
+    s, notes = suggest(lrs, [3.0 - 0.05 * i for i in range(40)])  # never turned up
+    assert "loss_min" not in s and any("still falling" in n for n in notes)
