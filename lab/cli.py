@@ -166,6 +166,8 @@ def cmd_train(args) -> int:
     if find:
         _find_settings(args, cfg)
     resolve_device(cfg.device)  # like the data, before the run folder exists: no empty folder for a missing GPU
+    if args.run_dir and (Path(args.run_dir) / "config.json").exists():
+        raise CliError(f"--run-dir {args.run_dir} already holds a run; name a new folder (runs are never overwritten)")
     data = data_mod.load(cfg.data_dir)  # before the run folder exists: no empty folders for missing data
     found = None
     if find:  # --max-lr find: the range test picks LRMAX and LRMIN, and its result goes into config.json
@@ -426,7 +428,7 @@ def cmd_find_lr(args) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from lab.data import DataError
-    from lab.engine import Diverged
+    from lab.engine import DeviceError, Diverged
     from lab.runs import CheckpointError
 
     try:
@@ -435,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, C.ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (DataError, CheckpointError, Diverged) as e:
+    except (DataError, CheckpointError, Diverged, DeviceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except RuntimeError as e:

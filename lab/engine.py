@@ -28,6 +28,10 @@ from torch import nn
 from lab.config import OptimizerConfig
 
 
+class DeviceError(RuntimeError):
+    """The asked-for device is not there."""
+
+
 class Diverged(RuntimeError):
     """The loss became NaN or infinite."""
 
@@ -51,7 +55,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
+        raise DeviceError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
     return torch.device(name)
 
 

@@ -118,6 +118,9 @@ def train(
         _, status = fit(step_model, optimizer, schedule, train_batches, test_batches, cfg.schedule.epochs, device,
                         label_smoothing=cfg.label_smoothing, callbacks=[persist, *callbacks], stop=stop,
                         step_every=step_every)
+    except KeyboardInterrupt:
+        status = "stopped"  # Ctrl-C: the finished epochs and their checkpoint stay, as with the stop flag
+        raise
     except Diverged as e:
         status = "diverged"
         if run is not None:

@@ -31,6 +31,16 @@ class AlbumentationsDataset(Dataset):
         return self.transform(image=self.images[i])["image"], int(self.labels[i])
 
 
+def _seed_worker(_worker_id: int) -> None:
+    """Give each worker process its own augmentation stream. albumentations keeps its RNG inside the Compose,
+    which every worker inherits as a copy: unseeded, all workers would replay the same crops, flips and holes.
+    torch's per-worker seed derives from the loader's seeded generator, so runs stay repeatable."""
+    info = torch.utils.data.get_worker_info()
+    transform = info.dataset.transform
+    if hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(info.seed % 2**32)
+
+
 def default_workers() -> int:
     """Loader processes: leave a core to the training loop, and fork none on a 1–2 core machine."""
     cores = os.cpu_count() or 1
@@ -50,6 +60,7 @@ def reference_loader(
         shuffle=train,
         generator=generator,
         num_workers=workers,
+        worker_init_fn=_seed_worker if workers > 0 else None,
         pin_memory=pin_memory,
         persistent_workers=workers > 0,
         drop_last=False,

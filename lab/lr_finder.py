@@ -179,7 +179,7 @@ def suggest(
         ("loss_min", _loss_min(lr_arr[skip_start:], loss_arr[skip_start:])),
         ("steepest", _steepest(lr_t, loss_t)),
         ("valley", _valley(lr_t, loss_t)),
-        ("min_div_10", _min_div_10(lr_t, loss_t, float(lr_arr[0]))),
+        ("min_div_10", _min_div_10(lr_arr[skip_start:], loss_arr[skip_start:], float(lr_arr[0]))),
     ):
         if lr is not None:
             suggestions[name] = lr

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch.optim.lr_scheduler import OneCycleLR
 
-from lab.config import ScheduleConfig
+from lab.config import ConfigError, ScheduleConfig
 
 
 class OneCycle:
@@ -24,13 +24,22 @@ class OneCycle:
             raise ValueError(f"steps per epoch must be ≥ 1, got {steps_per_epoch}")
         self.cfg = cfg
         self.total_steps = cfg.epochs * steps_per_epoch
+        if self.total_steps < 3:
+            raise ConfigError(
+                f"One Cycle needs at least 3 steps (up from LRMIN, the peak, back down), got {cfg.epochs} epoch(s) × "
+                f"{steps_per_epoch} step(s); train on more images, use a smaller batch or more epochs"
+            )
+        # OneCycleLR's rise ends at step pct_start·total − 1. In a run of very few steps the asked-for peak can
+        # fall before step 1, so there would be no rise from LRMIN: then the peak moves to step 1 (and, at the
+        # other end, no later than the second-to-last step).
+        pct_start = min(max(cfg.pct_start, 2 / self.total_steps), (self.total_steps - 1) / self.total_steps)
         self.steps_per_epoch = steps_per_epoch
         self.optimizer = optimizer
         self.scheduler = OneCycleLR(
             optimizer,
             max_lr=cfg.max_lr,
             total_steps=self.total_steps,
-            pct_start=cfg.pct_start,
+            pct_start=pct_start,
             anneal_strategy=cfg.anneal,
             cycle_momentum=cfg.cycle_momentum,
             base_momentum=cfg.base_momentum,

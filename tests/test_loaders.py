@@ -171,3 +171,15 @@ def test_dtype_and_memory_format():
                         dtype=torch.bfloat16, channels_last=True)
     x, _ = next(iter(loader))
     assert x.dtype == torch.bfloat16 and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_reference_workers_draw_different_augmentations_repeatably():
+    # identical images: any two equal batches would mean two workers replay one augmentation stream
+    images, labels = coordinate_images(16), np.zeros(16, dtype=np.int64)
+
+    def batches():
+        return [x for x, _ in reference_loader(images, labels, 4, True, AugmentConfig(), seed=5, workers=2)]
+
+    first = batches()
+    assert not torch.equal(first[0], first[1])
+    assert all(torch.equal(a, b) for a, b in zip(first, batches()))

@@ -158,3 +158,22 @@ def test_triangular_zigzags_between_min_and_max():
 def test_triangular_rejects_bad_ranges(args):
     with pytest.raises(ValueError):
         triangular(*args)
+
+
+@pytest.mark.parametrize("epochs,steps", [(1, 3), (1, 4), (2, 4), (3, 2)])
+def test_very_short_runs_still_rise_peak_and_end_at_lrmin(epochs, steps):
+    from lab.config import ScheduleConfig
+    from lab.schedule import preview
+
+    cfg = ScheduleConfig(max_lr=0.01, epochs=epochs)  # the peak share (5/24) falls before step 1 here
+    lrs = preview(cfg, steps)["lr"]
+    assert lrs[0] == pytest.approx(cfg.lr_min) and lrs[-1] == pytest.approx(cfg.lr_min)
+    assert max(lrs) == pytest.approx(cfg.max_lr)
+
+
+def test_fewer_than_three_steps_is_a_clear_error():
+    from lab.config import ConfigError, ScheduleConfig
+    from lab.schedule import preview
+
+    with pytest.raises(ConfigError, match="at least 3 steps"):
+        preview(ScheduleConfig(epochs=2), 1)

@@ -121,16 +121,17 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None)
 
         # -- the LR range test uses the same run settings, with its own optimizer
         range_keys = ["width", "subset", "seed", "device", "loader", "batch_size", "pad", "cutout", "cutout_p",
-                      "flip_p"]
+                      "flip_p", "div_factor"]
 
         def find_lr(iters: float, start_lr: float, end_lr: float, mode: str, optimizer: str, width: float,
                     subset: float, seed: float, device: str, loader: str, batch_size: float, pad: float,
-                    cutout: float, cutout_p: float, flip_p: float) -> str:
+                    cutout: float, cutout_p: float, flip_p: float, div_factor: float) -> str:
             """Start the LR range test in the background (poll train_status: kind 'lr_range'; its result holds
             the curve and the suggested max_lr / min_lr)."""
             run = dict(width=width, subset=subset, seed=seed, device=device, loader=loader, batch_size=batch_size,
                        pad=pad, cutout=cutout, cutout_p=cutout_p, flip_p=flip_p)
-            return lr_range.start(ctx, run, iters, start_lr, end_lr, mode, optimizer)
+            # LRMIN = the found LRMAX / the One Cycle tab's div factor, as "use these" will set it
+            return lr_range.start(ctx, run, iters, start_lr, end_lr, mode, optimizer, div_factor)
 
         lr["run"].click(find_lr, [lr["iters"], lr["start_lr"], lr["end_lr"], lr["mode"], lr["optimizer"],
                                   *(controls[k] for k in range_keys)], lr["message"], api_name="find_lr",

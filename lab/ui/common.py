@@ -45,7 +45,7 @@ class ModelCache:
     def get(self, path: str | Path) -> tuple[Any, Any, dict]:
         p = Path(path)
         f = p / runs_mod.CHECKPOINT if p.is_dir() else p
-        key = (str(f.resolve()), f.stat().st_mtime if f.exists() else 0.0)
+        key = (str(f.resolve()), f.stat().st_mtime_ns if f.exists() else 0)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)

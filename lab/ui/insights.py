@@ -46,7 +46,7 @@ def _checkpoint_file(path: str) -> Path:
 
 def _cache_key(ctx: AppContext, f: Path, n_test) -> tuple[str, float, int]:
     n = max(1, min(int(n_test), len(ctx.manager.data().y_test)))
-    return str(f.resolve()), f.stat().st_mtime, n
+    return str(f.resolve()), f.stat().st_mtime_ns, n
 
 
 def evaluate(ctx: AppContext, checkpoint: str | None, n_test: int) -> Evaluated:

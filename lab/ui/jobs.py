@@ -23,7 +23,7 @@ from typing import Any
 
 from lab import data as data_mod
 from lab.config import TrainConfig
-from lab.engine import Diverged
+from lab.engine import Diverged, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +216,7 @@ class JobManager:
         busy = self.busy_message()  # fail fast, before touching the data
         if busy:
             raise Busy(busy)
+        resolve_device(cfg.device)  # a missing GPU fails here, before a job or an empty run folder exists
         data = self.data()
         job = self._claim("train", cfg.to_dict(), cfg.schedule.epochs)
         stop = self._stop

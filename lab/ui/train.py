@@ -20,6 +20,7 @@ from lab import runs as runs_mod
 from lab.config import (DEVICES, LOADERS, SPEC_BATCH_SIZE, SPEC_EPOCHS, SPEC_PEAK_EPOCH, AugmentConfig, ConfigError,
                         OptimizerConfig, TrainConfig)
 from lab.data import DataError
+from lab.engine import DeviceError
 from lab.ui import one_cycle
 from lab.ui.common import AppContext, error_md, fmt_seconds, has_cuda, run_label
 from lab.ui.jobs import Busy
@@ -79,7 +80,7 @@ def start(ctx: AppContext, **controls) -> str:
         job = ctx.manager.start_training(cfg)
     except Busy as e:
         return error_md(str(e))
-    except (ConfigError, DataError, TypeError, ValueError) as e:
+    except (ConfigError, DataError, DeviceError, TypeError, ValueError) as e:
         return error_md(str(e))
     s = cfg.schedule
     return (f"Run started at {job.started_at} in `{job.run_dir}`: {s.epochs} epoch{'s' * (s.epochs != 1)}, "
