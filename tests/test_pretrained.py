@@ -28,6 +28,7 @@ def test_reproduces_recorded_accuracy_on_first_1000_test_images():
         data = load(download=False)
     except DataNotFoundError as e:
         pytest.skip(f"real CIFAR-10 needed (set CIFAR10_DIR): {e}")
+    assert data.sha256 == recorded["data_sha256"]  # the same pixels and labels it was trained and measured on
     model, _, _ = load_checkpoint(PRETRAINED_CHECKPOINT, "cpu")
     acc = insights.evaluate(model, data.x_test[:1000], data.y_test[:1000], "cpu").accuracy
     assert abs(acc - recorded["test_acc_first_1000"]) <= 0.005
