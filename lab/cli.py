@@ -84,15 +84,21 @@ def train_config(args, max_lr: float | None = None) -> C.TrainConfig:
     )
 
 
+def _add_loss_and_augment_flags(p: argparse.ArgumentParser) -> None:
+    """What training and the range test share beyond the run flags: weight decay, the loss, the augmentation."""
+    aug = C.AugmentConfig()
+    p.add_argument("--weight-decay", type=float, default=None, help="default: adam 0, sgd 5e-4")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--pad", type=int, default=aug.pad)
+    p.add_argument("--flip-p", type=float, default=aug.flip_p)
+    p.add_argument("--cutout", type=int, default=aug.cutout, help="CutOut hole side in pixels (0: off)")
+    p.add_argument("--cutout-p", type=float, default=aug.cutout_p)
+
+
 def _add_train_flags(p: argparse.ArgumentParser, allow_find: bool = False) -> None:
     _add_schedule_flags(p, allow_find=allow_find)
     _add_run_flags(p)
-    p.add_argument("--weight-decay", type=float, default=None, help="default: adam 0, sgd 5e-4")
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--pad", type=int, default=4)
-    p.add_argument("--flip-p", type=float, default=0.5)
-    p.add_argument("--cutout", type=int, default=8, help="CutOut hole side in pixels (0: off)")
-    p.add_argument("--cutout-p", type=float, default=1.0)
+    _add_loss_and_augment_flags(p)
     p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
                    help="torch.compile the model; MODE: default, reduce-overhead (CUDA graphs), max-autotune")
 
@@ -323,15 +329,10 @@ def _add_find_lr_parser(sub) -> None:
     _add_range_test_flags(p)
     _add_run_flags(p)
     p.add_argument("--optimizer", default="adam", help="adam (the spec, default) or sgd (Nesterov preset)")
-    p.add_argument("--weight-decay", type=float, default=None, help="default: adam 0, sgd 5e-4")
+    _add_loss_and_augment_flags(p)
     p.add_argument("--batch-size", type=int, default=C.SPEC_BATCH_SIZE, help="(default %(default)s)")
     p.add_argument("--div-factor", type=float, default=C.DEFAULT_DIV_FACTOR,
                    help="LRMIN = LRMAX / div factor (default %(default)s)")
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--pad", type=int, default=4)
-    p.add_argument("--flip-p", type=float, default=0.5)
-    p.add_argument("--cutout", type=int, default=8, help="CutOut hole side in pixels (0: off)")
-    p.add_argument("--cutout-p", type=float, default=1.0)
     p.add_argument("--out", default=None, help="output folder (default: a new runs/lr-finder-<time>/)")
     # what train_config reads but the range test does not use
     p.set_defaults(func=cmd_find_lr, max_lr=None, min_lr=None, epochs=C.SPEC_EPOCHS, peak_epoch=None,

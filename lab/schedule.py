@@ -70,9 +70,6 @@ class OneCycle:
     def momentum(self) -> float | None:
         return momentum_of(self.optimizer)
 
-    def state_dict(self) -> dict:
-        return {"scheduler": self.scheduler.state_dict(), "steps_taken": self.steps_taken}
-
 
 def momentum_of(optimizer: torch.optim.Optimizer) -> float | None:
     """SGD's momentum or Adam's β1 (what OneCycleLR cycles)."""
@@ -93,7 +90,7 @@ def preview(cfg: ScheduleConfig, steps_per_epoch: int, optimizer: str = "adam") 
     lrs, moms = [], []
     for _ in range(sched.total_steps):
         lrs.append(sched.lr)
-        moms.append(sched.momentum if cfg.cycle_momentum else momentum_of(opt))
+        moms.append(sched.momentum)
         opt.step()  # a no-op (no gradient); keeps torch from warning about the call order
         sched.step()
     return {"step": list(range(len(lrs))), "epoch": [i / steps_per_epoch for i in range(len(lrs))],

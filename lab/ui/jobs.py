@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import data as data_mod
-from lab.config import TrainConfig
+from lab.config import RANGE_TEST_ITERS, TrainConfig
 from lab.engine import Diverged, resolve_device
 
 log = logging.getLogger(__name__)
@@ -264,7 +264,7 @@ class JobManager:
         from lab.lr_finder import range_test
 
         data = self.data()
-        job = self._claim("lr_range", {"train": cfg.to_dict(), **kwargs}, int(kwargs.get("iters", 200)))
+        job = self._claim("lr_range", {"train": cfg.to_dict(), **kwargs}, int(kwargs.get("iters", RANGE_TEST_ITERS)))
         stop = self._stop
 
         def progress(iteration: int, lr: float, loss: float) -> None:

@@ -8,7 +8,7 @@ import math
 import gradio as gr
 
 from lab import plots
-from lab.config import ConfigError, OptimizerConfig
+from lab.config import RANGE_TEST_END_LR, RANGE_TEST_START_LR, ConfigError, OptimizerConfig
 from lab.data import DataError
 from lab.ui.common import AppContext, error_md, fmt_seconds
 from lab.ui.jobs import Busy
@@ -105,8 +105,8 @@ def build(ctx: AppContext) -> dict:
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
             iters = gr.Slider(10, 500, value=100, step=10, label="iterations", elem_id="lr-iters")
-            start_lr = gr.Number(value=1e-7, label="start LR", minimum=0)
-            end_lr = gr.Number(value=10.0, label="end LR", minimum=0)
+            start_lr = gr.Number(value=RANGE_TEST_START_LR, label="start LR", minimum=0)
+            end_lr = gr.Number(value=RANGE_TEST_END_LR, label="end LR", minimum=0)
             mode = gr.Radio(list(MODES), value="exp", label="LR increase")
             optimizer = gr.Radio(["adam", "sgd"], value="adam", label="optimizer")
             with gr.Row():
