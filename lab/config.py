@@ -23,6 +23,10 @@ RANGE_TEST_ITERS = 200
 RANGE_TEST_START_LR = 1e-7
 RANGE_TEST_END_LR = 10.0
 RANGE_TEST_RULES = ("loss_min", "valley", "steepest", "min_div_10")  # the first is the default; the rest, the fallback order
+# Sweeps (lab/sweep.py): seeds per configuration, and the max-LR factors around the range test's suggestion the
+# app offers (×¼ … ×4).
+SWEEP_SEEDS = 3
+SWEEP_LR_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 OPTIMIZERS = ("adam", "sgd")
 ANNEALS = ("linear", "cos")
