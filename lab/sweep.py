@@ -744,6 +744,8 @@ def _tuner(sweep: Sweep, state: dict[str, Any], data_ref, restore: bool):
             # trials by their first epochs, where One Cycle ranks configurations badly (see the module docstring).
             scheduler=tune.schedulers.FIFOScheduler(),
             max_concurrent_trials=spec.get("max_concurrent"),
+            # the next trial runs in the process the last one left: torch and the lab are imported once per worker
+            reuse_actors=True,
             trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep.path), verbose=0,
