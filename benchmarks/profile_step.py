@@ -22,7 +22,7 @@ from torch import nn
 from lab import data as data_mod
 from lab.config import TrainConfig
 from lab.engine import autocast_for, make_optimizer
-from lab.experiment import EVAL_BATCH, build_loaders, build_model
+from lab.experiment import EVAL_BATCH, prepare
 from lab.schedule import OneCycle
 
 
@@ -50,8 +50,8 @@ def main() -> int:
     device = torch.device("cuda")
     cfg = TrainConfig(device="cuda", loader="fast", width=args.width)
     data = data_mod.load()
-    train_b, test_b = build_loaders(cfg, data, device, "fast")
-    model = build_model(cfg, device)
+    p = prepare(cfg, data)
+    train_b, test_b, model = p.train_batches, p.test_batches, p.model
     step_model = torch.compile(model, mode=args.compile) if args.compile else model
     opt = make_optimizer(model, cfg.optimizer, cfg.schedule.max_lr)
     sched = OneCycle(opt, cfg.schedule, len(train_b))

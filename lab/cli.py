@@ -1,4 +1,4 @@
-"""python -m lab train | find-lr | sweep | evaluate | schedule | summary
+"""python -m lab train | find-lr | sweep | evaluate | schedule | bench | summary
 
 Bad input exits non-zero with one line on stderr ("error: …"), never a traceback.
 """
@@ -25,26 +25,33 @@ class Parser(argparse.ArgumentParser):
 
 def _add_schedule_flags(p: argparse.ArgumentParser, allow_find: bool = False) -> None:
     g = p.add_argument_group("One Cycle schedule")
-    g.add_argument("--epochs", type=int, default=C.SPEC_EPOCHS, help="epochs (default %(default)s)")
+    s = C.ScheduleConfig()
+    g.add_argument("--epochs", type=int, default=s.epochs, help="epochs (default %(default)s)")
     g.add_argument("--peak-epoch", type=float, default=None,
                    help=f"the LR peaks at the end of this epoch (default {C.SPEC_PEAK_EPOCH} of "
                         f"{C.SPEC_EPOCHS} epochs, the same share of other run lengths)")
     g.add_argument("--max-lr", default=None,
                    help="LRMAX (default: the optimizer's default, adam %s, sgd %s)"
-                   % (C.DEFAULT_MAX_LR["adam"], C.DEFAULT_MAX_LR["sgd"])
+                   % (C.default_max_lr("adam"), C.default_max_lr("sgd"))
                    + ("; 'find' runs the LR range test first" if allow_find else ""))
     g.add_argument("--min-lr", type=float, default=None, help="LRMIN, where the cycle starts and ends")
-    g.add_argument("--div-factor", type=float, default=C.DEFAULT_DIV_FACTOR,
+    g.add_argument("--div-factor", type=float, default=s.div_factor,
                    help="LRMIN = LRMAX / div factor when --min-lr is not given (default %(default)s)")
-    g.add_argument("--anneal", default="linear", help="linear (default) or cos")
-    g.add_argument("--no-cycle-momentum", action="store_true", help="keep momentum / Adam β1 fixed")
+    g.add_argument("--anneal", default=s.anneal, help=f"{' or '.join(C.ANNEALS)} (default %(default)s)")
+    g.add_argument("--no-cycle-momentum", dest="cycle_momentum", action="store_false",
+                   help="keep momentum / Adam β1 fixed")
+    _add_batch_and_optimizer_flags(g)
+
+
+def _add_batch_and_optimizer_flags(g) -> None:
     g.add_argument("--batch-size", type=int, default=C.SPEC_BATCH_SIZE, help="(default %(default)s)")
-    g.add_argument("--optimizer", default="adam", help="adam (the spec, default) or sgd (Nesterov preset)")
+    g.add_argument("--optimizer", default=C.OPTIMIZERS[0], help="adam (the spec, default) or sgd (Nesterov preset)")
 
 
-def _max_lr(args) -> float:
+def _max_lr(args) -> float | None:
+    """--max-lr as a number; None when not given (the optimizer's default applies)."""
     if args.max_lr is None:
-        return C.DEFAULT_MAX_LR.get(args.optimizer, C.DEFAULT_MAX_LR["adam"])
+        return None
     try:
         return float(args.max_lr)
     except ValueError:
@@ -52,55 +59,60 @@ def _max_lr(args) -> float:
                        f"got {args.max_lr!r}") from None
 
 
-def schedule_config(args, max_lr: float | None = None) -> C.ScheduleConfig:
-    return C.ScheduleConfig(
-        max_lr=max_lr if max_lr is not None else _max_lr(args), min_lr=args.min_lr, div_factor=args.div_factor,
-        epochs=args.epochs, peak_epoch=args.peak_epoch, anneal=args.anneal,
-        cycle_momentum=not args.no_cycle_momentum,
-    )
-
-
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--subset", type=int, default=None, help="train on the first N training images")
-    p.add_argument("--test-subset", type=int, default=None, help="evaluate on the first N test images")
-    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (1 = the spec network)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None, help="folder with cifar10.npz, cifar-10-batches-py/ or the .tar.gz")
-    p.add_argument("--loader", default="auto", help="fast (device-resident) or reference (albumentations); "
-                                                    "auto: fast on CUDA, reference on the CPU")
-    p.add_argument("--workers", type=int, default=None, help="reference loader processes")
+    p.add_argument("--preset", choices=list(C.PRESETS), default=None,
+                   help="start from a preset's settings (lab/config.py PRESETS); flags given explicitly win: "
+                        + "; ".join(f"{n}: {pr.label}" for n, pr in C.PRESETS.items()))
+    d = C.TrainConfig()
+    p.add_argument("--subset", type=int, default=d.subset, help="train on the first N training images (default: all)")
+    p.add_argument("--test-subset", type=int, default=d.test_subset,
+                   help="evaluate on the first N test images (default: all)")
+    p.add_argument("--width", type=float, default=d.width,
+                   help="channel width multiplier, 1 = the spec network (default %(default)s)")
+    p.add_argument("--device", default=d.device, help="auto (CUDA when present), cpu or cuda (default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="(default %(default)s)")
+    p.add_argument("--data-dir", default=d.data_dir,
+                   help="folder with cifar10.npz, cifar-10-batches-py/ or the .tar.gz (default: $CIFAR10_DIR, ./data)")
+    p.add_argument("--loader", default=d.loader, help="fast (device-resident) or reference (albumentations); "
+                                                      "auto: fast on CUDA, reference on the CPU (default %(default)s)")
+    p.add_argument("--workers", type=int, default=d.workers,
+                   help="reference loader processes (default: chosen from the machine's cores)")
 
 
 def train_config(args, max_lr: float | None = None) -> C.TrainConfig:
-    return C.TrainConfig(
-        batch_size=args.batch_size, width=args.width, seed=args.seed, subset=args.subset,
-        test_subset=args.test_subset, device=args.device, loader=args.loader,
-        label_smoothing=args.label_smoothing, compile=args.compile is not None,
-        compile_mode=args.compile or "default", data_dir=args.data_dir, workers=args.workers,
-        augment=C.AugmentConfig(pad=args.pad, flip_p=args.flip_p, cutout=args.cutout, cutout_p=args.cutout_p),
-        schedule=schedule_config(args, max_lr),
-        optimizer=C.OptimizerConfig(name=args.optimizer, weight_decay=args.weight_decay),
-    )
+    """The flags a command has → a TrainConfig (C.TrainConfig.from_flat); flags a command lacks keep the lab's
+    defaults (find-lr has no schedule flags: the range test sets its own LRs). `max_lr` overrides --max-lr."""
+    knobs = {name: getattr(args, name) for name in C.FLAT_KNOBS if hasattr(args, name)}
+    if "compile_mode" in knobs:  # --compile [MODE]: compiling is on when the flag is given
+        knobs["compile"] = knobs["compile_mode"] is not None
+        knobs["compile_mode"] = knobs["compile_mode"] or C.COMPILE_MODES[0]
+    if "max_lr" in knobs:
+        knobs["max_lr"] = max_lr if max_lr is not None else _max_lr(args)
+        if knobs["max_lr"] is None:
+            del knobs["max_lr"]  # the optimizer's default
+    return C.TrainConfig.from_flat(**knobs)
 
 
 def _add_loss_and_augment_flags(p: argparse.ArgumentParser) -> None:
     """What training and the range test share beyond the run flags: weight decay, the loss, the augmentation."""
     aug = C.AugmentConfig()
     p.add_argument("--weight-decay", type=float, default=None, help="default: adam 0, sgd 5e-4")
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--pad", type=int, default=aug.pad)
-    p.add_argument("--flip-p", type=float, default=aug.flip_p)
-    p.add_argument("--cutout", type=int, default=aug.cutout, help="CutOut hole side in pixels (0: off)")
-    p.add_argument("--cutout-p", type=float, default=aug.cutout_p)
+    p.add_argument("--label-smoothing", type=float, default=C.TrainConfig.label_smoothing,
+                   help="(default %(default)s)")
+    p.add_argument("--pad", type=int, default=aug.pad, help="reflect padding before the random crop "
+                                                            "(default %(default)s)")
+    p.add_argument("--flip-p", type=float, default=aug.flip_p, help="(default %(default)s)")
+    p.add_argument("--cutout", type=int, default=aug.cutout, help="CutOut hole side in pixels, 0: off "
+                                                                  "(default %(default)s)")
+    p.add_argument("--cutout-p", type=float, default=aug.cutout_p, help="(default %(default)s)")
 
 
 def _add_train_flags(p: argparse.ArgumentParser, allow_find: bool = False) -> None:
     _add_schedule_flags(p, allow_find=allow_find)
     _add_run_flags(p)
     _add_loss_and_augment_flags(p)
-    p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
-                   help="torch.compile the model; MODE: default, reduce-overhead (CUDA graphs), max-autotune")
+    p.add_argument("--compile", dest="compile_mode", nargs="?", const=C.COMPILE_MODES[0], default=None,
+                   metavar="MODE", help=f"torch.compile the model; MODE: {', '.join(C.COMPILE_MODES)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,7 +181,8 @@ def cmd_train(args) -> int:
     find = _wants_find(args)
     if find and args.min_lr is not None:
         raise CliError("--min-lr cannot be combined with --max-lr find: LRMIN = the found LRMAX / --div-factor")
-    cfg = train_config(args, max_lr=_FIND_PLACEHOLDER if find else None)
+    # with --max-lr find, the schedule is checked at the optimizer's default LRMAX until the test picks one
+    cfg = train_config(args, max_lr=C.default_max_lr(args.optimizer) if find else None)
     if find:
         _find_settings(args, cfg)
     resolve_device(cfg.device)  # like the data, before the run folder exists: no empty folder for a missing GPU
@@ -215,9 +228,7 @@ def cmd_evaluate(args) -> int:
     from lab import data as data_mod
     from lab import insights
     from lab.engine import resolve_device
-    from lab.runs import load_checkpoint
-
-    from lab.runs import PRETRAINED_CHECKPOINT
+    from lab.runs import PRETRAINED_CHECKPOINT, load_checkpoint
 
     if args.subset is not None and args.subset < 1:
         raise CliError(f"--subset must be a whole number of images ≥ 1, got {args.subset}")
@@ -235,13 +246,11 @@ def cmd_evaluate(args) -> int:
 def cmd_schedule(args) -> int:
     from lab.schedule import preview, steps_per_epoch
 
-    cfg = schedule_config(args)
-    C.OptimizerConfig(name=args.optimizer)  # validates the name
+    run = train_config(args)  # validates the batch size and the optimizer too
+    cfg = run.schedule
     if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
         raise CliError(f"--steps-per-epoch must be ≥ 1, got {args.steps_per_epoch}")
-    if args.batch_size < 1:
-        raise CliError(f"batch size must be a whole number ≥ 1, got {args.batch_size}")
-    spe = args.steps_per_epoch or steps_per_epoch(50_000, args.batch_size)
+    spe = args.steps_per_epoch or steps_per_epoch(C.TRAIN_IMAGES, args.batch_size)
     curve = preview(cfg, spe, args.optimizer)
     if args.json:
         print(json.dumps({"steps_per_epoch": spe, "max_lr": cfg.max_lr, "min_lr": cfg.lr_min, **curve}))
@@ -288,20 +297,15 @@ def cmd_bench(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from lab.model import Net, count_parameters, summary
+    from lab.model import describe
 
     C.TrainConfig(width=args.width)  # validates the width
-    model = Net(width=args.width)
-    print(summary(model))
-    print(f"parameters: {count_parameters(model):,} (width {args.width:g}; conv and FC layers without bias)")
+    print(describe(args.width))
     return 0
 
 
 # ------------------------------------------------------------------------------------------ LR range test
 # `python -m lab find-lr` and `train --max-lr find`; the test itself lives in lab.lr_finder.
-
-_FIND_PLACEHOLDER = 1.0  # max LR of the config the range test runs under: the test sets its own LRs
-
 
 def _add_range_test_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
     """The range test's knobs: --iters … for find-lr, --find-iters … for train (same dests)."""
@@ -312,11 +316,12 @@ def _add_range_test_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
                    help="first LR (default %(default)g)")
     g.add_argument(f"--{prefix}end-lr", dest="find_end_lr", metavar="LR", type=float, default=C.RANGE_TEST_END_LR,
                    help="last LR (default %(default)g)")
-    g.add_argument(f"--{prefix}mode", dest="find_mode", metavar="MODE", default="exp",
-                   help="LR steps: exp (default) or linear")
-    g.add_argument(f"--{prefix}smooth-f", dest="find_smooth_f", metavar="F", type=float, default=0.05,
+    g.add_argument(f"--{prefix}mode", dest="find_mode", metavar="MODE", default=C.RANGE_TEST_MODES[0],
+                   help=f"LR steps: {' or '.join(C.RANGE_TEST_MODES)} (default %(default)s)")
+    g.add_argument(f"--{prefix}smooth-f", dest="find_smooth_f", metavar="F", type=float, default=C.RANGE_TEST_SMOOTH_F,
                    help="loss smoothing factor in [0, 1) (default %(default)s)")
-    g.add_argument(f"--{prefix}diverge-th", dest="find_diverge_th", metavar="X", type=float, default=5.0,
+    g.add_argument(f"--{prefix}diverge-th", dest="find_diverge_th", metavar="X", type=float,
+                   default=C.RANGE_TEST_DIVERGE_TH,
                    help="stop when the loss passes this × the best loss (default %(default)s)")
     g.add_argument(f"--{prefix}rule", dest="find_rule", metavar="RULE", default=C.RANGE_TEST_RULES[0],
                    help=f"suggestion used as LRMAX: {', '.join(C.RANGE_TEST_RULES)} (default %(default)s)")
@@ -329,15 +334,12 @@ def _add_find_lr_parser(sub) -> None:
                                    "and LRMIN = LRMAX / div factor. Writes lr_finder.json and lr_finder.html.")
     _add_range_test_flags(p)
     _add_run_flags(p)
-    p.add_argument("--optimizer", default="adam", help="adam (the spec, default) or sgd (Nesterov preset)")
+    _add_batch_and_optimizer_flags(p)
     _add_loss_and_augment_flags(p)
-    p.add_argument("--batch-size", type=int, default=C.SPEC_BATCH_SIZE, help="(default %(default)s)")
     p.add_argument("--div-factor", type=float, default=C.DEFAULT_DIV_FACTOR,
                    help="LRMIN = LRMAX / div factor (default %(default)s)")
     p.add_argument("--out", default=None, help="output folder (default: a new runs/lr-finder-<time>/)")
-    # what train_config reads but the range test does not use
-    p.set_defaults(func=cmd_find_lr, max_lr=None, min_lr=None, epochs=C.SPEC_EPOCHS, peak_epoch=None,
-                   anneal="linear", no_cycle_momentum=False, compile=None)
+    p.set_defaults(func=cmd_find_lr)
 
 
 def _wants_find(args) -> bool:
@@ -392,8 +394,6 @@ def _range_test(args, cfg: C.TrainConfig, data):
 
 
 def _write_range_test(result, out) -> None:
-    from pathlib import Path
-
     from lab.plots import lr_finder_figure
     from lab.runs import atomic_write_text
 
@@ -414,12 +414,10 @@ def _find_for_train(args, cfg: C.TrainConfig, data):
 
 
 def cmd_find_lr(args) -> int:
-    from pathlib import Path
-
     from lab import data as data_mod
     from lab.runs import new_run_dir
 
-    cfg = train_config(args, max_lr=_FIND_PLACEHOLDER)
+    cfg = train_config(args)
     _find_settings(args, cfg)
     data = data_mod.load(cfg.data_dir)
     result = _range_test(args, cfg, data)
@@ -428,6 +426,18 @@ def cmd_find_lr(args) -> int:
     return 0
 
 
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; with --preset, the preset's knobs become the command's defaults and the command
+    line is read again, so that flags given explicitly win over the preset."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "preset", None):
+        command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub = command.choices[args.command]
+        dests = {a.dest for a in sub._actions}
+        sub.set_defaults(**{k: v for k, v in C.PRESETS[args.preset].knobs.items() if k in dests})
+        args = parser.parse_args(argv)
+    return args
 # ------------------------------------------------------------------------------------------------- sweeps
 # `python -m lab sweep`: a grid of runs × seeds through Ray Tune; the work lives in lab.sweep.
 
@@ -444,10 +454,10 @@ def _add_sweep_parser(sub) -> None:
     _add_range_test_flags(p, prefix="find-")
     g = p.add_argument_group("sweep")
     g.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
-                   help="a field and its values, repeatable: max_lr (numbers, xF = F × the range test's LRMAX, "
-                        "rule names, or 'rules' for all four), div_factor, optimizer, epochs, peak_epoch, width, "
-                        "batch_size, subset, weight_decay, label_smoothing, anneal, cycle_momentum, pad, flip_p, "
-                        "cutout, cutout_p")
+                   help="a field and its values, repeatable. FIELD: preset, or a training knob by its flag's "
+                        "name with _ (max_lr, div_factor, optimizer, epochs, width, batch_size, pad, cutout, …). "
+                        "max_lr values: numbers, xF (F × the range test's LRMAX), rule names, or 'rules' for all "
+                        "four")
     g.add_argument("--seeds", default=str(C.SWEEP_SEEDS),
                    help="a count (3: seeds 0, 1, 2) or a list (0,5,7) (default %(default)s)")
     g.add_argument("--no-range-test", action="store_true",
@@ -493,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lab.sweep import SweepError
 
     try:
-        args = build_parser().parse_args(argv)
+        args = parse(argv)
         return args.func(args)
     except (CliError, C.ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -501,11 +511,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, CheckpointError, Diverged, DeviceError, SweepError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except RuntimeError as e:
-        if "CUDA" in str(e) or "--device" in str(e):
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

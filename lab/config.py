@@ -13,16 +13,23 @@ from typing import Any
 SPEC_BATCH_SIZE = 512
 SPEC_EPOCHS = 24
 SPEC_PEAK_EPOCH = 5
+TRAIN_IMAGES = 50_000  # CIFAR-10's training and test set sizes: "0 = all" in the app, steps per epoch previews
+TEST_IMAGES = 10_000
 # Until the LR range test picks them, these are the LRs the spec recipe starts from (measured on a GPU; see
 # benchmarks/RESULTS.md). LRMIN = LRMAX / div_factor.
 DEFAULT_MAX_LR = {"adam": 0.01, "sgd": 0.1}
 DEFAULT_DIV_FACTOR = 25.0
+BASE_MOMENTUM = 0.85  # One Cycle's momentum (Adam's β1) at the LR peak …
+MAX_MOMENTUM = 0.95  # … and at LRMIN, where the cycle starts and ends
 # The LR range test's defaults (lab/lr_finder.py says why): ≈ 2 epochs of the full training set at batch 512, LR
 # from far below any useful value to far above, LRMAX at the loss minimum (Smith's One Cycle rule).
 RANGE_TEST_ITERS = 200
 RANGE_TEST_START_LR = 1e-7
 RANGE_TEST_END_LR = 10.0
 RANGE_TEST_RULES = ("loss_min", "valley", "steepest", "min_div_10")  # the first is the default; the rest, the fallback order
+RANGE_TEST_MODES = ("exp", "linear")  # how the LR grows per iteration; exp spends as many points per decade
+RANGE_TEST_SMOOTH_F = 0.05  # torch-lr-finder's exponential smoothing of the recorded loss
+RANGE_TEST_DIVERGE_TH = 5.0  # stop once the smoothed loss passes this × the best loss so far
 # Sweeps (lab/sweep.py): seeds per configuration, and the max-LR factors around the range test's suggestion the
 # app offers (×¼ … ×4).
 SWEEP_SEEDS = 3
@@ -33,6 +40,17 @@ ANNEALS = ("linear", "cos")
 LOADERS = ("auto", "fast", "reference")
 DEVICES = ("auto", "cpu", "cuda")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+PAD_MAX = 16  # augmentation bounds: beyond these a 32×32 crop or hole no longer makes sense
+CUTOUT_MAX = 32
+
+# How a run or a job ended (or that it is still going), with the heading the app shows for each.
+STATUS_HEADINGS = {"running": "Running", "done": "Done", "stopped": "Stopped", "diverged": "Diverged",
+                   "error": "Failed"}
+
+
+def default_max_lr(optimizer: str) -> float:
+    """LRMAX until the range test picks one: Adam and SGD live at LRs ~10× apart."""
+    return DEFAULT_MAX_LR.get(optimizer, DEFAULT_MAX_LR["adam"])
 
 
 class ConfigError(ValueError):
@@ -66,10 +84,11 @@ class AugmentConfig:
     cutout_p: float = 1.0
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.pad, int) and 0 <= self.pad <= 16, f"pad must be an integer 0–16 pixels, got {self.pad!r}")
+        _check(isinstance(self.pad, int) and 0 <= self.pad <= PAD_MAX,
+               f"pad must be an integer 0–{PAD_MAX} pixels, got {self.pad!r}")
         _check(
-            isinstance(self.cutout, int) and 0 <= self.cutout <= 32,
-            f"cutout size must be an integer 0–32 pixels (0 turns CutOut off), got {self.cutout!r}",
+            isinstance(self.cutout, int) and 0 <= self.cutout <= CUTOUT_MAX,
+            f"cutout size must be an integer 0–{CUTOUT_MAX} pixels (0 turns CutOut off), got {self.cutout!r}",
         )
         for name in ("flip_p", "cutout_p"):
             value = getattr(self, name)
@@ -94,8 +113,8 @@ class ScheduleConfig:
     peak_epoch: float | None = None  # None: the spec's share of the run (5/24), i.e. 5 for 24 epochs
     anneal: str = "linear"
     cycle_momentum: bool = True
-    base_momentum: float = 0.85
-    max_momentum: float = 0.95
+    base_momentum: float = BASE_MOMENTUM
+    max_momentum: float = MAX_MOMENTUM
 
     def __post_init__(self) -> None:
         _check(
@@ -219,6 +238,27 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
+    def from_flat(cls, **knobs: Any) -> TrainConfig:
+        """A TrainConfig from flat knob names — the CLI's flags, the app's controls, a preset's entries and a
+        sweep's grid all use these (FLAT_KNOBS); knobs not given keep their defaults."""
+        unknown = set(knobs) - set(FLAT_KNOBS)
+        _check(not unknown, f"unknown setting(s) {sorted(unknown)}; known: {', '.join(FLAT_KNOBS)}")
+        parts: dict[str, dict[str, Any]] = {"": {}, "augment": {}, "schedule": {}, "optimizer": {}}
+        for name, value in knobs.items():
+            part, field_name = FLAT_KNOBS[name]
+            parts[part][field_name] = value
+        opt = parts["optimizer"]
+        if "max_lr" not in parts["schedule"]:  # each optimizer has its own default LRMAX
+            parts["schedule"]["max_lr"] = default_max_lr(opt.get("name", OptimizerConfig.name))
+        return cls(**parts[""], augment=AugmentConfig(**parts["augment"]),
+                   schedule=ScheduleConfig(**parts["schedule"]), optimizer=OptimizerConfig(**opt))
+
+    def flat(self) -> dict[str, Any]:
+        """The inverse of from_flat: every flat knob's value in this config."""
+        parts = {"": self, "augment": self.augment, "schedule": self.schedule, "optimizer": self.optimizer}
+        return {name: getattr(parts[part], field_name) for name, (part, field_name) in FLAT_KNOBS.items()}
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d)
         known = {f.name for f in dataclasses.fields(cls)}
@@ -228,3 +268,43 @@ class TrainConfig:
         d["schedule"] = ScheduleConfig(**d.get("schedule", {}))
         d["optimizer"] = OptimizerConfig(**d.get("optimizer", {}))
         return cls(**d)
+
+
+def _flat_knobs() -> dict[str, tuple[str, str]]:
+    """flat name → (part of TrainConfig, field). The names are the fields' own, except the optimizer's name
+    ("optimizer") and its SGD momentum ("sgd_momentum", which One Cycle's momentum bounds do not touch)."""
+    out = {f.name: ("", f.name) for f in dataclasses.fields(TrainConfig)
+           if f.name not in ("augment", "schedule", "optimizer")}
+    out.update({f.name: ("augment", f.name) for f in dataclasses.fields(AugmentConfig)})
+    out.update({f.name: ("schedule", f.name) for f in dataclasses.fields(ScheduleConfig)})
+    out.update({"optimizer": ("optimizer", "name"), "weight_decay": ("optimizer", "weight_decay"),
+                "sgd_momentum": ("optimizer", "momentum"), "nesterov": ("optimizer", "nesterov")})
+    return out
+
+
+FLAT_KNOBS = _flat_knobs()
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named starting point: flat knobs (TrainConfig.from_flat) that the CLI's --preset and the app's preset
+    menu both apply; anything a preset leaves out keeps its default, and explicit flags or controls win."""
+
+    label: str  # what the app's menu shows: the hardware it is meant for, its time and what it trains
+    knobs: dict[str, Any]
+
+    def config(self, **overrides: Any) -> TrainConfig:
+        return TrainConfig.from_flat(**{**self.knobs, **overrides})
+
+
+# Times and accuracies in the labels are measured (benchmarks/RESULTS.md says how).
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset("Tiny (CPU, ~1 min): width 0.125, 1k images, 2 epochs",
+                   dict(width=0.125, subset=1000, test_subset=500, epochs=2, peak_epoch=0.5, batch_size=128)),
+    "quick": Preset("Quick (CPU, a few min): width 0.25, 5k images, 3 epochs",
+                    dict(width=0.25, subset=5000, test_subset=1000, epochs=3, peak_epoch=1.0, batch_size=256)),
+    "spec": Preset("Spec (GPU): width 1, all 50k images, 24 epochs, batch 512",
+                   dict(width=1.0, subset=None, test_subset=None, epochs=SPEC_EPOCHS, peak_epoch=SPEC_PEAK_EPOCH,
+                        batch_size=SPEC_BATCH_SIZE)),
+}
+CPU_PRESET, GPU_PRESET = "quick", "spec"  # what the app opens with on each kind of machine

@@ -1,10 +1,13 @@
 """One training run from a TrainConfig: data → batch streams → model → optimizer → schedule → engine → run folder.
 
-This is the single entry point that the CLI, the Gradio app and the benchmarks all call.
+prepare() is the one setup sequence (device → data subset → seed → batch streams → model), shared by train()
+and the LR range test so both see the same batches and the same initial weights. train() is the single entry
+point that the CLI, the Gradio app, the sweeps and the benchmarks all call.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Sequence
@@ -42,32 +45,66 @@ class Result:
         return self.history[-1] if self.history else {}
 
 
+def device_name(device: torch.device) -> str:
+    """What a run's record calls its device: the GPU's model name, or "cpu"."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
 def choose_loader(cfg: TrainConfig, device: torch.device) -> str:
     if cfg.loader != "auto":
         return cfg.loader
     return "fast" if device.type == "cuda" else "reference"
 
 
-def build_loaders(cfg: TrainConfig, data: data_mod.Cifar10, device: torch.device, kind: str):
-    """(train batches, test batches) of the chosen kind."""
+def build_loaders(cfg: TrainConfig, data: data_mod.Cifar10, device: torch.device, kind: str,
+                  with_test: bool = True):
+    """(train batches, test batches or None) of the chosen kind."""
+    test = None
     if kind == "fast":
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         cl = device.type == "cuda"
         train = FastLoader(data.x_train, data.y_train, cfg.batch_size, True, device, cfg.augment, cfg.seed,
                            dtype, cl)
-        test = FastLoader(data.x_test, data.y_test, max(cfg.batch_size, EVAL_BATCH), False, device,
-                          dtype=dtype, channels_last=cl)
+        if with_test:
+            test = FastLoader(data.x_test, data.y_test, max(cfg.batch_size, EVAL_BATCH), False, device,
+                              dtype=dtype, channels_last=cl)
         return train, test
     pin = device.type == "cuda"
     train = reference_loader(data.x_train, data.y_train, cfg.batch_size, True, cfg.augment, cfg.seed,
                              cfg.workers, pin)
-    test = reference_loader(data.x_test, data.y_test, max(cfg.batch_size, EVAL_BATCH), False, seed=cfg.seed,
-                            workers=cfg.workers, pin_memory=pin)
+    if with_test:
+        test = reference_loader(data.x_test, data.y_test, max(cfg.batch_size, EVAL_BATCH), False, seed=cfg.seed,
+                                workers=cfg.workers, pin_memory=pin)
     return train, test
 
 
-def build_model(cfg: TrainConfig, device: torch.device) -> nn.Module:
-    return prepare_model(Net(width=cfg.width), device)
+@dataclass
+class Prepared:
+    """What a run trains with: everything before the optimizer."""
+
+    device: torch.device
+    source: data_mod.Cifar10  # the whole dataset (its source and checksum go into the run's record)
+    data: data_mod.Cifar10  # the images this run uses (cfg.subset / cfg.test_subset of the source)
+    loader: str  # "fast" | "reference"
+    train_batches: Any
+    test_batches: Any  # None when prepared without a test set (the range test)
+    model: nn.Module
+
+
+def prepare(cfg: TrainConfig, data: data_mod.Cifar10 | None = None, *, with_test: bool = True,
+            model: nn.Module | None = None) -> Prepared:
+    """The one setup sequence: device → data subset → seed → batch streams → model, in this order, so that
+    everything seeded (the shuffling, the augmentation draws, the initial weights) is the same for every caller.
+    `data`: CIFAR-10 (loaded from cfg.data_dir when None). `model`: start from a deep copy of these weights
+    instead of a freshly initialised network (the caller's model is never modified)."""
+    device = resolve_device(cfg.device)
+    full = data if data is not None else data_mod.load(cfg.data_dir)
+    used = full.subset(cfg.subset, cfg.test_subset if with_test else 0)
+    seed_everything(cfg.seed)
+    kind = choose_loader(cfg, device)
+    train_batches, test_batches = build_loaders(cfg, used, device, kind, with_test)
+    net = prepare_model(Net(width=cfg.width) if model is None else copy.deepcopy(model), device)
+    return Prepared(device, full, used, kind, train_batches, test_batches, net)
 
 
 def train(
@@ -82,23 +119,18 @@ def train(
     """Train one run. With run_dir, the run folder is written as it goes (config first, then metrics and the
     checkpoint after every epoch), so an interrupted run keeps its finished epochs."""
     t0 = time.perf_counter()
-    device = resolve_device(cfg.device)
-    full = data if data is not None else data_mod.load(cfg.data_dir)
-    data = full.subset(cfg.subset, cfg.test_subset)
-    seed_everything(cfg.seed)
-    kind = choose_loader(cfg, device)
-    train_batches, test_batches = build_loaders(cfg, data, device, kind)
-    model = build_model(cfg, device)
+    p = prepare(cfg, data)
+    device, model, train_batches = p.device, p.model, p.train_batches
     optimizer = make_optimizer(model, cfg.optimizer, cfg.schedule.max_lr)
     schedule = OneCycle(optimizer, cfg.schedule, len(train_batches))
     step_model = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
 
     run = Run(Path(run_dir)) if run_dir is not None else None
     extra = {
-        "data": {"source": full.source, "sha256": full.sha256, "train_images": len(data.y_train),
-                 "test_images": len(data.y_test)},
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "loader": kind,
+        "data": {"source": p.source.source, "sha256": p.source.sha256, "train_images": len(p.data.y_train),
+                 "test_images": len(p.data.y_test)},
+        "device": device_name(device),
+        "loader": p.loader,
         "steps_per_epoch": len(train_batches),
         **(extra_config or {}),
     }
@@ -115,7 +147,7 @@ def train(
         run.write_config(cfg, status="running", **extra)
     status = "error"
     try:
-        _, status = fit(step_model, optimizer, schedule, train_batches, test_batches, cfg.schedule.epochs, device,
+        _, status = fit(step_model, optimizer, schedule, train_batches, p.test_batches, cfg.schedule.epochs, device,
                         label_smoothing=cfg.label_smoothing, callbacks=[persist, *callbacks], stop=stop,
                         step_every=step_every)
     except KeyboardInterrupt:
@@ -129,4 +161,4 @@ def train(
     finally:
         if run is not None and status != "diverged":
             run.update_config(status=status, seconds=time.perf_counter() - t0)
-    return Result(history, status, model, run, device, kind, time.perf_counter() - t0, extra)
+    return Result(history, status, model, run, device, p.loader, time.perf_counter() - t0, extra)

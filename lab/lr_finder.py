@@ -36,7 +36,6 @@ note saying so. LRMIN = LRMAX / div_factor, the schedule's default div factor un
 
 from __future__ import annotations
 
-import copy
 import math
 import threading
 import time
@@ -53,7 +52,8 @@ from torch import nn
 from lab import config as C
 from lab import data as data_mod
 from lab.config import DEFAULT_MAX_LR, ConfigError, TrainConfig
-from lab.engine import make_optimizer, prepare_model, resolve_device, seed_everything
+from lab.engine import make_optimizer
+from lab.experiment import device_name, prepare
 
 DEFAULT_ITERS = C.RANGE_TEST_ITERS  # ≈ 2 epochs of the full training set at batch 512: enough points for the rules
 DEFAULT_START_LR = C.RANGE_TEST_START_LR  # torch-lr-finder's and fastai's customary start: below any useful LR
@@ -61,7 +61,7 @@ DEFAULT_END_LR = C.RANGE_TEST_END_LR
 RULES = C.RANGE_TEST_RULES  # preference order when choosing LRMAX
 DEFAULT_RULE = RULES[0]
 MIN_POINTS = 5  # fewer points than this after trimming: no rule applies
-MODES = ("exp", "linear")
+MODES = C.RANGE_TEST_MODES
 
 Progress = Callable[[int, float, float], None]
 
@@ -206,16 +206,41 @@ def choose(suggestions: dict[str, float], rule: str = DEFAULT_RULE) -> tuple[str
 # ------------------------------------------------------------------------------------------------ the test
 
 
-class _Batches(tlf.TrainDataLoaderIter):
-    """Any iterable of (images, labels) as torch-lr-finder's batch source.
+class Batches(tlf.TrainDataLoaderIter):
+    """prepare()'s batch stream as torch-lr-finder's batch source, with a progress report and a stop check.
 
-    torch-lr-finder accepts a DataLoader or a TrainDataLoaderIter subclass; our FastLoader is neither, so both
-    loader kinds go through this adapter. It restarts the stream (a fresh, reshuffled epoch) when it runs out.
+    torch-lr-finder takes a DataLoader or a TrainDataLoaderIter subclass (its public extension point); our
+    FastLoader is no DataLoader, so both loader kinds come through here. The stream restarts (a fresh,
+    reshuffled epoch) when it runs out.
+
+    The library has no per-iteration callback, but it fetches exactly one batch at the start of every
+    iteration, after the previous iteration's (LR, smoothed loss) went into finder.history. So fetching is
+    where this reports what is new in the history, honours the stop flag, and ends the test at a non-finite
+    loss (NaN never trips the library's `loss > threshold × best` check, and smoothing would carry it to the
+    end). The last iteration is reported by `flush` once the library's loop has ended.
     """
 
-    def __init__(self, batches: Iterable, device: torch.device):
+    def __init__(self, batches: Iterable, device: torch.device, finder: tlf.LRFinder,
+                 progress: Progress | None = None, stop: threading.Event | None = None):
         super().__init__(batches, auto_reset=True)
-        self.device = device
+        self.device, self.finder, self.progress, self.stop = device, finder, progress, stop
+        self.reported = 0
+
+    def flush(self) -> None:
+        lrs, losses = self.finder.history["lr"], self.finder.history["loss"]
+        while self.reported < len(losses):
+            if self.progress is not None:
+                self.progress(self.reported + 1, float(lrs[self.reported]), float(losses[self.reported]))
+            self.reported += 1
+
+    def __next__(self):
+        self.flush()
+        losses = self.finder.history["loss"]
+        if losses and not math.isfinite(losses[-1]):
+            raise _Stop("non_finite")
+        if self.stop is not None and self.stop.is_set():
+            raise _Stop("stopped")
+        return super().__next__()
 
     def inputs_labels_from_batch(self, batch):
         x, y = batch
@@ -230,44 +255,13 @@ class _Stop(Exception):
         self.why = why
 
 
-class _Finder(tlf.LRFinder):
-    """LRFinder with a progress report and a stop check per iteration.
-
-    torch-lr-finder has no callback hook. Its loop calls _train_batch at the start of every iteration, after the
-    previous iteration's (LR, smoothed loss) went into self.history, so this override reports what is new in the
-    history, honours the stop flag, and then trains the batch. The last iteration is reported by `flush` once the
-    loop has ended. Two guards the library lacks: a NaN loss becomes inf (NaN never trips `loss > th × best`, and
-    smoothing would carry it to the end of the test), and a non-finite recorded loss ends the test.
-    """
-
-    def __init__(self, *args, progress: Progress | None = None, stop: threading.Event | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.progress, self.stop = progress, stop
-        self.reported = 0
-
-    def flush(self) -> None:
-        lrs, losses = self.history["lr"], self.history["loss"]
-        while self.reported < len(losses):
-            if self.progress is not None:
-                self.progress(self.reported + 1, float(lrs[self.reported]), float(losses[self.reported]))
-            self.reported += 1
-
-    def _train_batch(self, train_iter, accumulation_steps, non_blocking_transfer=True):
-        self.flush()
-        losses = self.history["loss"]
-        if losses and not math.isfinite(losses[-1]):
-            raise _Stop("non_finite")
-        if self.stop is not None and self.stop.is_set():
-            raise _Stop("stopped")
-        loss = super()._train_batch(train_iter, accumulation_steps, non_blocking_transfer)
-        return loss if not math.isnan(loss) else math.inf
-
-
 @contextmanager
 def _quiet_library():
     """Silence torch-lr-finder's own tqdm bar and prints ("Stopping early…", "…See the graph with
     {finder_name}.plot()") for the length of one test: our callers draw their own progress, and we write our own
-    notes. Done by shadowing the names in its module, so nothing else in the process is affected."""
+    notes. The library has no switch for either (range_test takes no verbosity argument), so the names are
+    shadowed in its module only: nothing else in the process — the CLI's own bars, other threads' output — is
+    affected, as it would be by redirecting sys.stdout/stderr."""
     saved = tlf.tqdm
     tlf.tqdm = lambda iterable, *a, **k: iterable
     tlf.print = lambda *a, **k: None
@@ -279,8 +273,9 @@ def _quiet_library():
 
 
 def check_settings(iters: int = DEFAULT_ITERS, start_lr: float = DEFAULT_START_LR, end_lr: float = DEFAULT_END_LR,
-                   mode: str = "exp", smooth_f: float = 0.05, diverge_th: float = 5.0,
-                   div_factor: float = C.DEFAULT_DIV_FACTOR, rule: str = DEFAULT_RULE) -> None:
+                   mode: str = MODES[0], smooth_f: float = C.RANGE_TEST_SMOOTH_F,
+                   diverge_th: float = C.RANGE_TEST_DIVERGE_TH, div_factor: float = C.DEFAULT_DIV_FACTOR,
+                   rule: str = DEFAULT_RULE) -> None:
     """Raise ConfigError, with a message a person can act on, for settings the range test cannot run with."""
     def finite_positive(x) -> bool:
         return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
@@ -308,9 +303,9 @@ def range_test(
     iters: int = DEFAULT_ITERS,
     start_lr: float = DEFAULT_START_LR,
     end_lr: float = DEFAULT_END_LR,
-    mode: str = "exp",
-    smooth_f: float = 0.05,
-    diverge_th: float = 5.0,
+    mode: str = MODES[0],
+    smooth_f: float = C.RANGE_TEST_SMOOTH_F,
+    diverge_th: float = C.RANGE_TEST_DIVERGE_TH,
     div_factor: float | None = None,
     rule: str = DEFAULT_RULE,
     progress: Progress | None = None,
@@ -325,18 +320,12 @@ def range_test(
     the curve so far is kept and suggested from. `model`: start from these weights (deep-copied, never
     modified) instead of a fresh network.
     """
-    from lab.experiment import build_loaders, build_model, choose_loader  # late: experiment imports the engine
-
     div_factor = cfg.schedule.div_factor if div_factor is None else div_factor
     check_settings(iters, start_lr, end_lr, mode, smooth_f, diverge_th, div_factor, rule)
     t0 = time.perf_counter()
-    device = resolve_device(cfg.device)
-    full = data if data is not None else data_mod.load(cfg.data_dir)
-    train_data = full.subset(cfg.subset, 1)  # the test set is not used
-    seed_everything(cfg.seed)  # the same order as lab.experiment.train: the same batches and initial weights
-    kind = choose_loader(cfg, device)
-    batches, _ = build_loaders(cfg, train_data, device, kind)
-    net = build_model(cfg, device) if model is None else prepare_model(copy.deepcopy(model), device)
+    # the same setup as training (lab.experiment.prepare): the same batches and initial weights; no test set
+    p = prepare(cfg, data, with_test=False, model=model)
+    device, net = p.device, p.model
     optimizer = make_optimizer(net, cfg.optimizer, start_lr)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     amp: dict[str, Any] = {}
@@ -344,15 +333,16 @@ def range_test(
         amp = {"amp_backend": "torch", "amp_config": {"device_type": "cuda", "dtype": torch.bfloat16},
                "grad_scaler": torch.amp.GradScaler("cuda", enabled=False)}
 
-    finder = _Finder(net, optimizer, criterion, device=device, progress=progress, stop=stop, **amp)
+    finder = tlf.LRFinder(net, optimizer, criterion, device=device, **amp)
+    batches = Batches(p.train_batches, device, finder, progress, stop)
     status = "done"
     with _quiet_library():
         try:
-            finder.range_test(_Batches(batches, device), start_lr=start_lr, end_lr=end_lr, num_iter=iters,
-                              step_mode=mode, smooth_f=smooth_f, diverge_th=diverge_th)
+            finder.range_test(batches, start_lr=start_lr, end_lr=end_lr, num_iter=iters, step_mode=mode,
+                              smooth_f=smooth_f, diverge_th=diverge_th)
         except _Stop as e:
             status = e.why
-    finder.flush()
+    batches.flush()
 
     lrs = [float(v) for v in finder.history["lr"]]
     losses = [float(v) for v in finder.history["loss"]]
@@ -384,11 +374,11 @@ def range_test(
         "iters": iters, "start_lr": start_lr, "end_lr": end_lr, "mode": mode, "smooth_f": smooth_f,
         "diverge_th": diverge_th, "div_factor": div_factor, "rule": rule, "iterations_run": len(finder.history["lr"]),
         "optimizer": cfg.optimizer.name, "weight_decay": cfg.optimizer.decay, "batch_size": cfg.batch_size,
-        "width": cfg.width, "seed": cfg.seed, "train_images": len(train_data.y_train),
-        "label_smoothing": cfg.label_smoothing, "augment": cfg.to_dict()["augment"], "loader": kind,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "width": cfg.width, "seed": cfg.seed, "train_images": len(p.data.y_train),
+        "label_smoothing": cfg.label_smoothing, "augment": cfg.to_dict()["augment"], "loader": p.loader,
+        "device": device_name(device),
         "pretrained": model is not None,
     }
-    del finder, net, optimizer  # the throwaway copies: nothing of them outlives the test
+    del finder, batches, p, net, optimizer  # the throwaway copies: nothing of them outlives the test
     return RangeTest(lrs, losses, suggestions, max_lr, max_lr / div_factor, name, notes, status, settings,
                      time.perf_counter() - t0)

@@ -8,14 +8,13 @@
 
 ResBlock = Conv-BN-ReLU-Conv-BN-ReLU at constant width. Convolutions carry no bias (BN follows each), and the
 FC layer carries none either: 6,573,120 parameters at width 1. `forward` returns logits (the loss takes
-logits); `predict_proba` applies the SoftMax for predictions.
+logits); predictions apply the SoftMax to them (lab.insights.predict_proba).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from lab.data import CLASSES
 
@@ -62,11 +61,6 @@ class Net(nn.Module):
         x = self.layer3(self.layer2(self.layer1(self.prep(x))))
         return self.fc(torch.flatten(self.pool(x), 1))
 
-    @torch.no_grad()
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """Class probabilities: the SoftMax of the logits, computed in float32."""
-        return F.softmax(self(x).float(), dim=1)
-
     @property
     def gradcam_layers(self) -> dict[str, nn.Module]:
         """Layers worth a Grad-CAM, deepest first (4×4, 8×8, 16×16, 32×32 maps)."""
@@ -91,6 +85,14 @@ def summary(model: nn.Module | None = None, batch_size: int = 1) -> str:
         verbose=0,
     )
     return str(stats)
+
+
+def describe(width: float = 1.0) -> str:
+    """The layer table of the network at `width` and its parameter count: what `python -m lab summary` prints
+    and the app's Train tab shows."""
+    model = Net(width=width)
+    return (f"{summary(model)}\n{count_parameters(model):,} parameters at width {width:g} (convolutions and the "
+            "FC layer carry no bias)")
 
 
 def flops_per_image(model: nn.Module) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lab.config import TrainConfig
+from lab.config import ConfigError, TrainConfig
 from lab.model import Net
 
 CONFIG = "config.json"
@@ -33,7 +33,7 @@ DEFAULT_ROOT = Path("runs")
 # `python -m lab evaluate` and the app.
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 PRETRAINED_CHECKPOINT = ASSETS / "cifar10_resnet9.pt"
-PRETRAINED_METRICS = ASSETS / "cifar10_resnet9.json"
+PRETRAINED_METRICS = PRETRAINED_CHECKPOINT.with_suffix(".json")  # beside every bundled checkpoint: recorded_metrics
 PACKAGES = ("torch", "torchvision", "albumentations", "numpy", "torch-lr-finder", "grad-cam", "gradio")
 
 
@@ -97,6 +97,39 @@ def new_run_dir(root: Path = DEFAULT_ROOT, prefix: str = "") -> Path:
     raise RuntimeError(f"could not create a new run folder under {root}")
 
 
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """The model.pt a path names: the file itself, or the one inside a run folder."""
+    path = Path(path)
+    return path / CHECKPOINT if path.is_dir() else path
+
+
+def recorded_metrics(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """What a bundled checkpoint's JSON beside it records (test accuracy, training history); {} when absent."""
+    try:
+        doc = json.loads(Path(checkpoint).with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a list of runs shows about one: read from its config.json and metrics.jsonl."""
+
+    name: str
+    status: str  # running | done | stopped | diverged | error, or "unreadable"
+    epochs_done: int
+    epochs: int | None  # asked for
+    test_acc: float | None  # after the last finished epoch
+    width: float | None
+    optimizer: str | None
+    max_lr: float | None
+    batch_size: int | None
+    train_images: int | None
+    seconds: float | None
+    has_checkpoint: bool
+
+
 @dataclass
 class Run:
     """One run's folder. Metrics are kept in memory and the whole file rewritten atomically per epoch."""
@@ -148,6 +181,25 @@ class Run:
     def checkpoint(self) -> Path:
         return self.path / CHECKPOINT
 
+    def summary(self) -> RunSummary:
+        """The one reading of a run folder that lists and labels use; never raises for a damaged folder."""
+        try:
+            metrics = self.metrics()
+        except (OSError, ValueError):
+            metrics = []
+        acc = metrics[-1].get("test_acc") if metrics else None
+        try:
+            doc = self.config_doc()
+            cfg = TrainConfig.from_dict(doc["config"])
+        except (CheckpointError, ConfigError, KeyError, TypeError, ValueError):
+            return RunSummary(self.name, "unreadable", len(metrics), None, acc, None, None, None, None, None, None,
+                              self.checkpoint.is_file())
+        seconds = doc.get("seconds")
+        images = doc.get("data", {}).get("train_images") if isinstance(doc.get("data"), dict) else None
+        return RunSummary(self.name, str(doc.get("status", "?")), len(metrics), cfg.schedule.epochs, acc, cfg.width,
+                          cfg.optimizer.name, cfg.schedule.max_lr, cfg.batch_size, images,
+                          float(seconds) if isinstance(seconds, (int, float)) else None, self.checkpoint.is_file())
+
     @property
     def name(self) -> str:
         return self.path.name
@@ -168,9 +220,7 @@ def save_checkpoint(path: Path, model: nn.Module, cfg: TrainConfig, metrics: dic
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Net, TrainConfig, dict]:
     """(model in eval mode, its config, its recorded metrics). Accepts a model.pt or a run folder."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT
+    path = checkpoint_file(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found; pass a model.pt file or a run folder holding one")
     try:

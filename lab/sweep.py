@@ -76,40 +76,33 @@ class SweepError(RuntimeError):
 # ------------------------------------------------------------------------------------------------ the grid
 
 
-@dataclasses.dataclass(frozen=True)
-class Field:
-    """A TrainConfig field a grid can vary: where it lives in TrainConfig.to_dict() and how to read a value."""
+def _kind(name: str) -> tuple[type, bool]:
+    """(value type, whether None is allowed) of a flat knob, read from its dataclass field's annotation."""
+    part, field_name = C.FLAT_KNOBS[name]
+    cls = {"": TrainConfig, "augment": C.AugmentConfig, "schedule": C.ScheduleConfig,
+           "optimizer": C.OptimizerConfig}[part]
+    annotation = str(next(f.type for f in dataclasses.fields(cls) if f.name == field_name))
+    for kind in (bool, int, float):
+        if kind.__name__ in annotation:
+            return kind, "None" in annotation
+    return str, "None" in annotation
 
-    section: str | None  # "schedule" | "optimizer" | "augment" | None (top level)
-    key: str
-    kind: type  # float | int | str | bool
 
-
-FIELDS: dict[str, Field] = {
-    "max_lr": Field("schedule", "max_lr", float),
-    "div_factor": Field("schedule", "div_factor", float),
-    "epochs": Field("schedule", "epochs", int),
-    "peak_epoch": Field("schedule", "peak_epoch", float),
-    "anneal": Field("schedule", "anneal", str),
-    "cycle_momentum": Field("schedule", "cycle_momentum", bool),
-    "optimizer": Field("optimizer", "name", str),
-    "weight_decay": Field("optimizer", "weight_decay", float),
-    "width": Field(None, "width", float),
-    "batch_size": Field(None, "batch_size", int),
-    "subset": Field(None, "subset", int),
-    "test_subset": Field(None, "test_subset", int),
-    "label_smoothing": Field(None, "label_smoothing", float),
-    "pad": Field("augment", "pad", int),
-    "flip_p": Field("augment", "flip_p", float),
-    "cutout": Field("augment", "cutout", int),
-    "cutout_p": Field("augment", "cutout_p", float),
-}
-# What the LR range test does not depend on: a grid over these shares one test (the seed is the sweep's first).
+# What a grid can vary: the flat knobs (lab.config.FLAT_KNOBS: the CLI's flags, the app's controls and the presets
+# use the same names) and whole presets. Not: the seed (the sweep's own axis), the data folder (a sweep loads
+# the data once), the device and the loader processes (a trial's come from the resources Tune gives it).
+NOT_SWEPT = ("seed", "data_dir", "device", "workers")
+FIELDS: dict[str, tuple[type, bool]] = {
+    "preset": (str, False), **{n: _kind(n) for n in C.FLAT_KNOBS if n not in NOT_SWEPT}}
+SCHEDULE_KNOBS = {n for n, (part, _) in C.FLAT_KNOBS.items() if part == "schedule"}
+# What the LR range test does not depend on: a grid over these shares one test (run with the sweep's first seed).
 NOT_IN_RANGE_TEST = {"schedule", "seed", "test_subset", "compile", "compile_mode", "workers", "device", "data_dir"}
 
 
-def _number(text: str, kind: type, field: str) -> Any:
+def _number(text: str, kind: type, field: str, nullable: bool = False) -> Any:
     t = text.strip()
+    if nullable and t.lower() in ("none", "all"):
+        return None
     try:
         if kind is bool:
             if t.lower() in ("true", "yes", "on", "1"):
@@ -126,7 +119,7 @@ def _number(text: str, kind: type, field: str) -> Any:
             return float(t)
     except ValueError:
         what = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
-        raise ConfigError(f"grid field {field}: {t!r} is not {what}") from None
+        raise ConfigError(f"grid field {field}: {t!r} is not {what}{' (or none)' if nullable else ''}") from None
     return t
 
 
@@ -161,8 +154,12 @@ def parse_values(field: str, text: str | Sequence) -> list:
             else:
                 out.append(parse_lr(item) if isinstance(item, str) else parse_lr(repr(item)))
     else:
-        kind = FIELDS[field].kind
-        out = [_number(i, kind, field) if isinstance(i, str) else i for i in items]
+        kind, nullable = FIELDS[field]
+        out = [_number(i, kind, field, nullable) if isinstance(i, str) else i for i in items]
+        if field == "preset":
+            unknown = [v for v in out if v not in C.PRESETS]
+            if unknown:
+                raise ConfigError(f"unknown preset {unknown[0]!r}; the presets are: {', '.join(C.PRESETS)}")
     values = list(dict.fromkeys(out))
     if not values:
         raise ConfigError(f"grid field {field} has no values; give one or more, comma-separated")
@@ -272,23 +269,27 @@ class SweepSpec:
 
 
 def _config_dict(base: TrainConfig, values: dict[str, Any], grid: dict[str, list]) -> dict[str, Any]:
-    """The base config with `values` set, as TrainConfig.to_dict() (seed left at the base's); validated."""
-    d = base.to_dict()
-    for name, value in values.items():
-        f = FIELDS[name]
-        (d[f.section] if f.section else d)[f.key] = value
-    # A grid over epochs keeps the peak at the base's share of the run (5 of 24 epochs for the spec), unless
-    # the grid sets the peak too.
+    """The base config with a preset's knobs and then the grid's `values` set, as TrainConfig.to_dict() (seed
+    left at the base's); validated."""
+    flat = base.flat()
+    ref = base.schedule  # the run length the peak epoch was chosen for
+    if "preset" in values:
+        flat.update(C.PRESETS[values["preset"]].knobs)
+        ref = TrainConfig.from_flat(**flat).schedule
+    flat.update({k: v for k, v in values.items() if k != "preset"})
+    # A grid over epochs keeps the peak at the same share of the run (5 of 24 epochs for the spec), unless the
+    # grid sets the peak too.
     if "epochs" in values and "peak_epoch" not in grid:
-        d["schedule"]["peak_epoch"] = base.schedule.peak_epoch * values["epochs"] / base.schedule.epochs
-    if "optimizer" in values and "max_lr" not in values and base.schedule.max_lr == C.DEFAULT_MAX_LR[base.optimizer.name]:
-        d["schedule"]["max_lr"] = C.DEFAULT_MAX_LR.get(values["optimizer"], base.schedule.max_lr)
+        flat["peak_epoch"] = ref.peak_epoch * values["epochs"] / ref.epochs
+    # A grid over the optimizer without a max LR axis: each optimizer at its own default LRMAX (Adam and SGD
+    # live ~10× apart), unless the base config set one of its own.
+    if "optimizer" in values and "max_lr" not in values and base.schedule.max_lr == C.default_max_lr(base.optimizer.name):
+        flat["max_lr"] = C.default_max_lr(values["optimizer"])
     try:
-        TrainConfig.from_dict(d)
+        return TrainConfig.from_flat(**flat).to_dict()
     except (ConfigError, TypeError) as e:
         what = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
         raise ConfigError(f"configuration {what}: {e}") from None
-    return d
 
 
 def _fmt(v: Any) -> str:
@@ -369,7 +370,7 @@ def range_test_groups(spec: SweepSpec) -> dict[str, dict[str, Any]]:
         key = _range_test_key(cfg)
         if key not in groups:
             label = ", ".join(f"{k}={_fmt(v)}" for k, v in combo.items()
-                              if k != "max_lr" and FIELDS[k].section != "schedule" and k != "test_subset")
+                              if k not in SCHEDULE_KNOBS and k != "test_subset")
             groups[key] = {"id": f"g{len(groups)}", "label": label or "all", "config": {**cfg, "seed": spec.seeds[0]}}
     return groups
 

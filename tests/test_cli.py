@@ -137,7 +137,7 @@ def test_summary_prints_the_parameter_count(tmp_path):
     proc = run_lab("summary", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "6,573,120" in proc.stdout
-    assert "parameters: 6,573,120" in proc.stdout
+    assert "6,573,120 parameters at width 1" in proc.stdout
 
 
 def test_help_lists_the_commands(capsys):
@@ -147,3 +147,15 @@ def test_help_lists_the_commands(capsys):
     out = capsys.readouterr().out
     for command in ("train", "evaluate", "schedule", "summary"):
         assert command in out
+
+
+def test_a_preset_sets_the_defaults_and_explicit_flags_win():
+    from lab.config import PRESETS
+
+    args = cli.parse(["train", "--preset", "tiny", "--epochs", "3"])
+    cfg = cli.train_config(args)
+    tiny = PRESETS["tiny"].config(epochs=3)
+    assert (cfg.width, cfg.subset, cfg.batch_size, cfg.schedule.epochs) == (tiny.width, tiny.subset, tiny.batch_size, 3)
+    assert cli.train_config(cli.parse(["train"])) == PRESETS["spec"].config()  # no preset: the spec defaults
+    find = cli.train_config(cli.parse(["find-lr", "--preset", "quick", "--optimizer", "sgd"]))
+    assert find.width == PRESETS["quick"].config().width and find.schedule.max_lr == DEFAULT_MAX_LR["sgd"]

@@ -97,3 +97,23 @@ def test_dict_round_trip():
 def test_from_dict_rejects_unknown_keys():
     with pytest.raises(C.ConfigError, match="unknown config keys"):
         C.TrainConfig.from_dict({"batch_size": 64, "learning_rate": 1.0})
+
+
+def test_flat_knobs_build_the_nested_config_and_round_trip():
+    cfg = C.TrainConfig.from_flat(width=0.5, optimizer="sgd", pad=2, epochs=3, min_lr=1e-3, label_smoothing=0.1)
+    assert (cfg.width, cfg.optimizer.name, cfg.augment.pad, cfg.schedule.epochs) == (0.5, "sgd", 2, 3)
+    assert cfg.schedule.max_lr == C.default_max_lr("sgd")  # no max_lr given: the optimizer's own default
+    assert cfg.schedule.lr_min == 1e-3 and cfg.label_smoothing == 0.1
+    assert C.TrainConfig.from_flat(**cfg.flat()) == cfg
+    assert C.TrainConfig.from_flat() == C.TrainConfig()
+    with pytest.raises(C.ConfigError, match=r"unknown setting\(s\) \['lr'\]"):
+        C.TrainConfig.from_flat(lr=0.1)
+
+
+def test_presets_are_valid_configs_and_explicit_values_win():
+    for name, preset in C.PRESETS.items():
+        cfg = preset.config()
+        assert preset.label and all(cfg.flat()[k] == v for k, v in preset.knobs.items() if k != "peak_epoch"), name
+    assert C.PRESETS["spec"].config() == C.TrainConfig()  # the spec preset is the spec
+    assert C.PRESETS["tiny"].config(width=0.5).width == 0.5
+    assert C.CPU_PRESET in C.PRESETS and C.GPU_PRESET in C.PRESETS

@@ -18,7 +18,7 @@ from lab import cli
 from lab import data as data_mod
 from lab.config import DEFAULT_MAX_LR, ConfigError, ScheduleConfig, TrainConfig
 from lab.engine import make_optimizer
-from lab.experiment import build_model
+from lab.model import Net
 from lab.lr_finder import RULES, RangeTest, range_test, suggest
 from lab.plots import lr_finder_figure
 from lab.schedule import OneCycle
@@ -72,7 +72,7 @@ def test_suggestions_lie_within_the_tested_range(curve):
 def test_training_model_and_optimizer_are_untouched(cifar):
     cfg = TrainConfig(**SMALL)
     torch.manual_seed(0)
-    model = build_model(cfg, torch.device("cpu"))
+    model = Net(width=cfg.width)
     optimizer = make_optimizer(model, cfg.optimizer, cfg.schedule.max_lr)
     schedule = OneCycle(optimizer, cfg.schedule, steps_per_epoch=8)  # puts initial_lr in the param groups
     for _ in range(2):  # Adam state and BN running statistics exist

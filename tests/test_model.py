@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -56,12 +57,17 @@ def test_res_layer_adds_the_block_to_its_input(net):
         assert torch.allclose(net.layer1(x), inner + net.layer1.res(inner))
 
 
-def test_predict_proba_is_a_softmax(net):
-    x = torch.randn(3, 3, 32, 32)
-    p = net.predict_proba(x)
-    assert p.shape == (3, 10)
-    assert torch.allclose(p.sum(1), torch.ones(3), atol=1e-5)
-    assert torch.equal(p.argmax(1), net(x).argmax(1))
+def test_predictions_are_the_softmax_of_the_logits(net):
+    from lab.augment import Normalizer, to_chw_tensor
+    from lab.insights import predict_proba
+
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    p = predict_proba(net, images)
+    with torch.no_grad():
+        logits = net.eval()(Normalizer("cpu")(to_chw_tensor(images, "cpu"), torch.float32))
+    assert p.shape == (3, 10) and np.allclose(p.sum(1), 1, atol=1e-5)
+    assert np.allclose(p, torch.softmax(logits, 1).numpy(), atol=1e-6)
+    assert (p.argmax(1) == logits.argmax(1).numpy()).all()
 
 
 @pytest.mark.parametrize("width, channels", [(0.25, [16, 32, 64, 128]), (0.5, [32, 64, 128, 256])])

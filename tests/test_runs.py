@@ -188,8 +188,32 @@ def test_load_checkpoint_says_when_weights_do_not_fit_the_width(tmp_path):
         load_checkpoint(path)
 
 
-def test_checkpoint_is_json_friendly_metadata(tmp_path):
-    path = save_checkpoint(tmp_path / "m.pt", small_net(), CFG, {"epoch": 1})
+def test_checkpoint_metadata_round_trips_through_json(tmp_path):
+    metrics = {"epoch": 1, "test_acc": 0.5}
+    path = save_checkpoint(tmp_path / "m.pt", small_net(), CFG, metrics)
     doc = torch.load(path, weights_only=True)
-    json.dumps(doc["config"])
-    json.dumps(doc["metrics"])
+    # the config and metrics are plain JSON values: what config.json holds, the checkpoint holds, unchanged
+    assert TrainConfig.from_dict(json.loads(json.dumps(doc["config"]))) == CFG
+    assert json.loads(json.dumps(doc["metrics"])) == metrics
+
+
+def test_summary_is_the_one_reading_of_a_run_folder(tmp_path):
+    run = Run(tmp_path / "r1")
+    run.write_config(CFG, status="done", seconds=12.5, data={"train_images": 256})
+    run.write_metrics([{"epoch": 1, "test_acc": 0.25}, {"epoch": 2, "test_acc": 0.5}])
+    s = run.summary()
+    assert (s.name, s.status, s.epochs_done, s.epochs, s.test_acc) == ("r1", "done", 2, CFG.schedule.epochs, 0.5)
+    assert (s.width, s.optimizer, s.max_lr, s.batch_size) == (CFG.width, "adam", CFG.schedule.max_lr, CFG.batch_size)
+    assert (s.train_images, s.seconds, s.has_checkpoint) == (256, 12.5, False)
+    run.save_model(small_net(), CFG)
+    assert run.summary().has_checkpoint
+
+    broken = Run(tmp_path / "r2")
+    atomic_write_text(broken.path / "config.json", '{"config": "a string"}')
+    assert broken.summary().status == "unreadable"  # a damaged folder is listed, never raises
+    assert Run(tmp_path / "empty").summary().status == "unreadable"
+
+
+def test_checkpoint_file_names_the_model_in_a_folder_or_the_file_itself(tmp_path):
+    assert runs.checkpoint_file(tmp_path) == tmp_path / "model.pt"
+    assert runs.checkpoint_file(tmp_path / "x.pt") == tmp_path / "x.pt"

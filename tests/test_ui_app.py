@@ -11,16 +11,42 @@ from lab.ui.jobs import JobManager
 API = {"classify", "train_start", "train_status", "train_stop", "find_lr"}
 
 
-def test_without_data_or_checkpoint_the_app_builds_and_says_what_is_missing(tmp_path):
-    def missing():
-        raise data_mod.DataNotFoundError("CIFAR-10 not found: searched data/ (test). Set CIFAR10_DIR.")
+def _descendants(block):
+    for child in getattr(block, "children", []):
+        yield child
+        yield from _descendants(child)
 
-    demo = build_app(JobManager(runs_root=tmp_path / "runs", data_loader=missing), pretrained=tmp_path / "none.pt")
+
+def _missing():
+    raise data_mod.DataNotFoundError("CIFAR-10 not found: searched data/ (test). Set CIFAR10_DIR.")
+
+
+def test_the_range_test_endpoint_takes_every_training_control(tmp_path):
+    import inspect
+
+    from lab.ui.common import CONTROL_NAMES
+
+    demo = build_app(JobManager(runs_root=tmp_path / "runs", data_loader=_missing), pretrained=tmp_path / "none.pt")
+    params = {fn.api_name: list(inspect.signature(fn.fn).parameters) for fn in demo.fns.values()
+              if fn.api_name in ("train_start", "find_lr")}
+    assert params["train_start"] == list(CONTROL_NAMES)
+    assert params["find_lr"][:5] == ["iters", "start_lr", "end_lr", "mode", "optimizer"]
+    assert set(params["find_lr"]) == set(CONTROL_NAMES) | {"iters", "start_lr", "end_lr", "mode"}
+    for fn in demo.fns.values():
+        if fn.api_name in params:
+            assert len(fn.inputs) == len(params[fn.api_name])
+
+
+def test_without_data_or_checkpoint_the_app_builds_and_says_what_is_missing(tmp_path):
+    demo = build_app(JobManager(runs_root=tmp_path / "runs", data_loader=_missing), pretrained=tmp_path / "none.pt")
     public = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
     assert API <= public and public == API  # everything else is the UI's own wiring
     text = "\n".join(str(b.value) for b in demo.blocks.values() if isinstance(b, gr.Markdown))
     assert "**CIFAR-10 not found**" in text and "Classify works with a checkpoint" in text
-    assert text.count("CIFAR-10 is not available on this server") == 4  # Augment, LR range test, Train, Insights
+    notice = "CIFAR-10 is not available on this server"
+    tabs_with_notice = {tab.label for tab in demo.blocks.values() if isinstance(tab, gr.Tab)
+                        if any(notice in str(b.value) for b in _descendants(tab) if isinstance(b, gr.Markdown))}
+    assert tabs_with_notice == {"Augment", "LR range test", "Train", "Insights"}  # the tabs that need the data
     assert "No checkpoint yet" in text and "python -m lab train" in text
     tabs = [b.label for b in demo.blocks.values() if isinstance(b, gr.Tab)]
     assert tabs == ["Augment", "LR range test", "One Cycle", "Train", "Insights", "Classify"]

@@ -60,8 +60,10 @@ def test_a_real_tiny_run_trains_in_the_background_and_is_saved(manager):
     assert "finished after 1 of 1 epoch" in s["message"] and job.run_dir in s["message"]
     run = manager.runs_root / job.run_dir.split("/")[-1]
     assert (run / "model.pt").is_file() and (run / "metrics.jsonl").is_file()
-    snap, cfg, where = manager.snapshot()
-    assert not snap.training and where == job.run_dir and cfg == TINY
+    from lab.runs import load_checkpoint
+
+    _, cfg, metrics = load_checkpoint(run)  # what the app inspects: the run's checkpoint, not the live model
+    assert cfg == TINY and metrics["epoch"] == 1
     assert manager.busy_message() is None
 
 
@@ -85,12 +87,12 @@ def test_a_second_start_while_a_job_runs_is_refused_with_who_and_since_when(mana
     assert manager.wait(10) and manager.status()["status"] == "done"
 
 
-def test_status_is_a_copy_and_version_moves_with_events(manager, blocking_train):
-    v0 = manager.version
+def test_status_is_a_copy_and_the_fingerprint_moves_with_events(manager, blocking_train):
+    f0 = manager.fingerprint("train")
     assert manager.status() is None and manager.status("train") is None
     manager.start_training(TINY)
     wait_for(lambda: manager.status()["steps"])
-    assert manager.version > v0
+    assert manager.fingerprint("train") != f0
     s = manager.status()
     s["steps"].append("garbage")
     assert manager.status()["steps"] != s["steps"]

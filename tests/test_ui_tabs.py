@@ -15,11 +15,11 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
-from lab.config import DEFAULT_MAX_LR
-from lab.config import ScheduleConfig
+from lab.config import DEFAULT_MAX_LR, PRESETS, ScheduleConfig, TrainConfig
 from lab.data import CLASSES
 from lab.ui import augment, classify, insights, lr_range, one_cycle, train
-from lab.ui.common import NO_CHECKPOINT, fmt_seconds
+from lab.ui.common import NO_CHECKPOINT, control_defaults, fmt_seconds, train_config
+from lab.ui.jobs import json_safe
 
 SKIP = type(gr.skip())
 
@@ -105,7 +105,6 @@ def test_one_cycle_bad_controls_keep_the_plot_and_say_what_to_fix(change, messag
 
 
 def test_one_cycle_helpers():
-    assert one_cycle.spec_peak(24) == 5 and one_cycle.spec_peak(1) == 0.5 and one_cycle.spec_peak(3) == 0.5
     upd = one_cycle.clamp_peak(3, 5)
     assert upd.maximum == 2.5 and upd.value == 2.5
     assert one_cycle.optimizer_default_lr("sgd") == DEFAULT_MAX_LR["sgd"]
@@ -124,24 +123,28 @@ CONTROLS = dict(width=0.125, subset=256, test_subset=128, seed=0, device="cpu", 
 
 
 def test_train_config_gathers_the_three_tabs():
-    cfg = train.train_config(**{**CONTROLS, "subset": 0, "test_subset": None, "lr_mode": "min LR",
+    cfg = train_config(**{**CONTROLS, "subset": 0, "test_subset": None, "lr_mode": "min LR",
                                 "min_lr": 1e-3, "cutout": 0, "optimizer": "sgd"})
     assert cfg.subset is None and cfg.test_subset is None and cfg.schedule.lr_min == 1e-3
     assert cfg.augment.cutout == 0 and cfg.optimizer.name == "sgd" and cfg.width == 0.125
     assert cfg.schedule == ScheduleConfig(max_lr=0.01, min_lr=1e-3, epochs=1, peak_epoch=0.5)
     with pytest.raises(ValueError, match="whole number of images"):
-        train.train_config(**{**CONTROLS, "subset": 2.5})
+        train_config(**{**CONTROLS, "subset": 2.5})
+    with pytest.raises(ValueError, match=r"training controls missing \['width'\]"):
+        train_config(**{k: v for k, v in CONTROLS.items() if k != "width"})
+    assert train_config(**control_defaults()) == TrainConfig()  # the controls' defaults are the lab's
 
 
 def test_presets_fit_their_schedules():
-    for name in train.PRESETS:
+    for name in PRESETS:
         v = train.preset_values(name)
         ScheduleConfig(epochs=v["epochs"], peak_epoch=v["peak_epoch"])  # valid
-    assert train.default_preset() in train.PRESETS
+        assert train_config(**{**CONTROLS, **v}) == PRESETS[name].config(seed=0, device="cpu", loader="auto")
+    assert train.default_preset() in PRESETS
 
 
 def test_train_start_status_and_stop_through_the_tab(ctx):
-    assert train.status_json(ctx)["status"] == "idle"
+    assert ctx.manager.status_json()["status"] == "idle"
     assert "No run yet" in train.describe(None)
     msg = train.start(ctx, **{**CONTROLS, "epochs": 3, "peak_epoch": 1, "batch_size": 16})
     assert msg.startswith("Run started at ") and "3 epochs, batch 16" in msg
@@ -150,12 +153,12 @@ def test_train_start_status_and_stop_through_the_tab(ctx):
     t0 = time.time()
     while not ctx.manager.status()["steps"] and time.time() - t0 < 60:
         time.sleep(0.05)
-    s = train.status_json(ctx)
+    s = ctx.manager.status_json()
     assert s["busy"] and s["kind"] == "train" and s["last_step"]["loss"] > 0
     json.dumps(s, allow_nan=False)
     assert train.stop(ctx).startswith("stopping")
     assert ctx.manager.wait(60)
-    s = train.status_json(ctx)
+    s = ctx.manager.status_json()
     assert s["status"] in ("stopped", "done") and not s["busy"]
 
 
@@ -171,7 +174,7 @@ def test_train_refresh_draws_the_run_and_skips_when_nothing_changed(ctx):
     assert "No run yet" in line and isinstance(fig, go.Figure) and table.empty
     assert list(runs_df["run"]) == ["20000101-000000"] and picker.value == ["20000101-000000"]
     assert all(is_skip(x) for x in train.refresh(ctx, seen, picker.value))
-    ctx.manager.start_training(train.train_config(**CONTROLS))
+    ctx.manager.start_training(train_config(**CONTROLS))
     assert ctx.manager.wait(120)
     seen2, line, fig, table, runs_df, picker, overlay = train.refresh(ctx, seen, ["20000101-000000"])
     assert seen2 != seen and "**Done**" in line and "images/s" in line and "test acc" in line
@@ -187,7 +190,7 @@ def test_epoch_and_run_tables():
     df = train.epoch_table([rec])
     assert df.iloc[0]["test acc %"] == 30.0 and df.iloc[0]["images/s"] == 1000
     assert isinstance(train.epoch_table([]), pd.DataFrame)
-    assert train.json_safe({"a": [float("nan"), 1.0, {"b": float("inf")}]}) == {"a": [None, 1.0, {"b": None}]}
+    assert json_safe({"a": [float("nan"), 1.0, {"b": float("inf")}]}) == {"a": [None, 1.0, {"b": None}]}
     assert fmt_seconds(75) == "1:15" and fmt_seconds(3725) == "1:02:05" and fmt_seconds(math.nan) == "–"
 
 
@@ -238,9 +241,19 @@ def _fake_range(monkeypatch, stop_after=None):
 
 def test_lr_tab_runs_the_test_and_fills_one_cycle(ctx, monkeypatch):
     _fake_range(monkeypatch)
-    run = dict(width=0.125, subset=256, seed=0, device="cpu", loader="auto", batch_size=64, pad=4, cutout=8,
-               cutout_p=1.0, flip_p=0.5)
+    run = {**CONTROLS, "epochs": 7, "max_lr": 0.05, "div_factor": 10}
+    seen_cfg = {}
+    real_start = ctx.manager.start_range_test
+
+    def spy(cfg, **kw):
+        seen_cfg.update(cfg=cfg, **kw)
+        return real_start(cfg, **kw)
+
+    monkeypatch.setattr(ctx.manager, "start_range_test", spy)
     msg = lr_range.start(ctx, run, 50, 1e-6, 10.0, "exp", "sgd")
+    # every training control reaches the range test (none silently left at a default); its optimizer is the tab's
+    assert seen_cfg["cfg"] == train_config(**{**run, "optimizer": "sgd"})
+    assert seen_cfg["cfg"].schedule.epochs == 7 and seen_cfg["div_factor"] == pytest.approx(10)
     assert msg.startswith("Range test started at") and "50 iterations" in msg and "sgd" in msg
     assert ctx.manager.wait(30)
     seen, fig, line, text = lr_range.refresh(ctx, None)
@@ -301,7 +314,7 @@ def test_checkpoint_choices_prefer_the_bundled_one(ctx, tmp_path, tiny_checkpoin
     shutil.copy(tiny_checkpoint / "model.pt", bundled)
     ctx.pretrained = bundled
     assert ctx.default_checkpoint() == str(bundled)
-    dd = insights.checkpoint_dropdown(ctx, "not-there")
+    dd = ctx.checkpoint_dropdown("not-there")
     assert dd.value == str(bundled) and len(dd.choices) == 2
 
 

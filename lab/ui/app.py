@@ -7,14 +7,17 @@ endpoints for scripts and tests: classify, train_start, train_status, train_stop
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
 from lab.data import DataError
 from lab.ui import augment, classify, insights, lr_range, one_cycle, train
-from lab.ui.common import AppContext, has_cuda
+from lab.ui.common import CONTROL_NAMES, TRAIN_CONTROLS, AppContext, has_cuda
 from lab.ui.jobs import JobManager
 
 TITLE = "CIFAR-10 super-convergence lab"
@@ -56,6 +59,22 @@ def header(ctx: AppContext) -> str:
             f"learned. Device: {device} · {data_line}.")
 
 
+def api_function(name: str, params: tuple[tuple[str, type], ...], body: Callable[[dict], Any], doc: str):
+    """A handler whose signature is `params` (Gradio names an endpoint's API parameters after its handler's
+    signature), calling body({name: value}) — so the controls are listed once, in TRAIN_CONTROLS, and not
+    spelled again as a parameter list, a dict and a call."""
+    def handler(*values):
+        return body(dict(zip((n for n, _ in params), values)))
+
+    handler.__name__ = handler.__qualname__ = name
+    handler.__doc__ = doc
+    handler.__signature__ = inspect.Signature(
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=t) for n, t in params],
+        return_annotation=str)
+    handler.__annotations__ = {**{n: t for n, t in params}, "return": str}
+    return handler
+
+
 def build_app(manager: JobManager | None = None, pretrained: Path | None = None) -> gr.Blocks:
     ctx = AppContext(manager or default_manager())
     if pretrained is not None:
@@ -94,48 +113,33 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None)
                            [tr["width"], tr["subset"], tr["test_subset"], oc["epochs"], oc["peak_epoch"],
                             oc["batch_size"]], api_visibility="private")
 
-        # -- training: every control of the three tabs, by name (these names are the train_start API's)
-        controls = {"width": tr["width"], "subset": tr["subset"], "test_subset": tr["test_subset"],
-                    "seed": tr["seed"], "device": tr["device"], "loader": tr["loader"], "max_lr": oc["max_lr"],
-                    "lr_mode": oc["lr_mode"], "div_factor": oc["div_factor"], "min_lr": oc["min_lr"],
-                    "epochs": oc["epochs"], "peak_epoch": oc["peak_epoch"], "batch_size": oc["batch_size"],
-                    "optimizer": oc["optimizer"], "anneal": oc["anneal"], "cycle_momentum": oc["cycle_momentum"],
-                    "base_momentum": oc["base_momentum"], "max_momentum": oc["max_momentum"], "pad": aug["pad"],
-                    "cutout": aug["cutout"], "cutout_p": aug["cutout_p"], "flip_p": aug["flip_p"]}
+        # -- every training control of the three tabs, in TRAIN_CONTROLS order (the train_start API's parameters)
+        tabs = {**aug, **oc, **tr}
+        controls = [tabs[name] for name in CONTROL_NAMES]
 
-        def train_start(width: float, subset: float, test_subset: float, seed: float, device: str, loader: str,
-                        max_lr: float, lr_mode: str, div_factor: float, min_lr: float, epochs: float,
-                        peak_epoch: float, batch_size: float, optimizer: str, anneal: str, cycle_momentum: bool,
-                        base_momentum: float, max_momentum: float, pad: float, cutout: float, cutout_p: float,
-                        flip_p: float) -> str:
-            """Start a training run in the background (returns at once; poll train_status, stop with train_stop).
-            A second start while a job runs returns a 'busy — …' message."""
-            return train.start(ctx, width=width, subset=subset, test_subset=test_subset, seed=seed, device=device,
-                               loader=loader, max_lr=max_lr, lr_mode=lr_mode, div_factor=div_factor, min_lr=min_lr,
-                               epochs=epochs, peak_epoch=peak_epoch, batch_size=batch_size, optimizer=optimizer,
-                               anneal=anneal, cycle_momentum=cycle_momentum, base_momentum=base_momentum,
-                               max_momentum=max_momentum, pad=pad, cutout=cutout, cutout_p=cutout_p, flip_p=flip_p)
+        def train_start(values: dict) -> str:
+            return train.start(ctx, **values)
 
-        tr["start"].click(train_start, list(controls.values()), tr["message"], api_name="train_start",
-                          concurrency_limit=None)
+        tr["start"].click(api_function("train_start", TRAIN_CONTROLS, train_start,
+                                       "Start a training run in the background (returns at once; poll train_status, "
+                                       "stop with train_stop). A second start while a job runs returns a 'busy — …' "
+                                       "message."),
+                          controls, tr["message"], api_name="train_start", concurrency_limit=None)
 
-        # -- the LR range test uses the same run settings, with its own optimizer
-        range_keys = ["width", "subset", "seed", "device", "loader", "batch_size", "pad", "cutout", "cutout_p",
-                      "flip_p", "div_factor"]
+        # -- the LR range test runs for the run every control describes, with its own tab's optimizer
+        range_own = (("iters", float), ("start_lr", float), ("end_lr", float), ("mode", str), ("optimizer", str))
+        range_params = (*range_own, *((n, t) for n, t in TRAIN_CONTROLS if n != "optimizer"))
 
-        def find_lr(iters: float, start_lr: float, end_lr: float, mode: str, optimizer: str, width: float,
-                    subset: float, seed: float, device: str, loader: str, batch_size: float, pad: float,
-                    cutout: float, cutout_p: float, flip_p: float, div_factor: float) -> str:
-            """Start the LR range test in the background (poll train_status: kind 'lr_range'; its result holds
-            the curve and the suggested max_lr / min_lr)."""
-            run = dict(width=width, subset=subset, seed=seed, device=device, loader=loader, batch_size=batch_size,
-                       pad=pad, cutout=cutout, cutout_p=cutout_p, flip_p=flip_p)
-            # LRMIN = the found LRMAX / the One Cycle tab's div factor, as "use these" will set it
-            return lr_range.start(ctx, run, iters, start_lr, end_lr, mode, optimizer, div_factor)
+        def find_lr(values: dict) -> str:
+            own = {n: values.pop(n) for n, _ in range_own}
+            return lr_range.start(ctx, {**values, "optimizer": own["optimizer"]}, own["iters"], own["start_lr"],
+                                  own["end_lr"], own["mode"], own["optimizer"])
 
-        lr["run"].click(find_lr, [lr["iters"], lr["start_lr"], lr["end_lr"], lr["mode"], lr["optimizer"],
-                                  *(controls[k] for k in range_keys)], lr["message"], api_name="find_lr",
-                        concurrency_limit=None)
+        lr["run"].click(api_function("find_lr", range_params, find_lr,
+                                     "Start the LR range test in the background (poll train_status: kind 'lr_range'; "
+                                     "its result holds the curve and the suggested max_lr / min_lr)."),
+                        [lr[n] for n, _ in range_own] + [tabs[n] for n, _ in range_params[len(range_own):]],
+                        lr["message"], api_name="find_lr", concurrency_limit=None)
         lr["stop"].click(lambda: ctx.manager.stop(), None, lr["message"], api_visibility="private",
                          concurrency_limit=None)
         lr["use"].click(lambda: lr_range.use_these(ctx), None,
@@ -143,14 +147,11 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None)
                         api_visibility="private")
 
         # -- checkpoint lists are re-read whenever their tab is opened (a run may have finished meanwhile)
-        insights_tab.select(lambda cur: insights.checkpoint_dropdown(ctx, cur), ins["checkpoint"],
-                            ins["checkpoint"], api_visibility="private")
-        classify_tab.select(lambda cur: insights.checkpoint_dropdown(ctx, cur), cls["checkpoint"],
-                            cls["checkpoint"], api_visibility="private")
+        insights_tab.select(ctx.checkpoint_dropdown, ins["checkpoint"], ins["checkpoint"], api_visibility="private")
+        classify_tab.select(ctx.checkpoint_dropdown, cls["checkpoint"], cls["checkpoint"], api_visibility="private")
 
         # -- first paint
         demo.load(aug["show"], aug["controls"], [aug["image"], aug["caption"]], api_visibility="private")
         demo.load(one_cycle.preview, preview_inputs, [oc["figure"], oc["summary"]], api_visibility="private")
         demo.load(one_cycle.zigzag, oc["zz_controls"], [oc["zz_figure"], oc["zz_text"]], api_visibility="private")
-    demo.lab_context = ctx  # for tests and scripts
     return demo

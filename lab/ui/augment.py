@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from lab import augment
-from lab.config import AugmentConfig, ConfigError
+from lab.config import CUTOUT_MAX, PAD_MAX, AugmentConfig, ConfigError
 from lab.data import CLASSES, DataError
 from lab.ui.common import AppContext, error_md
 
@@ -86,10 +86,11 @@ def build(ctx: AppContext) -> dict[str, gr.components.Component]:
         gr.Markdown(notice)
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            pad = gr.Slider(0, 16, value=4, step=1, label="pad (px, reflect) before the random crop")
-            cutout = gr.Slider(0, 32, value=8, step=1, label="CutOut size (px, 0 = off)")
-            cutout_p = gr.Slider(0, 1, value=1.0, step=0.05, label="CutOut probability")
-            flip_p = gr.Slider(0, 1, value=0.5, step=0.05, label="horizontal flip probability")
+            d = AugmentConfig()
+            pad = gr.Slider(0, PAD_MAX, value=d.pad, step=1, label="pad (px, reflect) before the random crop")
+            cutout = gr.Slider(0, CUTOUT_MAX, value=d.cutout, step=1, label="CutOut size (px, 0 = off)")
+            cutout_p = gr.Slider(0, 1, value=d.cutout_p, step=0.05, label="CutOut probability")
+            flip_p = gr.Slider(0, 1, value=d.flip_p, step=0.05, label="horizontal flip probability")
             seed = gr.Number(value=0, precision=0, label="seed", elem_id="augment-seed")
             n_images = gr.Slider(1, 12, value=6, step=1, label="images")
             new = gr.Button("New sample", variant="primary", elem_id="augment-new")

@@ -47,7 +47,7 @@ def load_model(ctx: AppContext, checkpoint: str | None):
     if not checkpoint:
         raise ValueError(NO_CHECKPOINT)
     try:
-        return ctx.models.get(checkpoint)
+        return ctx.load_model(checkpoint)
     except (runs_mod.CheckpointError, OSError) as e:
         raise ValueError(f"cannot load checkpoint {checkpoint}: {e}") from e
 
@@ -125,10 +125,7 @@ def build(ctx: AppContext) -> dict:
         c.change(show, inputs, outputs, api_visibility="private", trigger_mode="always_last", show_progress="hidden")
 
     def refresh_choices(current):
-        from lab.ui.insights import checkpoint_dropdown
-
-        dd = checkpoint_dropdown(ctx, current)
-        return dd, "" if ctx.checkpoint_choices() else NO_CHECKPOINT
+        return ctx.checkpoint_dropdown(current), "" if ctx.checkpoint_choices() else NO_CHECKPOINT
 
     refresh.click(refresh_choices, ckpt, [ckpt, notice], api_visibility="private")
 

@@ -1,17 +1,21 @@
-"""What several tabs share: the app context, checkpoint choices, a cache of loaded models, small formatters."""
+"""What several tabs share: the app context, the one mapping from the app's controls to a TrainConfig, the one
+cache (models and evaluations), checkpoint choices and small formatters. Tabs import this, never each other."""
 
 from __future__ import annotations
 
-import json
+import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import gradio as gr
 import torch
 
 from lab import runs as runs_mod
+from lab.config import DEFAULT_DIV_FACTOR, STATUS_HEADINGS, TRAIN_IMAGES, ConfigError, TrainConfig
 from lab.ui.jobs import JobManager
 
 PRETRAINED_LABEL = "bundled ResNet-9 (assets/cifar10_resnet9.pt)"
@@ -23,6 +27,85 @@ NO_CHECKPOINT = (
 )
 NO_DATA = "**CIFAR-10 is not available on this server, so this tab cannot work.** {reason}"
 
+# The training controls of the Augment, One Cycle and Train tabs, in the order the train_start API takes them
+# (these names are its public parameter names), with the type each arrives as. Each is a TrainConfig flat knob
+# (lab.config.FLAT_KNOBS) except lr_mode, which says whether LRMIN comes from the div factor or min LR.
+TRAIN_CONTROLS: tuple[tuple[str, type], ...] = (
+    ("width", float), ("subset", float), ("test_subset", float), ("seed", float), ("device", str), ("loader", str),
+    ("max_lr", float), ("lr_mode", str), ("div_factor", float), ("min_lr", float), ("epochs", float),
+    ("peak_epoch", float), ("batch_size", float), ("optimizer", str), ("anneal", str), ("cycle_momentum", bool),
+    ("base_momentum", float), ("max_momentum", float), ("pad", float), ("cutout", float), ("cutout_p", float),
+    ("flip_p", float),
+)
+CONTROL_NAMES = tuple(name for name, _ in TRAIN_CONTROLS)
+LR_MODES = ("div factor", "min LR")
+_WHOLE = {"seed": "seed", "epochs": "epochs", "batch_size": "batch size", "pad": "pad", "cutout": "cutout size"}
+_IMAGES = {"subset": "training images", "test_subset": "test images"}
+
+
+def _number(label: str, value) -> float:
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        raise ConfigError(f"{label} is empty; enter a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{label} must be a number, got {value!r}") from None
+
+
+def _whole(label: str, value) -> int:
+    v = _number(label, value)
+    if v != int(v):
+        raise ConfigError(f"{label} must be a whole number, got {value!r}")
+    return int(v)
+
+
+def _images(label: str, value) -> int | None:
+    """0 or empty → None (all images); otherwise a whole number ≥ 1."""
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return None
+    v = _number(label, value)
+    if v != int(v) or v < 0:
+        raise ConfigError(f"{label} must be a whole number of images (0 = all), got {value!r}")
+    return int(v) or None
+
+
+def train_config(**controls) -> TrainConfig:
+    """The app's training controls (TRAIN_CONTROLS, all of them, by name) → a validated TrainConfig; ConfigError
+    with a readable message otherwise. The one place the app turns controls into a config."""
+    missing = [n for n in CONTROL_NAMES if n not in controls]
+    unknown = [n for n in controls if n not in CONTROL_NAMES]
+    if missing or unknown:
+        raise ConfigError(f"training controls missing {missing} / unknown {unknown}")
+    use_min = controls["lr_mode"] == "min LR"
+    # LRMIN comes from one of two controls; the other one's value is not read (it may be empty)
+    knobs: dict[str, Any] = {"min_lr": None} if not use_min else {"div_factor": DEFAULT_DIV_FACTOR}
+    for name, kind in TRAIN_CONTROLS:
+        value = controls[name]
+        if name == "lr_mode" or name in knobs:
+            continue
+        if name in _IMAGES:
+            knobs[name] = _images(_IMAGES[name], value)
+        elif name in _WHOLE:
+            knobs[name] = _whole(_WHOLE[name], value)
+        elif kind is float:
+            knobs[name] = _number(name.replace("_", " ").replace("lr", "LR"), value)
+        else:
+            knobs[name] = bool(value) if kind is bool else value
+    return TrainConfig.from_flat(**knobs)
+
+
+def partial_config(**controls) -> TrainConfig:
+    """Some of the controls (one tab's) → a validated TrainConfig, the rest at the lab's defaults."""
+    return train_config(**{**control_defaults(), **controls})
+
+
+def control_defaults() -> dict[str, Any]:
+    """Every training control at the lab's defaults (TrainConfig()), as the app would send them."""
+    knobs = TrainConfig().flat()
+    out = {name: knobs.get(name) for name in CONTROL_NAMES if name != "lr_mode"}
+    out["lr_mode"] = LR_MODES[0]
+    return out
+
 
 def has_cuda() -> bool:
     return torch.cuda.is_available()
@@ -32,41 +115,57 @@ def eval_device() -> str:
     return "cuda" if has_cuda() else "cpu"
 
 
-class ModelCache:
-    """Checkpoints loaded with lab.runs.load_checkpoint, keyed by path and modification time (a running run
-    rewrites its model.pt every epoch: a newer file is a new entry). Models are eval-mode CPU copies, never
-    the model a training thread updates."""
+T = TypeVar("T")
 
-    def __init__(self, size: int = 3):
+
+class LRUCache:
+    """A small thread-safe least-recently-used cache: `get(key, make)` returns the cached value or makes,
+    stores and returns it. The app keeps loaded checkpoints and evaluations in one; keys include the file's
+    modification time, so a run that rewrites its model.pt every epoch makes a new entry."""
+
+    def __init__(self, size: int = 6):
         self.size = size
-        self._items: OrderedDict[tuple[str, float], tuple[Any, Any, dict]] = OrderedDict()
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, path: str | Path) -> tuple[Any, Any, dict]:
-        p = Path(path)
-        f = p / runs_mod.CHECKPOINT if p.is_dir() else p
-        key = (str(f.resolve()), f.stat().st_mtime_ns if f.exists() else 0)
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._items
+
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        loaded = runs_mod.load_checkpoint(f, "cpu")
+        value = make()  # outside the lock: loading or evaluating can take seconds
         with self._lock:
-            self._items[key] = loaded
+            self._items[key] = value
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
-        return loaded
+        return value
+
+
+def file_key(path: str | Path) -> tuple[str, int]:
+    """(resolved path, modification time) of a checkpoint: what the cache keys it by."""
+    f = runs_mod.checkpoint_file(path)
+    return str(f.resolve()), f.stat().st_mtime_ns if f.exists() else 0
 
 
 @dataclass
 class AppContext:
     manager: JobManager
-    models: ModelCache = field(default_factory=ModelCache)
+    cache: LRUCache = field(default_factory=LRUCache)
     pretrained: Path = runs_mod.PRETRAINED_CHECKPOINT
 
     @property
     def runs_root(self) -> Path:
         return self.manager.runs_root
+
+    def load_model(self, path: str | Path):
+        """(eval-mode CPU model, its config, its recorded metrics) of a checkpoint file or run folder, cached.
+        These are copies loaded from disk, never the model a training thread updates."""
+        f = runs_mod.checkpoint_file(path)
+        return self.cache.get(("model", *file_key(f)), lambda: runs_mod.load_checkpoint(f, "cpu"))
 
     def data_message(self) -> str:
         """'' when the data is there, else a Markdown notice saying what is missing and how to provide it."""
@@ -74,12 +173,8 @@ class AppContext:
         return "" if reason is None else NO_DATA.format(reason=reason)
 
     def pretrained_metrics(self) -> dict:
-        """The bundled checkpoint's recorded metrics (assets/cifar10_resnet9.json), {} when absent."""
-        path = self.pretrained.with_suffix(".json")
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            return {}
+        """The bundled checkpoint's recorded metrics (the JSON beside it), {} when absent."""
+        return runs_mod.recorded_metrics(self.pretrained)
 
     def checkpoint_choices(self) -> list[tuple[str, str]]:
         """(label, path) for the bundled checkpoint (when present) and every run with a model.pt, newest first."""
@@ -89,8 +184,9 @@ class AppContext:
             label = PRETRAINED_LABEL + (f" · {100 * acc:.2f}% test accuracy" if isinstance(acc, float) else "")
             out.append((label, str(self.pretrained)))
         for run in runs_mod.list_runs(self.runs_root):
-            if run.checkpoint.is_file():
-                out.append((run_label(run), str(run.path)))
+            summary = run.summary()
+            if summary.has_checkpoint:
+                out.append((run_label(summary), str(run.path)))
         return out
 
     def default_checkpoint(self) -> str | None:
@@ -98,21 +194,37 @@ class AppContext:
         choices = self.checkpoint_choices()
         return choices[0][1] if choices else None
 
+    def checkpoint_dropdown(self, current: str | None = None) -> gr.Dropdown:
+        """The checkpoint picker re-read from disk, keeping the current choice while it still exists."""
+        choices = self.checkpoint_choices()
+        values = [c[1] for c in choices]
+        value = current if current in values else (values[0] if values else None)
+        return gr.Dropdown(choices=choices, value=value)
 
-def run_label(run: runs_mod.Run) -> str:
-    """'20250101-120000 · done · 3 ep · 45.2% · w0.25 · adam' — enough to tell runs apart in a list."""
-    try:
-        doc = run.config_doc()
-        cfg = doc.get("config", {})
-        status = doc.get("status", "?")
-    except runs_mod.CheckpointError:
-        return f"{run.name} · unreadable"
-    metrics = run.metrics()
-    parts = [run.name, status, f"{len(metrics)}/{cfg.get('schedule', {}).get('epochs', '?')} ep"]
-    if metrics:
-        parts.append(f"{100 * metrics[-1].get('test_acc', float('nan')):.1f}%")
-    parts += [f"w{cfg.get('width', '?')}", str(cfg.get("optimizer", {}).get("name", "?"))]
+
+def run_label(s: runs_mod.RunSummary) -> str:
+    """'20250101-120000 · done · 3/3 ep · 45.2% · w0.25 · adam' — enough to tell runs apart in a list."""
+    if s.status == "unreadable":
+        return f"{s.name} · unreadable"
+    parts = [s.name, s.status, f"{s.epochs_done}/{s.epochs} ep"]
+    if s.test_acc is not None:
+        parts.append(f"{100 * s.test_acc:.1f}%")
+    parts += [f"w{s.width:g}", str(s.optimizer)]
     return " · ".join(parts)
+
+
+def heading(status: str) -> str:
+    """The bold word a status line starts with."""
+    return f"**{STATUS_HEADINGS.get(status, status)}**"
+
+
+def steps_per_epoch_images(subset) -> int:
+    """Training images per epoch for a 'training images' control (0, empty or too many: all of them)."""
+    try:
+        n = int(subset or 0)
+    except (TypeError, ValueError):
+        n = 0
+    return n if 0 < n < TRAIN_IMAGES else TRAIN_IMAGES
 
 
 def fmt_seconds(seconds: float | None) -> str:

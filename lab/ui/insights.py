@@ -8,8 +8,6 @@ of it (lab.insights.gradcam), so nothing here touches a model that is training.
 from __future__ import annotations
 
 import copy
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from lab import insights as ins
 from lab import plots
 from lab import runs as runs_mod
 from lab.data import CLASSES, DataError
-from lab.ui.common import NO_CHECKPOINT, AppContext, error_md, eval_device, has_cuda
+from lab.ui.common import NO_CHECKPOINT, AppContext, error_md, eval_device, file_key, has_cuda
 
 TARGETS = ("predicted class", "true class")
 
@@ -35,18 +33,9 @@ class Evaluated:
     label: str
 
 
-_cache: OrderedDict = OrderedDict()
-_cache_lock = threading.Lock()
-
-
-def _checkpoint_file(path: str) -> Path:
-    p = Path(path)
-    return p / runs_mod.CHECKPOINT if p.is_dir() else p
-
-
-def _cache_key(ctx: AppContext, f: Path, n_test) -> tuple[str, float, int]:
+def _eval_key(ctx: AppContext, f: Path, n_test) -> tuple:
     n = max(1, min(int(n_test), len(ctx.manager.data().y_test)))
-    return str(f.resolve()), f.stat().st_mtime_ns, n
+    return ("evaluation", *file_key(f), n)
 
 
 def evaluate(ctx: AppContext, checkpoint: str | None, n_test: int) -> Evaluated:
@@ -54,29 +43,24 @@ def evaluate(ctx: AppContext, checkpoint: str | None, n_test: int) -> Evaluated:
     Raises ValueError with a readable message when there is no checkpoint, DataError when there is no data."""
     if not checkpoint:
         raise ValueError(NO_CHECKPOINT)
-    f = _checkpoint_file(checkpoint)
+    f = runs_mod.checkpoint_file(checkpoint)
     if not f.is_file():
         raise ValueError(f"{checkpoint} has no checkpoint yet (a run writes model.pt after its first epoch). "
                          + NO_CHECKPOINT)
     data = ctx.manager.data()
-    key = _cache_key(ctx, f, n_test)
-    n = key[2]
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-    model, cfg, metrics = ctx.models.get(f)
-    device = eval_device()
-    net = copy.deepcopy(model).to(device) if device != "cpu" else model
-    images, labels = data.x_test[:n], data.y_test[:n]
-    evaluation = ins.evaluate(net, images, labels, device)
-    label = "the bundled checkpoint" if f.resolve() == ctx.pretrained.resolve() else f"run {f.parent.name}"
-    out = Evaluated(model, cfg, metrics, evaluation, images, label)
-    with _cache_lock:
-        _cache[key] = out
-        while len(_cache) > 3:
-            _cache.popitem(last=False)
-    return out
+    key = _eval_key(ctx, f, n_test)
+
+    def make() -> Evaluated:
+        n = key[-1]
+        model, cfg, metrics = ctx.load_model(f)
+        device = eval_device()
+        net = copy.deepcopy(model).to(device) if device != "cpu" else model
+        images, labels = data.x_test[:n], data.y_test[:n]
+        evaluation = ins.evaluate(net, images, labels, device)
+        label = "the bundled checkpoint" if f.resolve() == ctx.pretrained.resolve() else f"run {f.parent.name}"
+        return Evaluated(model, cfg, metrics, evaluation, images, label)
+
+    return ctx.cache.get(key, make)
 
 
 def summary(ev: Evaluated) -> str:
@@ -123,21 +107,12 @@ def analyse(ctx: AppContext, checkpoint, n_test, layer, opacity, target, count):
 def regallery(ctx: AppContext, checkpoint, n_test, layer, opacity, target, count):
     """Grad-CAM controls changed: redraw the gallery from the cached evaluation (nothing if not evaluated yet)."""
     try:
-        f = _checkpoint_file(checkpoint) if checkpoint else None
-        if f is None or not f.is_file():
-            return gr.skip()
-        if _cache_key(ctx, f, n_test) not in _cache:
+        f = runs_mod.checkpoint_file(checkpoint) if checkpoint else None
+        if f is None or not f.is_file() or _eval_key(ctx, f, n_test) not in ctx.cache:
             return gr.skip()
         return gallery(evaluate(ctx, checkpoint, n_test), layer, opacity, target, count)
     except (DataError, ValueError, runs_mod.CheckpointError):
         return gr.skip()
-
-
-def checkpoint_dropdown(ctx: AppContext, current: str | None = None) -> gr.Dropdown:
-    choices = ctx.checkpoint_choices()
-    values = [c[1] for c in choices]
-    value = current if current in values else (values[0] if values else None)
-    return gr.Dropdown(choices=choices, value=value)
 
 
 def build(ctx: AppContext) -> dict:
@@ -176,6 +151,6 @@ def build(ctx: AppContext) -> dict:
     for c in (layer, opacity, target, count):
         c.change(lambda *a: regallery(ctx, *a), inputs, mistakes, api_visibility="private",
                  trigger_mode="always_last")
-    refresh.click(lambda cur: checkpoint_dropdown(ctx, cur), ckpt, ckpt, api_visibility="private")
+    refresh.click(ctx.checkpoint_dropdown, ckpt, ckpt, api_visibility="private")
     return {"checkpoint": ckpt, "refresh": refresh, "go": go, "summary": summary_md, "confusion": confusion,
             "per_class": per_class, "gallery": mistakes}

@@ -5,8 +5,8 @@ for the length of a run. The engine's events (through `callbacks=`) and the rang
 thread-safe Job record; the UI polls `status()` with a gr.Timer. Stop is a threading.Event the engine checks
 between steps. A second Start while a job runs raises Busy, whose message says what is running and since when.
 
-The manager also caches the dataset (loaded once) and, after a run, holds an eval-mode snapshot of its model
-for inspection; the training thread's own model is never handed out.
+The manager also caches the dataset (loaded once). It never hands out the training thread's model: the app
+inspects runs through their checkpoint files. `status_json()` is what API clients read about the job.
 """
 
 from __future__ import annotations
@@ -79,6 +79,17 @@ class Job:
         }
 
 
+def json_safe(value):
+    """NaN/inf → None, recursively (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def _ago(seconds: float) -> str:
     seconds = max(0, int(seconds))
     if seconds < 60:
@@ -104,8 +115,6 @@ class JobManager:
         self._latest: dict[str, Job] = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._snapshot: tuple[Any, TrainConfig, str | None] | None = None
-        self._version = 0
         self._next_id = 1
 
     # data -----------------------------------------------------------------------------------------------
@@ -128,11 +137,6 @@ class JobManager:
             return str(e)
 
     # state ----------------------------------------------------------------------------------------------
-    @property
-    def version(self) -> int:
-        """Bumped on every change a poller could show: compare it to skip redrawing."""
-        return self._version
-
     def fingerprint(self, kind: str) -> tuple:
         """Changes exactly when what a tab shows about the latest `kind` job (or the server's busy state)
         changes: a poller for one kind skips the other kind's events."""
@@ -142,12 +146,6 @@ class JobManager:
             if job is None:
                 return (None, running)
             return (job.id, job.status, len(job.steps), len(job.epochs), len(job.points), running)
-
-    def _bump(self) -> None:
-        self._version += 1
-
-    def current(self) -> Job | None:
-        return self._job
 
     def busy_message(self) -> str | None:
         with self._lock:
@@ -164,9 +162,18 @@ class JobManager:
             job = self._latest.get(kind) if kind else self._job
             return job.to_dict() if job is not None else None
 
-    def snapshot(self) -> tuple[Any, TrainConfig, str | None] | None:
-        """(model snapshot in eval mode on the CPU, its config, its run folder) of the last finished run."""
-        return self._snapshot
+    def status_json(self) -> dict[str, Any]:
+        """The current (or last) job for API clients: kind, status, progress, the epoch records and the last
+        step; 'busy' is set while a job runs. NaN/inf become null, so it is valid JSON."""
+        status = self.status()
+        if status is None:
+            return {"status": "idle", "kind": None, "busy": False, "message": "no job has run on this server yet"}
+        out = {k: status[k] for k in ("id", "kind", "status", "message", "started_at", "elapsed", "run_dir", "total",
+                                      "progress", "epochs", "result")}
+        out["last_step"] = status["steps"][-1] if status["steps"] else None
+        out["points"] = len(status["points"])
+        out["busy"] = status["status"] == "running"
+        return json_safe(out)
 
     # starting -------------------------------------------------------------------------------------------
     def _claim(self, kind: str, config: dict[str, Any], total: int) -> Job:
@@ -179,13 +186,11 @@ class JobManager:
             self._job = job
             self._latest[kind] = job
             self._stop = threading.Event()
-            self._bump()
             return job
 
     def _fail(self, job: Job, message: str) -> None:
         with self._lock:
             job.status, job.message, job.finished = "error", message, time.time()
-            self._bump()
 
     def _launch(self, job: Job, target: Callable[[], None]) -> None:
         def body() -> None:
@@ -202,14 +207,12 @@ class JobManager:
                         job.status = "error"
                         job.message = job.message or "the job ended without a result"
                     job.finished = time.time()
-                    self._bump()
 
         self._thread = threading.Thread(target=body, name=f"lab-{job.kind}-{job.id}", daemon=True)
         self._thread.start()
 
     def start_training(self, cfg: TrainConfig, extra_config: dict[str, Any] | None = None) -> Job:
         """Start a training run in the background; Busy if a job runs, DataError if there is no data."""
-        from lab import insights
         from lab.experiment import train
         from lab.runs import new_run_dir
 
@@ -236,14 +239,11 @@ class JobManager:
                         job.steps[:half] = job.steps[:half:2]
                 elif event.kind == "epoch":
                     job.epochs.append(dict(event.data))
-                self._bump()
 
         def target() -> None:
             result = train(cfg, data, callbacks=[on_event], stop=stop, run_dir=run_dir,
                            extra_config={"started_from": "app", **(extra_config or {})})
-            snap = insights.snapshot(result.model)  # the run is over: copying its model is now safe
             with self._lock:
-                self._snapshot = (snap, cfg, str(run_dir))
                 job.result = result.final or None
                 job.status = result.status
                 acc = result.final.get("test_acc")
@@ -270,13 +270,12 @@ class JobManager:
         def progress(iteration: int, lr: float, loss: float) -> None:
             with self._lock:
                 job.points.append((int(iteration), float(lr), float(loss)))
-                self._bump()
 
         def target() -> None:
             result = range_test(cfg, data, progress=progress, stop=stop, **kwargs)
             with self._lock:
                 job.result = result.to_dict()
-                stopped = stop.is_set() or getattr(result, "status", "done") == "stopped"
+                stopped = stop.is_set() or result.status == "stopped"
                 job.status = "stopped" if stopped else "done"
                 job.message = (f"{'stopped' if stopped else 'finished'} after {len(result.lrs)} iterations: "
                                f"suggested max LR {result.max_lr:.3g}, min LR {result.min_lr:.3g} ({result.rule})")
@@ -291,7 +290,6 @@ class JobManager:
             if job is None or not job.running:
                 return "nothing is running"
             self._stop.set()
-            self._bump()
             return f"stopping the {KIND_WORDS[job.kind]} started at {job.started_at}: it ends after the current step"
 
     def wait(self, timeout: float | None = None) -> bool:

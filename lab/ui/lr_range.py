@@ -8,31 +8,27 @@ import math
 import gradio as gr
 
 from lab import plots
-from lab.config import RANGE_TEST_END_LR, RANGE_TEST_START_LR, ConfigError, OptimizerConfig
+from lab.config import (OPTIMIZERS, RANGE_TEST_END_LR, RANGE_TEST_ITERS, RANGE_TEST_MODES, RANGE_TEST_START_LR,
+                        ConfigError, TrainConfig)
 from lab.data import DataError
-from lab.ui.common import AppContext, error_md, fmt_seconds
+from lab.ui.common import AppContext, error_md, fmt_seconds, heading, train_config
 from lab.ui.jobs import Busy
 
-MODES = ("exp", "linear")
 
-
-def start(ctx: AppContext, cfg_kwargs: dict, iters, start_lr, end_lr, mode, optimizer, div_factor=None) -> str:
-    """Start the range test as the server's background job; returns a one-line Markdown message."""
-    from lab.ui.train import train_config  # the same TrainConfig the Train tab would build
-
+def start(ctx: AppContext, controls: dict, iters, start_lr, end_lr, mode, optimizer) -> str:
+    """Start the range test as the server's background job, for the run that every training control describes
+    (with this tab's optimizer); returns a one-line Markdown message. LRMIN will be the found LRMAX / the One
+    Cycle tab's div factor, as "use these" sets it."""
     try:
-        cfg = train_config(**{**cfg_kwargs, "optimizer": optimizer})
-        OptimizerConfig(name=optimizer)
-        kwargs = dict(iters=int(iters), start_lr=float(start_lr), end_lr=float(end_lr), mode=mode)
-        if div_factor is not None:
-            kwargs["div_factor"] = float(div_factor)
+        cfg = train_config(**{**controls, "optimizer": optimizer})
+        # the One Cycle tab's LRMAX : LRMIN ratio, whether it is set as a div factor or as min LR
+        kwargs = dict(iters=int(iters), start_lr=float(start_lr), end_lr=float(end_lr), mode=mode,
+                      div_factor=cfg.schedule.max_lr / cfg.schedule.lr_min)
         job = ctx.manager.start_range_test(cfg, **kwargs)
     except Busy as e:
         return error_md(str(e))
     except (ConfigError, DataError, TypeError, ValueError) as e:
         return error_md(str(e))
-    except ImportError as e:
-        return error_md(f"the LR range test is not available in this build ({e})")
     return (f"Range test started at {job.started_at}: {kwargs['iters']} iterations, LR {kwargs['start_lr']:.1e} → "
             f"{kwargs['end_lr']:.1e} ({mode}), {optimizer}, batch {cfg.batch_size}, width {cfg.width:g}.")
 
@@ -51,9 +47,7 @@ def describe(status: dict | None, busy: str | None = None) -> tuple[str, str]:
     """(status line, suggestions Markdown) for the latest range test."""
     if status is None:
         return (busy and error_md(busy)) or "No range test has run on this server yet.", ""
-    head = {"running": "**Running**", "done": "**Done**", "stopped": "**Stopped**",
-            "error": "**Failed**", "diverged": "**Diverged**"}.get(status["status"], status["status"])
-    line = (f"{head} — range test started at {status['started_at']} · {status['progress']} · "
+    line = (f"{heading(status['status'])} — range test started at {status['started_at']} · {status['progress']} · "
             f"{fmt_seconds(status['elapsed'])}")
     if status["message"]:
         line += f"  \n{status['message']}"
@@ -76,7 +70,7 @@ def use_these(ctx: AppContext):
     if not r:
         nothing = error_md("run a range test first: there is nothing to use yet")
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), nothing
-    opt = status["config"].get("train", {}).get("optimizer", {}).get("name", "adam")
+    opt = TrainConfig.from_dict(status["config"]["train"]).optimizer.name
     return (r["max_lr"], "min LR", r["min_lr"], opt,
             f"One Cycle tab set to LRMAX {r['max_lr']:.3g}, LRMIN {r['min_lr']:.3g} ({opt}).")
 
@@ -104,11 +98,11 @@ def build(ctx: AppContext) -> dict:
         gr.Markdown(ctx.data_message())
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            iters = gr.Slider(10, 500, value=100, step=10, label="iterations", elem_id="lr-iters")
+            iters = gr.Slider(10, 500, value=RANGE_TEST_ITERS, step=10, label="iterations", elem_id="lr-iters")
             start_lr = gr.Number(value=RANGE_TEST_START_LR, label="start LR", minimum=0)
             end_lr = gr.Number(value=RANGE_TEST_END_LR, label="end LR", minimum=0)
-            mode = gr.Radio(list(MODES), value="exp", label="LR increase")
-            optimizer = gr.Radio(["adam", "sgd"], value="adam", label="optimizer")
+            mode = gr.Radio(list(RANGE_TEST_MODES), value=RANGE_TEST_MODES[0], label="LR increase")
+            optimizer = gr.Radio(list(OPTIMIZERS), value=OPTIMIZERS[0], label="optimizer")
             with gr.Row():
                 run = gr.Button("▶ Run range test", variant="primary", elem_id="lr-run")
                 stop = gr.Button("■ Stop", variant="stop")

@@ -3,48 +3,13 @@ zig-zag for comparison. The Train tab trains with exactly these settings."""
 
 from __future__ import annotations
 
-import math
-
 import gradio as gr
 
 from lab import plots
 from lab import schedule as sched
-from lab.config import (ANNEALS, DEFAULT_DIV_FACTOR, DEFAULT_MAX_LR, OPTIMIZERS, SPEC_BATCH_SIZE, SPEC_EPOCHS,
-                        SPEC_PEAK_EPOCH, ConfigError, ScheduleConfig)
-from lab.ui.common import error_md
-
-LR_MODES = ("div factor", "min LR")
-TRAIN_IMAGES = 50_000
-
-
-def schedule_config(max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, anneal, cycle_momentum,
-                    base_momentum, max_momentum) -> ScheduleConfig:
-    """The controls → a validated ScheduleConfig (ConfigError with a readable message otherwise)."""
-    def num(name, v):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            raise ConfigError(f"{name} is empty; enter a number")
-        return float(v)
-
-    use_min = lr_mode == "min LR"
-    return ScheduleConfig(
-        max_lr=num("max LR", max_lr),
-        min_lr=num("min LR", min_lr) if use_min else None,
-        div_factor=DEFAULT_DIV_FACTOR if use_min else num("div factor", div_factor),
-        epochs=int(num("epochs", epochs)),
-        peak_epoch=num("peak epoch", peak_epoch),
-        anneal=anneal,
-        cycle_momentum=bool(cycle_momentum),
-        base_momentum=num("base momentum", base_momentum),
-        max_momentum=num("max momentum", max_momentum),
-    )
-
-
-def train_images(subset) -> int:
-    try:
-        n = int(subset or 0)
-    except (TypeError, ValueError):
-        n = 0
-    return n if 0 < n < TRAIN_IMAGES else TRAIN_IMAGES
+from lab.config import (ANNEALS, BASE_MOMENTUM, DEFAULT_DIV_FACTOR, MAX_MOMENTUM, OPTIMIZERS, SPEC_BATCH_SIZE,
+                        SPEC_EPOCHS, SPEC_PEAK_EPOCH, ConfigError, default_max_lr)
+from lab.ui.common import LR_MODES, error_md, partial_config, steps_per_epoch_images
 
 
 def preview(max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, batch_size, optimizer, anneal,
@@ -52,16 +17,13 @@ def preview(max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, batch_size,
     """(figure, Markdown summary) of the schedule these controls describe; on bad input, the figure is skipped
     and the summary says what to fix."""
     try:
-        cfg = schedule_config(max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, anneal, cycle_momentum,
-                              base_momentum, max_momentum)
-        bs = int(batch_size)
-        if bs < 1:
-            raise ConfigError(f"batch size must be ≥ 1, got {bs}")
-        if optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
-    except (ConfigError, TypeError, ValueError) as e:
+        run = partial_config(max_lr=max_lr, lr_mode=lr_mode, div_factor=div_factor, min_lr=min_lr, epochs=epochs,
+                             peak_epoch=peak_epoch, batch_size=batch_size, optimizer=optimizer, anneal=anneal,
+                             cycle_momentum=cycle_momentum, base_momentum=base_momentum, max_momentum=max_momentum)
+    except ConfigError as e:
         return gr.skip(), error_md(str(e))
-    n = train_images(subset)
+    cfg, bs = run.schedule, run.batch_size
+    n = steps_per_epoch_images(subset)
     spe = sched.steps_per_epoch(n, bs)
     curve = sched.preview(cfg, spe, optimizer)
     what = "β1" if optimizer == "adam" else "momentum"
@@ -86,12 +48,6 @@ def zigzag(max_lr, lr_mode, div_factor, min_lr, step_size, cycles):
                                         "One Cycle makes one big one.")
 
 
-def spec_peak(epochs: float) -> float:
-    """The spec's share of the run (5 of 24 epochs), rounded to half an epoch and kept inside the run."""
-    e = int(epochs)
-    return min(max(0.5, round(2 * SPEC_PEAK_EPOCH * e / SPEC_EPOCHS) / 2), e - 0.5) if e > 1 else 0.5
-
-
 def clamp_peak(epochs, peak):
     """Keep the peak-epoch slider inside the run when the number of epochs changes."""
     e = max(1, int(epochs or 1))
@@ -102,7 +58,7 @@ def clamp_peak(epochs, peak):
 
 def optimizer_default_lr(optimizer):
     """Switching optimizer switches to its default LRMAX (Adam and SGD live at LRs ~40× apart)."""
-    return DEFAULT_MAX_LR.get(optimizer, DEFAULT_MAX_LR["adam"])
+    return default_max_lr(optimizer)
 
 
 def build(defaults: dict) -> dict:
@@ -112,11 +68,11 @@ def build(defaults: dict) -> dict:
                 "The preview steps the real scheduler (`lab.schedule`), so it is the curve training will use.")
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            optimizer = gr.Radio(list(OPTIMIZERS), value="adam", label="optimizer")
-            max_lr = gr.Number(value=DEFAULT_MAX_LR["adam"], label="max LR (LRMAX)", minimum=0, elem_id="oc-max-lr")
+            optimizer = gr.Radio(list(OPTIMIZERS), value=OPTIMIZERS[0], label="optimizer")
+            max_lr = gr.Number(value=default_max_lr("adam"), label="max LR (LRMAX)", minimum=0, elem_id="oc-max-lr")
             lr_mode = gr.Radio(list(LR_MODES), value="div factor", label="LRMIN from")
             div_factor = gr.Slider(2, 1000, value=DEFAULT_DIV_FACTOR, step=1, label="div factor (LRMIN = LRMAX / div)")
-            min_lr = gr.Number(value=DEFAULT_MAX_LR["adam"] / DEFAULT_DIV_FACTOR, label="min LR (LRMIN)", minimum=0,
+            min_lr = gr.Number(value=default_max_lr("adam") / DEFAULT_DIV_FACTOR, label="min LR (LRMIN)", minimum=0,
                                elem_id="oc-min-lr")
             epochs = gr.Slider(1, 100, value=defaults.get("epochs", SPEC_EPOCHS), step=1, label="epochs",
                                elem_id="oc-epochs")
@@ -125,11 +81,11 @@ def build(defaults: dict) -> dict:
                                    label="peak epoch (LR is highest at the end of it)")
             batch_size = gr.Slider(16, 2048, value=defaults.get("batch_size", SPEC_BATCH_SIZE), step=16,
                                    label="batch size", elem_id="oc-batch")
-            anneal = gr.Radio(list(ANNEALS), value="linear", label="anneal")
+            anneal = gr.Radio(list(ANNEALS), value=ANNEALS[0], label="anneal")
             cycle_momentum = gr.Checkbox(value=True, label="cycle momentum / β1")
             with gr.Row():
-                base_momentum = gr.Slider(0.5, 0.99, value=0.85, step=0.01, label="base momentum / β1")
-                max_momentum = gr.Slider(0.5, 0.99, value=0.95, step=0.01, label="max momentum / β1")
+                base_momentum = gr.Slider(0.5, 0.99, value=BASE_MOMENTUM, step=0.01, label="base momentum / β1")
+                max_momentum = gr.Slider(0.5, 0.99, value=MAX_MOMENTUM, step=0.01, label="max momentum / β1")
         with gr.Column(scale=3):
             summary = gr.Markdown(elem_id="oc-summary")
             figure = gr.Plot(label="One Cycle preview", elem_id="one-cycle-plot")

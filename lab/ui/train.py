@@ -8,7 +8,6 @@ TrainConfig and draws what the job manager has buffered.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +16,16 @@ import pandas as pd
 
 from lab import plots
 from lab import runs as runs_mod
-from lab.config import (DEVICES, LOADERS, SPEC_BATCH_SIZE, SPEC_EPOCHS, SPEC_PEAK_EPOCH, AugmentConfig, ConfigError,
-                        OptimizerConfig, TrainConfig)
+from lab.config import CPU_PRESET, DEVICES, GPU_PRESET, LOADERS, PRESETS, TRAIN_IMAGES, ConfigError, TrainConfig
 from lab.data import DataError
 from lab.engine import DeviceError
-from lab.ui import one_cycle
-from lab.ui.common import AppContext, error_md, fmt_seconds, has_cuda, run_label
+from lab.model import describe as describe_model
+from lab.ui.common import AppContext, error_md, fmt_seconds, has_cuda, heading, run_label, train_config
 from lab.ui.jobs import Busy
 
-# name → (width, subset, test subset, epochs, peak epoch, batch size); 0 = all images
-PRESETS: dict[str, tuple[float, int, int, int, float, int]] = {
-    "Tiny (CPU, ~1 min): width 0.125, 1k images, 2 epochs": (0.125, 1000, 500, 2, 0.5, 128),
-    "Quick (CPU, a few min): width 0.25, 5k images, 3 epochs": (0.25, 5000, 1000, 3, 1.0, 256),
-    "Spec (GPU): width 1, all 50k images, 24 epochs, batch 512": (1.0, 0, 0, SPEC_EPOCHS, SPEC_PEAK_EPOCH,
-                                                                   SPEC_BATCH_SIZE),
-}
-CPU_PRESET, GPU_PRESET = list(PRESETS)[1], list(PRESETS)[2]
 EPOCH_COLUMNS = ["epoch", "LR", "train loss", "train acc %", "test loss", "test acc %", "seconds", "images/s"]
 RUN_COLUMNS = ["run", "status", "epochs", "test acc %", "width", "optimizer", "max LR", "batch", "images", "seconds"]
+PRESET_CONTROLS = ("width", "subset", "test_subset", "epochs", "peak_epoch", "batch_size")  # what a preset sets
 
 
 def default_preset() -> str:
@@ -42,34 +33,9 @@ def default_preset() -> str:
 
 
 def preset_values(name: str) -> dict[str, Any]:
-    width, subset, test_subset, epochs, peak, bs = PRESETS[name]
-    return {"width": width, "subset": subset, "test_subset": test_subset, "epochs": epochs, "peak_epoch": peak,
-            "batch_size": bs}
-
-
-def _count(name: str, value) -> int | None:
-    """0 or empty → None (all images); otherwise a whole number ≥ 1."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
-        return None
-    v = float(value)
-    if v != int(v) or v < 0:
-        raise ConfigError(f"{name} must be a whole number of images (0 = all), got {value!r}")
-    return int(v) or None
-
-
-def train_config(*, width=0.25, subset=5000, test_subset=1000, seed=0, device="auto", loader="auto",
-                 max_lr=0.01, lr_mode="div factor", div_factor=25.0, min_lr=None, epochs=3, peak_epoch=1.0,
-                 batch_size=256, optimizer="adam", anneal="linear", cycle_momentum=True, base_momentum=0.85,
-                 max_momentum=0.95, pad=4, cutout=8, cutout_p=1.0, flip_p=0.5) -> TrainConfig:
-    """The controls of the Augment, One Cycle and Train tabs → a validated TrainConfig (ConfigError otherwise)."""
-    schedule = one_cycle.schedule_config(max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, anneal,
-                                         cycle_momentum, base_momentum, max_momentum)
-    return TrainConfig(
-        batch_size=int(batch_size), width=float(width), seed=int(seed or 0), subset=_count("subset", subset),
-        test_subset=_count("test subset", test_subset), device=device, loader=loader,
-        augment=AugmentConfig(pad=int(pad), flip_p=float(flip_p), cutout=int(cutout), cutout_p=float(cutout_p)),
-        schedule=schedule, optimizer=OptimizerConfig(name=optimizer),
-    )
+    """The controls a preset sets, as the app shows them (0 = all images)."""
+    knobs = PRESETS[name].config().flat()
+    return {k: (knobs[k] or 0) if k in ("subset", "test_subset") else knobs[k] for k in PRESET_CONTROLS}
 
 
 def start(ctx: AppContext, **controls) -> str:
@@ -85,7 +51,7 @@ def start(ctx: AppContext, **controls) -> str:
     s = cfg.schedule
     return (f"Run started at {job.started_at} in `{job.run_dir}`: {s.epochs} epoch{'s' * (s.epochs != 1)}, "
             f"batch {cfg.batch_size}, "
-            f"width {cfg.width:g}, {cfg.subset or 50_000:,} training images, {cfg.optimizer.name} "
+            f"width {cfg.width:g}, {cfg.subset or TRAIN_IMAGES:,} training images, {cfg.optimizer.name} "
             f"LR {s.lr_min:.3g} → {s.max_lr:.3g} → {s.lr_min:.3g}.")
 
 
@@ -100,15 +66,11 @@ def epoch_table(epochs: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=EPOCH_COLUMNS)
 
 
-HEADS = {"running": "**Training**", "done": "**Done**", "stopped": "**Stopped**", "error": "**Failed**",
-         "diverged": "**Diverged**"}
-
-
 def describe(status: dict | None) -> str:
     """One Markdown paragraph: what the latest run is doing, its speed and ETA, or how it ended."""
     if status is None:
         return "No run yet on this server. Pick a preset, then press **Start**."
-    head = HEADS.get(status["status"], status["status"])
+    head = heading(status["status"])
     parts = [f"{head} — run `{Path(status['run_dir']).name if status['run_dir'] else '?'}` "
              f"started at {status['started_at']}", status["progress"]]
     if status["steps"]:
@@ -125,44 +87,15 @@ def describe(status: dict | None) -> str:
     return text
 
 
-def json_safe(value):
-    """NaN/inf → None, recursively, so the status is valid JSON for API clients."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def status_json(ctx: AppContext) -> dict:
-    """The current (or last) job for API clients: kind, status, progress, the epoch records and the last step;
-    'busy' is set while a job runs."""
-    status = ctx.manager.status()
-    if status is None:
-        return {"status": "idle", "kind": None, "busy": False, "message": "no job has run on this server yet"}
-    out = {k: status[k] for k in ("id", "kind", "status", "message", "started_at", "elapsed", "run_dir", "total",
-                                  "progress", "epochs", "result")}
-    out["last_step"] = status["steps"][-1] if status["steps"] else None
-    out["points"] = len(status["points"])
-    out["busy"] = status["status"] == "running"
-    return json_safe(out)
-
-
 def runs_table(ctx: AppContext) -> pd.DataFrame:
     rows = []
     for run in runs_mod.list_runs(ctx.runs_root):
-        try:
-            doc = run.config_doc()
-        except runs_mod.CheckpointError:
+        s = run.summary()
+        if s.status == "unreadable":
             continue
-        cfg, m = doc.get("config", {}), run.metrics()
-        rows.append([run.name, doc.get("status", "?"), f"{len(m)}/{cfg.get('schedule', {}).get('epochs', '?')}",
-                     round(100 * m[-1]["test_acc"], 2) if m else None, cfg.get("width"),
-                     cfg.get("optimizer", {}).get("name"), cfg.get("schedule", {}).get("max_lr"),
-                     cfg.get("batch_size"), doc.get("data", {}).get("train_images"),
-                     round(doc["seconds"], 1) if isinstance(doc.get("seconds"), (int, float)) else None])
+        rows.append([s.name, s.status, f"{s.epochs_done}/{s.epochs}",
+                     round(100 * s.test_acc, 2) if s.test_acc is not None else None, s.width, s.optimizer, s.max_lr,
+                     s.batch_size, s.train_images, round(s.seconds, 1) if s.seconds is not None else None])
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
@@ -170,7 +103,7 @@ BUNDLED = "bundled checkpoint"  # the picker's name for the bundled checkpoint's
 
 
 def run_choices(ctx: AppContext) -> list[tuple[str, str]]:
-    out = [(run_label(r), r.name) for r in runs_mod.list_runs(ctx.runs_root)]
+    out = [(run_label(r.summary()), r.name) for r in runs_mod.list_runs(ctx.runs_root)]
     if ctx.pretrained_metrics().get("train_history"):
         out.append((f"{BUNDLED} (spec recipe, 24 epochs on a GPU)", BUNDLED))
     return out
@@ -226,15 +159,11 @@ def refresh(ctx: AppContext, seen, selected: list[str] | None = None):
 
 
 def model_summary(width) -> str:
-    from lab.model import Net, count_parameters, summary
-
     try:
         TrainConfig(width=float(width))
     except (ConfigError, TypeError, ValueError) as e:
         return error_md(str(e))
-    model = Net(width=float(width))
-    return (f"```\n{summary(model)}\n```\n{count_parameters(model):,} parameters at width {float(width):g} "
-            "(convolutions and the FC layer carry no bias).")
+    return f"```\n{describe_model(float(width))}\n```"
 
 
 def build(ctx: AppContext, preset: str) -> dict:
@@ -246,7 +175,8 @@ def build(ctx: AppContext, preset: str) -> dict:
         gr.Markdown(ctx.data_message())
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            preset_dd = gr.Dropdown(list(PRESETS), value=preset, label="preset", elem_id="train-preset")
+            preset_dd = gr.Dropdown([(p.label, name) for name, p in PRESETS.items()], value=preset, label="preset",
+                                    elem_id="train-preset")
             width = gr.Slider(0.125, 2, value=values["width"], step=0.125, label="width (1 = the spec network)",
                               elem_id="train-width")
             subset = gr.Number(value=values["subset"], precision=0, minimum=0,
@@ -295,7 +225,7 @@ def build(ctx: AppContext, preset: str) -> dict:
 
     def train_status() -> dict:
         """The current or last job: kind, status, progress, epoch records, last step (JSON)."""
-        return status_json(ctx)
+        return ctx.manager.status_json()
 
     stop_btn.click(train_stop, None, message, api_name="train_stop", concurrency_limit=None)
     raw_btn.click(train_status, None, raw, api_name="train_status", concurrency_limit=None)
