@@ -476,8 +476,13 @@ def _add_sweep_parser(sub) -> None:
 
 
 def cmd_sweep(args) -> int:
+    import signal
+
     from lab import sweep
 
+    # Ctrl-C must reach the sweep even when this process was started with SIGINT ignored (a background job, the
+    # app's subprocess): during the range test Python's own handler stops it, then Ray Tune installs its own.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.resume:
         doc = sweep.resume(args.resume, address=args.address)
     else:

@@ -811,6 +811,22 @@ def _finish(sweep: Sweep, grid) -> dict[str, Any]:
     return sweep.record(records, "stopped" if unfinished else "done", write_figure=True)
 
 
+def create(spec: SweepSpec, root: str | Path = SWEEP_ROOT, name: str | None = None) -> Sweep:
+    """Validate `spec` and make the sweep's folder holding its spec.json; nothing runs yet (`resume` runs it).
+    The spec goes to disk first, so even a sweep interrupted during its range test can be resumed."""
+    spec.validate()
+    if name:
+        path = Path(root) / name
+        if (path / SPEC).exists():
+            raise ConfigError(f"{path} already holds a sweep; resume it or name a new one")
+        path.mkdir(parents=True, exist_ok=True)
+    else:
+        path = new_run_dir(Path(root))
+    sweep = Sweep(path)
+    sweep.write_state({"id": sweep.id, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "spec": spec.to_dict()})
+    return sweep
+
+
 def run(spec: SweepSpec, data=None, *, root: str | Path = SWEEP_ROOT, name: str | None = None,
         address: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run a sweep: start (or join) Ray, range-test, train every configuration × seed, write the results.
@@ -825,16 +841,8 @@ def run(spec: SweepSpec, data=None, *, root: str | Path = SWEEP_ROOT, name: str 
         raise ConfigError(f"{Path(root) / name} already holds a sweep; resume it or name a new one")
     full = data if data is not None else data_mod.load(spec.base.data_dir)  # a missing dataset fails before Ray starts
     connect(address)
-    gpus = _gpus_per_trial(spec)  # and GPUs Ray cannot see, before any folder is made
-    if name:
-        path = Path(root) / name
-        path.mkdir(parents=True, exist_ok=True)
-    else:
-        path = new_run_dir(Path(root))
-    sweep = Sweep(path)
-    # The spec goes to disk first, so even a sweep interrupted during its range test can be resumed.
-    sweep.write_state({"id": sweep.id, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "spec": spec.to_dict(),
-                       "gpus_per_trial": gpus})
+    _gpus_per_trial(spec)  # GPUs Ray cannot see fail here, before any folder is made
+    sweep = create(spec, root, name)
     return _execute(sweep, spec, full, log, restore=False)
 
 
@@ -858,6 +866,9 @@ def _execute(sweep: Sweep, spec: SweepSpec, data, log: Callable[[str], None], re
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     data_ref = ray.put(data)  # once: every trial and range test reads this one copy
     state = sweep.state()
+    if "gpus_per_trial" not in state:  # what Ray sees decides the default, so it is settled once Ray runs
+        state["gpus_per_trial"] = _gpus_per_trial(spec)
+        sweep.write_state(state)
     if "configurations" not in state:  # a new sweep, or one interrupted before its grid was resolved
         state = _prepare(spec, sweep, state, data_ref, log)
     n = len(state["configurations"]) * len(spec.seeds)
