@@ -802,10 +802,12 @@ def _finish(sweep: Sweep, grid) -> dict[str, Any]:
             err = str(result.error).strip().splitlines()[-1] if str(result.error).strip() else type(result.error).__name__
         rec = _trial_record(c, seed, result.metrics, "", err, sweep.run_dir(c, seed))
         records.append(rec)
-    for rec in records:  # a run whose process was stopped cannot say so itself: its folder still reads "running"
+    for rec in records:
+        # A stopped trial cannot say so itself: a killed process leaves its folder reading "running", and one whose
+        # next report Tune refused ends through an exception, which lab.experiment.train records as "error".
         if rec["status"] == "stopped":
             run = Run(Path(rec["run_dir"]))
-            if (run.path / "config.json").exists() and run.config_doc().get("status") == "running":
+            if (run.path / "config.json").exists() and run.config_doc().get("status") in ("running", "error"):
                 run.update_config(status="stopped")
     unfinished = sum(r["status"] in ("stopped", "pending", "running") for r in records)
     return sweep.record(records, "stopped" if unfinished else "done", write_figure=True)
