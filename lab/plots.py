@@ -301,6 +301,12 @@ def sweep_figure(doc: Mapping[str, Any], title: str | None = None) -> go.Figure:
             if d and d.get("mean") is not None:
                 title += (f"; the range test's {s['default_rule']} ({d['lr']:.3g}): {d['mean']:.2f}% "
                           f"({d['below_best']:.2f} below)")
+    # The x range spans the trained LRs and the suggestions (×4 either side), not the range test's whole sweep
+    # from 1e-7, which would squeeze the accuracies into a corner; the rest of the curve is a zoom-out away.
+    xs = [r["max_lr"] for r in rows] + [lr for rt in range_tests.values() for lr in rt.get("suggestions", {}).values()]
+    xs = [x for x in xs if x and x > 0]
+    if xs:
+        fig.update_xaxes(range=[math.log10(min(xs) / 4), math.log10(max(xs) * 4)])
     fig.update_xaxes(type="log", exponentformat="power", title_text="max LR (log scale)")
     fig.update_yaxes(title_text="final test accuracy (%), mean ± std over seeds", range=[y0, y1], secondary_y=False)
     fig.update_yaxes(title_text="range-test loss (smoothed)", showgrid=False, secondary_y=True)
