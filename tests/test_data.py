@@ -211,7 +211,8 @@ class _Py2Pickler(pickle._Pickler):
 
     def save_py2_str(self, obj):
         n = len(obj)
-        self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256 else pickle.BINSTRING + struct.pack("<i", n) + obj)
+        head = pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)
+        self.write(head + obj)
         self.memoize(obj)
 
     dispatch[bytes] = save_py2_str
@@ -310,8 +311,8 @@ def test_the_cli_refuses_a_hostile_pickle_from_the_env_and_dot_data(tmp_path, wh
     bad = write_batches(folder, make_cifar(0)) / "data_batch_1"
     bad.write_bytes(hostile_batch(RunsShell(marker)))
     env = {"CIFAR10_DIR": str(folder)} if where == "CIFAR10_DIR" else {}
-    r = run_lab("train", "--subset", "8", "--test-subset", "4", "--epochs", "2", "--peak-epoch", "1", "--batch-size", "4",
-                "--width", "0.125", "--device", "cpu", cwd=work, env=env, timeout=120)
+    r = run_lab("train", "--subset", "8", "--test-subset", "4", "--epochs", "2", "--peak-epoch", "1",
+                "--batch-size", "4", "--width", "0.125", "--device", "cpu", cwd=work, env=env, timeout=120)
     assert r.returncode == 1, r.stderr
     assert not marker.exists(), "the pickle's payload ran"
     assert str(bad) in r.stderr or str(bad.relative_to(work)) in r.stderr, r.stderr
