@@ -329,7 +329,7 @@ def test_the_examples_are_there_and_classify():
         assert Image.open(p).size[0] >= 64
 
 
-def test_classify_view_shows_input_label_and_cam(ctx, tmp_path):
+def test_classify_view_shows_input_label_and_cam(ctx, uploads):
     p = classify.examples()[0]
     seen, label, cam, msg = classify.view(ctx, p, None, 3, "layer3", 0.5, classify.TOP)
     assert seen.shape == (classify.VIEW, classify.VIEW, 3) and cam.shape == seen.shape
@@ -338,16 +338,16 @@ def test_classify_view_shows_input_label_and_cam(ctx, tmp_path):
     _, _, cam_cat, msg = classify.view(ctx, p, None, 3, "layer2", 0.5, "cat")
     assert "Grad-CAM for *cat* at layer2" in msg
     img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 500, 3), dtype=np.uint8)).convert("CMYK")
-    img.save(tmp_path / "cmyk.jpg")
-    assert classify.view(ctx, str(tmp_path / "cmyk.jpg"), None, 5, "prep", 1.0, classify.TOP)[1] is not None
+    img.save(uploads / "cmyk.jpg")
+    assert classify.view(ctx, str(uploads / "cmyk.jpg"), None, 5, "prep", 1.0, classify.TOP)[1] is not None
 
 
 @pytest.mark.parametrize("raw,words", [(b"", "empty"), (b"GIF89a garbage", "truncated or damaged|not an image"),
                                        (b"hello", "not an image")])
-def test_classify_bad_uploads_give_a_message(ctx, tmp_path, raw, words):
+def test_classify_bad_uploads_give_a_message(ctx, uploads, raw, words):
     import re
 
-    p = tmp_path / "upload.png"
+    p = uploads / "upload.png"
     p.write_bytes(raw)
     seen, label, cam, msg = classify.view(ctx, str(p), None, 3, "layer3", 0.5, classify.TOP)
     assert seen is None and label is None and re.search(words, msg)
