@@ -170,9 +170,10 @@ def per_class_figure(accuracy: Mapping[str, float], title: str | None = "Per-cla
 
 # ----------------------------------------------------------------------------------------------- LR range test
 
-SUGGESTION_COLOURS = {"loss_min": "#ff7f0e", "valley": "#d62728", "steepest": "#2ca02c", "min_div_10": "#9467bd"}
+SUGGESTION_COLOURS = {"loss_min": "#ff7f0e", "valley": "#d62728", "steepest": "#2ca02c", "min_div_10": "#9467bd",
+                      "knee": "#17becf"}
 SUGGESTION_LABELS = {"loss_min": "loss minimum", "valley": "valley", "steepest": "steepest descent",
-                     "min_div_10": "loss minimum ÷ 10"}
+                     "min_div_10": "loss minimum ÷ 10", "knee": "knee (85% of the fall)"}
 
 
 def _vline(x: float, y0: float, y1: float, name: str, colour: str, dash: str, width: float = 1.5) -> go.Scatter:

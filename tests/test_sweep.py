@@ -188,7 +188,7 @@ def test_series_have_their_own_best():
 def ray_session():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    assert sw.connect(num_cpus=2)  # as the CLI starts it: 2 CPUs, no dashboard, workers import this lab
     yield ray
     ray.shutdown()
 
