@@ -707,7 +707,9 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
         # workers started on this machine import lab from the same place as this process
         root = str(Path(__file__).resolve().parent.parent)
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-        ray.init(num_cpus=num_cpus, runtime_env={"env_vars": {"PYTHONPATH": path}}, **kwargs)
+        # address="local": always a new instance of our own; ray.init() with no address would join a cluster
+        # that `ray start` once left its address for, and wait minutes if that cluster has gone
+        ray.init(address="local", num_cpus=num_cpus, runtime_env={"env_vars": {"PYTHONPATH": path}}, **kwargs)
     return True
 
 
