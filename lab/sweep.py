@@ -96,7 +96,7 @@ FIELDS: dict[str, tuple[type, bool]] = {
     "preset": (str, False), **{n: _kind(n) for n in C.FLAT_KNOBS if n not in NOT_SWEPT}}
 SCHEDULE_KNOBS = {n for n, (part, _) in C.FLAT_KNOBS.items() if part == "schedule"}
 # What the LR range test does not depend on: a grid over these shares one test (run with the sweep's first seed).
-NOT_IN_RANGE_TEST = {"schedule", "seed", "test_subset", "compile", "compile_mode", "workers", "device", "data_dir"}
+NOT_IN_RANGE_TEST = {"schedule", "seed", "test_subset", "tta", "compile", "compile_mode", "workers", "device", "data_dir"}
 
 
 def _number(text: str, kind: type, field: str, nullable: bool = False) -> Any:
