@@ -158,15 +158,41 @@ def _knee(lrs: np.ndarray, losses: np.ndarray, fraction: float) -> tuple[float |
     return float(lrs[int(np.argmax(losses[: i + 1] <= threshold))]), None
 
 
+def run_margin(run_steps: int, test_batches: int) -> float:
+    """min_div_run's divisor: the full margin (÷10) once the run trains on at least RANGE_TEST_FULL_MARGIN_AT ×
+    the batches the test saw, proportionally less for a shorter run, never below 1."""
+    share = run_steps / max(test_batches, 1)
+    return min(C.RANGE_TEST_MARGIN, max(1.0, C.RANGE_TEST_MARGIN * share / C.RANGE_TEST_FULL_MARGIN_AT))
+
+
+def _min_div_run(lrs: np.ndarray, losses: np.ndarray, tested_from: float, run_steps: int | None,
+                 test_batches: int) -> tuple[float | None, str | None]:
+    # A run spends only a few of its steps near its peak LR. A long one (the spec: 2,352 steps, 12× the test's
+    # batches) needs fastai's margin below the loss minimum; a very short one (Tiny: 16 steps) has too few steps
+    # at the peak to go unstable, and needs the large steps to get anywhere. benchmarks/RESULTS.md has the sweeps.
+    if run_steps is None:
+        return None, "min_div_run: the run's length is not known (range_test knows it from the config)"
+    i = int(losses.argmin())
+    if i == len(losses) - 1:
+        return None, ("min_div_run: the loss was lowest at the last point, so the minimum was not reached; "
+                      "raise the end LR")
+    lr = float(lrs[i]) / run_margin(run_steps, test_batches)
+    if lr < tested_from:
+        return None, f"min_div_run: {lr:.3g} lies below the tested range (from {tested_from:.3g}); start the test lower"
+    return lr, None
+
+
 def suggest(
     lrs: Sequence[float], losses: Sequence[float], *, skip_start: int | None = None, skip_end: int | None = None,
+    run_steps: int | None = None,
 ) -> tuple[dict[str, float], list[str]]:
     """Suggested LRs from a range-test curve: ({rule: LR}, notes). Every LR lies within the tested range.
 
     A rule that cannot apply is left out and a note says why. The curve is cut at its first NaN/inf loss, then
     trimmed: `skip_start` points at the start (default a tenth of the curve, as fastai) and `skip_end` at the end
-    (default 5, fewer on short curves). Raises ValueError only for malformed input (lengths differ, LRs not
-    increasing or not positive).
+    (default 5, fewer on short curves). `run_steps`: the optimizer steps of the run the LR is for (epochs ×
+    batches per epoch), which min_div_run needs. Raises ValueError only for malformed input (lengths differ, LRs
+    not increasing or not positive).
     """
     lr_arr = np.asarray(lrs, dtype=np.float64)
     loss_arr = np.asarray(losses, dtype=np.float64)
@@ -192,6 +218,7 @@ def suggest(
 
     suggestions: dict[str, float] = {}
     for name, (lr, why) in (
+        ("min_div_run", _min_div_run(lr_arr[skip_start:], loss_arr[skip_start:], float(lr_arr[0]), run_steps, n)),
         ("loss_min", _loss_min(lr_arr[skip_start:], loss_arr[skip_start:])),
         ("steepest", _steepest(lr_t, loss_t)),
         ("valley", _valley(lr_t, loss_t)),
@@ -377,7 +404,8 @@ def range_test(
     cut = finite[-1] + 1 if finite else 0
     lrs, losses = lrs[:cut], losses[:cut]  # a non-finite point can only be the last: the test ends there
 
-    suggestions, why = suggest(lrs, losses)
+    run_steps = cfg.schedule.epochs * len(p.train_batches)  # the run this LR is for
+    suggestions, why = suggest(lrs, losses, run_steps=run_steps)
     notes += why
     chosen = choose(suggestions, rule)
     if chosen is None:
@@ -391,7 +419,7 @@ def range_test(
         "iters": iters, "start_lr": start_lr, "end_lr": end_lr, "mode": mode, "smooth_f": smooth_f,
         "diverge_th": diverge_th, "div_factor": div_factor, "rule": rule, "iterations_run": len(finder.history["lr"]),
         "optimizer": cfg.optimizer.name, "weight_decay": cfg.optimizer.decay, "batch_size": cfg.batch_size,
-        "width": cfg.width, "seed": cfg.seed, "train_images": len(p.data.y_train),
+        "width": cfg.width, "seed": cfg.seed, "train_images": len(p.data.y_train), "run_steps": run_steps,
         "label_smoothing": cfg.label_smoothing, "logit_scale": cfg.logit_scale, "augment": cfg.to_dict()["augment"], "loader": p.loader,
         "device": device_name(device),
         "pretrained": model is not None,
