@@ -14,26 +14,34 @@ a scheduler already touched — OneCycleLR leaves `initial_lr` in the param grou
 optimizer would not even work once a run has started.)
 
 Suggestions, computed from the recorded curve by `suggest` (a pure function):
+  min_div_run the default: the LR of the lowest loss ÷ a margin that grows with the length of the run the LR is
+              for — fastai's ÷10 once the run trains on at least 30% as many batches as the test saw
+              (lab.config.RANGE_TEST_FULL_MARGIN_AT), proportionally less for a shorter run, never ÷ less than 1.
   loss_min    the LR of the lowest (smoothed) loss: Smith's rule for One Cycle's maximum LR, the largest LR at
               which the loss is still falling.
-  steepest    torch-lr-finder's rule: the LR where the loss falls fastest per iteration (argmin of
-              np.gradient of the loss).
+  min_div_10  the LR of the lowest loss, ÷ 10 (fastai's older rule, meant for a constant LR).
+  knee        the lowest LR at which the loss has made 90% of its fall, from the plateau at tiny LRs down to the
+              minimum (lab.config.RANGE_TEST_KNEE): where the curve levels off.
   valley      fastai's rule (its default since fastai 2.4): take the longest decreasing run of the curve and
               pick the point about half way down it.
-  min_div_10  the LR of the lowest loss, ÷ 10 (fastai's older rule, meant for a constant LR).
-  knee        the lowest LR at which the loss has made 85% (lab.config.RANGE_TEST_KNEE) of its fall, from the
-              plateau at tiny LRs down to the minimum: where the curve levels off before the minimum.
+  steepest    torch-lr-finder's rule: the LR where the loss falls fastest per iteration (argmin of
+              np.gradient of the loss).
 Before any rule, the first tenth of the curve and its last few points are trimmed (the start is dominated by the
-smoothing's warm-up, the end by the blow-up), as fastai does, and the curve is cut at the first NaN/inf.
+smoothing's warm-up, the end by the blow-up), as fastai does, and the curve is cut at the first NaN/inf; the
+rules built on the minimum keep the tail, where the minimum usually sits.
 
-LRMAX defaults to loss_min, because that is what measured best. On the full training set on an H100 (the spec
-network, Adam, batch 512, 200 iterations; benchmarks/RESULTS.md), the curve suggested loss_min 1.28e-2,
-min_div_10 1.28e-3, valley 8.6e-5 and steepest 3.1e-5; a one-seed sweep of the whole 24-epoch recipe gave
-93.41% at LRMAX 0.01 and 92.71% at 1.28e-3, and accuracy fell steadily below 0.01. The valley and steepest
-rules pick LRs for training at a constant LR, far below what One Cycle's short peak tolerates. When the
-default cannot apply (the loss still falling at the end), the next rule in RULES is used, and if none can (too
-few points, the loss never fell), LRMAX falls back to the optimizer's default (lab.config.DEFAULT_MAX_LR) with a
-note saying so. LRMIN = LRMAX / div_factor, the schedule's default div factor unless told otherwise.
+Why min_div_run is the default: sweeps of whole runs (benchmarks/RESULTS.md, `python -m lab sweep`) trained at
+every rule's suggestion. On the spec recipe (2,352 steps, an H100, one seed each) the loss minimum, 1.28e-2,
+sits by the best LR (93.41% at 0.01) and min ÷ 10 lands 0.7 points lower (92.71%); on the Quick preset (60 steps)
+the loss minimum lands 8 points low (43.0% against 50.9% at min ÷ 10, the best), while the Tiny preset (16 steps)
+wants an LR between the two (min ÷ 10 lands 9 points low, the loss minimum 4.5). A run spends only some of its steps near its peak LR: a long run needs the margin, a very short one
+has too few steps there to go unstable and needs the large steps to get anywhere. The margin follows the run's
+length measured in the test's batches — how much training the loss minimum was found after. The curve's shape
+alone (knee) cannot tell Tiny from Quick: their curves level off alike. When the default cannot apply (the loss
+still falling at the end, or a bare curve without the run's length), the next rule in RULES that applied is
+used, and if none can (too few points, the loss never fell), LRMAX falls back to the optimizer's default
+(lab.config.DEFAULT_MAX_LR) with a note saying so. LRMIN = LRMAX / div_factor, the schedule's default div factor
+unless told otherwise.
 """
 
 from __future__ import annotations
@@ -415,6 +423,10 @@ def range_test(
     elif chosen[0] != rule:
         notes.append(f"the {rule} rule did not apply; LRMAX comes from the {chosen[0]} rule")
     name, max_lr = chosen
+    if name == "min_div_run":
+        n = len(lrs)
+        notes.append(f"min_div_run: the loss minimum {suggestions['loss_min']:.3g} ÷ {run_margin(run_steps, n):.3g}, "
+                     f"for a run of {run_steps} batches ({run_steps / n:.2f} × the test's {n})")
     settings = {
         "iters": iters, "start_lr": start_lr, "end_lr": end_lr, "mode": mode, "smooth_f": smooth_f,
         "diverge_th": diverge_th, "div_factor": div_factor, "rule": rule, "iterations_run": len(finder.history["lr"]),
