@@ -465,8 +465,8 @@ def _add_sweep_parser(sub) -> None:
     g.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
                    help="a field and its values, repeatable. FIELD: preset, or a training knob by its flag's "
                         "name with _ (max_lr, div_factor, optimizer, epochs, width, batch_size, pad, cutout, …). "
-                        "max_lr values: numbers, xF (F × the range test's LRMAX), rule names, or 'rules' for all "
-                        "four")
+                        "max_lr values: numbers, xF (F × the range test's LRMAX), rule names "
+                        f"({', '.join(C.RANGE_TEST_RULES)}) or 'rules' for all of them")
     g.add_argument("--seeds", default=str(C.SWEEP_SEEDS),
                    help="a count (3: seeds 0, 1, 2) or a list (0,5,7) (default %(default)s)")
     g.add_argument("--no-range-test", action="store_true",
