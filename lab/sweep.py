@@ -63,8 +63,6 @@ from lab.runs import DEFAULT_ROOT, Run, atomic_write_text, new_run_dir
 SWEEP_ROOT = DEFAULT_ROOT / "sweeps"
 SPEC, RESULTS_JSON, RESULTS_CSV, FIGURE = "spec.json", "sweep.json", "sweep.csv", "sweep.html"
 TUNE_DIR, RUNS_DIR = "tune", "runs"
-DEFAULT_SEEDS = C.SWEEP_SEEDS
-DEFAULT_LR_FACTORS = C.SWEEP_LR_FACTORS
 RULES = C.RANGE_TEST_RULES
 EPOCH_KEYS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 
@@ -209,7 +207,7 @@ class SweepSpec:
 
     base: TrainConfig
     grid: dict[str, list]
-    seeds: list[int] = dataclasses.field(default_factory=lambda: list(range(DEFAULT_SEEDS)))
+    seeds: list[int] = dataclasses.field(default_factory=lambda: list(range(C.SWEEP_SEEDS)))
     range_test: dict[str, Any] | None = dataclasses.field(default_factory=dict)
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = None  # None: 1 when Ray sees a GPU, else 0
@@ -664,13 +662,20 @@ class _Recorder(_TuneCallback):
         sweep.record(records, status)
         return records
 
+    def on_step_begin(self, iteration, trials, **info):
+        # The trials already finished when this process began (a resumed sweep's), counted once; each trial
+        # that finishes afterwards adds itself, so the "[k/N]" counter counts up by one per line.
+        if not hasattr(self, "_finished_ids"):
+            self._finished_ids = {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")}
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._write(trials)
 
     def _finished(self, trials, trial) -> None:
         records = self._write(trials)
         rec = next(r for r in records if r["run_dir"].endswith(_trial_dirname(trial)))
-        n_done = sum(r["status"] in ("done", "diverged", "error") for r in records)
+        self._finished_ids = getattr(self, "_finished_ids", set()) | {trial.trial_id}
+        n_done = len(self._finished_ids)
         acc = f"{100 * rec['test_acc']:.2f}%" if rec["test_acc"] is not None else "no accuracy"
         secs = f", {rec['seconds']:.0f} s" if rec["seconds"] else ""
         why = f" ({rec['error']})" if rec["status"] in ("error", "diverged") and rec["error"] else ""
