@@ -144,19 +144,52 @@ def runs_overlay_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], title: 
 
 
 def confusion_figure(matrix: np.ndarray, classes: Sequence[str] = CLASSES, normalize: bool = True,
-                     title: str | None = "Confusion matrix (rows: true class, columns: predicted)") -> go.Figure:
-    """Heatmap of a (C, C) count matrix; colour = share of each true class (row), text = counts."""
+                     title: str | None = None) -> go.Figure:
+    """Heatmap of a (C, C) count matrix, rows = true class, columns = predicted. normalize: each cell as a
+    share of its true class (a row sums to 100%, so classes with fewer test images compare fairly), written
+    in percent; else raw counts. The hover gives both."""
     m = np.asarray(matrix, dtype=np.int64)
     totals = m.sum(1, keepdims=True)
-    z = np.divide(m, totals, out=np.zeros(m.shape, dtype=float), where=totals > 0) if normalize else m
+    share = np.divide(m, totals, out=np.zeros(m.shape, dtype=float), where=totals > 0)
+    if normalize:
+        # whole percents fit a cell of a 10×10 grid; a share that rounds to 0 is still a mistake: "<1"
+        text = [[("<1" if 0 < v < 0.005 else f"{100 * v:.0f}") for v in row] for row in share]
+        z, bar, zmax = share * 100, "% of true class", 100
+    else:
+        text, z, bar, zmax = m.astype(str).tolist(), m, "images", None
     fig = go.Figure(go.Heatmap(
-        z=z, x=list(classes), y=list(classes), colorscale="Blues", text=m, texttemplate="%{text}",
-        hovertemplate="true %{y}<br>predicted %{x}<br>%{text} images<extra></extra>",
-        colorbar=dict(title="share" if normalize else "count"), zmin=0, zmax=1 if normalize else None,
+        z=z, x=list(classes), y=list(classes), colorscale="Blues", text=text, texttemplate="%{text}",
+        customdata=np.dstack([m, share * 100]),
+        hovertemplate="true %{y}, predicted %{x}<br>%{customdata[0]} images, %{customdata[1]:.1f}% of %{y}"
+                      "<extra></extra>",
+        colorbar=dict(title=bar), zmin=0, zmax=zmax,
     ))
     fig.update_yaxes(autorange="reversed", title_text="true class")
     fig.update_xaxes(title_text="predicted class", side="bottom")
+    title = title or ("Confusion matrix, % of each true class" if normalize else "Confusion matrix, image counts")
     return _layout(fig, title, height=480)
+
+
+def most_confused_figure(pairs: Sequence[tuple[int, int, int]], totals: Sequence[int] | None = None,
+                         classes: Sequence[str] = CLASSES, limit: int = 12,
+                         title: str | None = "Most confused pairs (true → predicted)") -> go.Figure:
+    """Horizontal bars of the `limit` most frequent confusions, most frequent on top, from
+    Evaluation.most_confused ((true, predicted, count), most first); `totals` (images per true class) adds each
+    count's share of its class."""
+    shown = list(pairs)[:limit]
+    if not shown:
+        return empty_figure("no mistakes: nothing is confused", height=340)
+    labels = [f"{classes[t]} → {classes[p]}" for t, p, _ in shown]
+    counts = [c for _, _, c in shown]
+    text = [f"{c}" + (f" ({100 * c / totals[t]:.1f}% of {classes[t]})" if totals is not None and totals[t] else "")
+            for t, _, c in shown]
+    fig = go.Figure(go.Bar(x=counts, y=labels, orientation="h", marker_color=COLORS[3], text=text,
+                           textposition="outside", cliponaxis=False,
+                           hovertemplate="%{y}: %{x} images<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", automargin=True)  # room for the longest "class → class" label
+    # the counts are written beside their bars, at a readable size: leave them room on the right
+    fig.update_xaxes(title_text="images", range=[0, max(counts) * (1.45 if totals is not None else 1.15)])
+    return _layout(fig, title, height=max(260, 60 + 28 * len(shown)))
 
 
 def per_class_figure(accuracy: Mapping[str, float], title: str | None = "Per-class accuracy") -> go.Figure:

@@ -79,15 +79,36 @@ def test_runs_overlay_has_one_colour_and_legend_entry_per_run():
     assert not plots.runs_overlay_figure({}).data
 
 
-def test_confusion_figure_colours_rows_by_share_and_writes_counts():
-    m = np.array([[8, 2], [1, 9]])
+def test_confusion_figure_normalised_shows_each_true_class_in_percent():
+    m = np.array([[8, 2], [1, 999]])
     fig = plots.confusion_figure(m, classes=["a", "b"])
     heat = fig.data[0]
-    assert np.allclose(np.asarray(heat.z), [[0.8, 0.2], [0.1, 0.9]])
-    assert np.array_equal(np.asarray(heat.text), m)
-    assert list(heat.x) == ["a", "b"] and list(heat.y) == ["a", "b"]
+    assert np.allclose(np.asarray(heat.z), [[80, 20], [0.1, 99.9]]) and heat.zmax == 100
+    assert np.asarray(heat.text).tolist() == [["80", "20"], ["<1", "100"]]  # a rare mistake is not shown as 0
+    assert np.asarray(heat.customdata)[:, :, 0].tolist() == m.tolist()  # the hover still gives the counts
+    assert list(heat.x) == ["a", "b"] and list(heat.y) == ["a", "b"] and "%" in fig.layout.title.text
     full = plots.confusion_figure(np.zeros((10, 10), dtype=int))  # an empty row must not divide by zero
     assert np.isfinite(np.asarray(full.data[0].z, dtype=float)).all()
+    json.loads(fig.to_json())
+
+
+def test_confusion_figure_in_counts():
+    m = np.array([[8, 2], [1, 999]])
+    heat = plots.confusion_figure(m, classes=["a", "b"], normalize=False).data[0]
+    assert np.array_equal(np.asarray(heat.z), m) and heat.zmax is None
+    assert np.asarray(heat.text).tolist() == [["8", "2"], ["1", "999"]]
+
+
+def test_most_confused_figure_lists_pairs_most_frequent_on_top():
+    pairs = [(3, 5, 40), (5, 3, 31), (1, 9, 7)]
+    fig = plots.most_confused_figure(pairs, totals=[1000] * 10, limit=2)
+    bar = fig.data[0]
+    assert list(bar.y) == ["cat → dog", "dog → cat"] and list(bar.x) == [40, 31]
+    assert fig.layout.yaxis.autorange == "reversed"  # the first (most frequent) pair at the top
+    assert bar.text[0] == "40 (4.0% of cat)"
+    json.loads(fig.to_json())
+    empty = plots.most_confused_figure([])
+    assert not empty.data and "no mistakes" in empty.layout.annotations[0].text
 
 
 def test_per_class_figure_in_percent_with_missing_classes():

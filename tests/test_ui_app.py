@@ -51,3 +51,16 @@ def test_without_data_or_checkpoint_the_app_builds_and_says_what_is_missing(tmp_
     tabs = [b.label for b in demo.blocks.values() if isinstance(b, gr.Tab)]
     assert tabs == ["Augment", "LR range test", "One Cycle", "Train", "Insights", "Classify"]
     assert isinstance(launch_kwargs()["theme"], gr.themes.Base)
+
+
+def test_classify_takes_uploads_webcam_and_clipboard_through_one_stable_endpoint(tmp_path):
+    import inspect
+
+    from lab.ui.classify import AnyImage
+
+    demo = build_app(JobManager(runs_root=tmp_path / "runs", data_loader=_missing), pretrained=tmp_path / "none.pt")
+    (fn,) = [fn for fn in demo.fns.values() if fn.api_name == "classify"]
+    assert list(inspect.signature(fn.fn).parameters) == ["image"] and len(fn.inputs) == 1
+    image = fn.inputs[0]
+    # the webcam snapshot and the pasted image arrive as uploads: the same raw pass-through and checks apply
+    assert isinstance(image, AnyImage) and image.sources == ["upload", "webcam", "clipboard"]

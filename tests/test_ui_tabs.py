@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from lab.config import DEFAULT_MAX_LR, PRESETS, ScheduleConfig, TrainConfig
+from lab import insights as ins_mod
 from lab.data import CLASSES
 from lab.ui import augment, classify, insights, lr_range, one_cycle, train
 from lab.ui.common import NO_CHECKPOINT, control_defaults, fmt_seconds, train_config
@@ -279,30 +280,87 @@ def test_lr_tab_curve_grows_while_the_test_runs(ctx):
 # ---------------------------------------------------------------------------------------------------- Insights
 
 
-def test_insights_evaluates_a_run_and_shows_its_mistakes_with_grad_cam(ctx, runs_root):
+GALLERY = ("gradcam", "layer3", 0.5, "predicted class", 8)  # method, layer, opacity, CAM target, images
+CAPTION = re.compile(r"(\w+) → (\w+) \d+% · loss (\d+\.\d\d)")
+
+
+def test_insights_evaluates_a_run_fastai_style(ctx, runs_root):
     ckpt = str(runs_root / "20000101-000000")
-    summary, conf, per_class, gallery = insights.analyse(ctx, ckpt, 200, "layer3", 0.5, "predicted class", 8)
+    summary, conf, per_class, confused, pair, note, gallery = insights.analyse(
+        ctx, ckpt, 200, insights.CONFUSION_VIEWS[0], *GALLERY)
     assert "Test accuracy" in summary and "first 200 test images" in summary and "run 20000101-000000" in summary
+    ev = insights.evaluate(ctx, ckpt, 200)
     heat = conf.data[0]
-    assert np.asarray(heat.text).sum() == 200 and list(heat.x) == list(CLASSES)
+    assert np.asarray(heat.customdata)[:, :, 0].sum() == 200 and list(heat.x) == list(CLASSES)
+    rows = np.asarray(heat.z, dtype=float).sum(1)
+    assert np.allclose(rows[rows > 0], 100)  # normalised: each true class's row is 100%
     assert list(per_class.data[0].x) == list(CLASSES)
-    assert 0 < len(gallery) <= 8
+    # most confused: the evaluation's own off-diagonal pairs, most frequent first; the same pairs filter the gallery
+    pairs = ev.evaluation.most_confused()
+    assert list(confused.data[0].x) == [c for *_, c in pairs[:12]]
+    assert list(confused.data[0].y) == [f"{CLASSES[t]} → {CLASSES[p]}" for t, p, _ in pairs[:12]]
+    assert pair.choices[0][1] == insights.ALL_PAIRS and len(pair.choices) == 1 + min(len(pairs), 20)
+    assert pair.value == insights.ALL_PAIRS  # a new evaluation shows every image again
+    assert "The 8 highest losses of 200 test images" in note and "Grad-CAM at layer3 for the predicted class" in note
+    # top losses: the original beside its CAM, captions that say true → predicted, confidence and loss, worst first
+    assert len(gallery) == 8
     img, caption = gallery[0]
-    assert img.shape == (128, 128, 3) and re.fullmatch(r"\w+ → \w+ \d+%", caption)
-    again = insights.regallery(ctx, ckpt, 200, "prep", 0.9, "true class", 4)
-    assert len(again) == 4 and not np.array_equal(again[0][0], img)
-    assert is_skip(insights.regallery(ctx, ckpt, 300, "prep", 0.9, "true class", 4))  # not evaluated yet
+    assert img.shape == (128, 2 * 128 + 4, 3) and np.array_equal(img[:, :128], ins_mod.upscale(ev.images[
+        ev.evaluation.top_losses(1)[0]], 128))
+    losses = [float(CAPTION.fullmatch(c).group(3)) for _, c in gallery]
+    assert losses == sorted(losses, reverse=True)
+    assert losses[0] == pytest.approx(ev.evaluation.losses().max(), abs=0.005)
+
+
+def test_insights_gallery_follows_its_controls_from_the_cached_evaluation(ctx, runs_root):
+    ckpt = str(runs_root / "20000101-000000")
+    *_, first = insights.analyse(ctx, ckpt, 200, insights.CONFUSION_VIEWS[0], *GALLERY)
+    note, again = insights.regallery(ctx, ckpt, 200, insights.ALL_PAIRS, "gradcam++", "prep", 0.9, "true class", 4)
+    assert len(again) == 4 and "Grad-CAM++ at prep for the true class" in note
+    assert [c for _, c in again] == [c for _, c in first[:4]] and not np.array_equal(again[0][0], first[0][0])
+    note, eigen = insights.regallery(ctx, ckpt, 200, insights.ALL_PAIRS, "eigencam", "layer2", 0.5,
+                                     "predicted class", 4)
+    assert "EigenCAM at layer2 —" in note and "same map for every class" in note
+    t, p, n = insights.evaluate(ctx, ckpt, 200).evaluation.most_confused()[0]
+    note, only = insights.regallery(ctx, ckpt, 200, f"{t},{p}", *GALLERY)
+    assert len(only) == min(n, 8) and f"{CLASSES[t]} predicted as {CLASSES[p]}: {len(only)} of {n}" in note
+    assert all(CAPTION.fullmatch(c).group(1, 2) == (CLASSES[t], CLASSES[p]) for _, c in only)
+    counts = insights.reconfuse(ctx, ckpt, 200, insights.CONFUSION_VIEWS[1]).data[0]
+    assert np.asarray(counts.z).sum() == 200
+    # nothing is computed for settings that were not evaluated yet
+    assert all(is_skip(x) for x in insights.regallery(ctx, ckpt, 300, insights.ALL_PAIRS, *GALLERY))
+    assert is_skip(insights.reconfuse(ctx, ckpt, 300, insights.CONFUSION_VIEWS[1]))
+
+
+@pytest.mark.parametrize("change,words", [
+    ({"method": "scorecam"}, "unknown CAM method 'scorecam'"), ({"layer": "fc"}, "unknown layer 'fc'"),
+    ({"opacity": 2}, "opacity must lie between 0 and 1"), ({"count": 0}, "whole number from 1 to 48"),
+    ({"count": 10_000}, "whole number from 1 to 48"), ({"count": "many"}, "must be numbers"),
+    ({"target": "dog"}, "CAM for 'dog'"), ({"pair": "3,99"}, "unknown class pair '3,99'"),
+    ({"pair": "x"}, "unknown class pair"),
+])
+def test_insights_bad_gallery_requests_get_one_line_and_no_work(ctx, runs_root, change, words):
+    ckpt = str(runs_root / "20000101-000000")
+    insights.evaluate(ctx, ckpt, 100)
+    args = {"pair": insights.ALL_PAIRS, **dict(zip(("method", "layer", "opacity", "target", "count"), GALLERY)),
+            **change}
+    note, gallery = insights.regallery(ctx, ckpt, 100, *args.values())
+    assert note.startswith("⚠") and re.search(words, note) and gallery == []
+    if "pair" not in change:
+        summary, *_, gallery = insights.analyse(ctx, ckpt, 100, insights.CONFUSION_VIEWS[0],
+                                                *[args[k] for k in ("method", "layer", "opacity", "target", "count")])
+        assert summary.startswith("⚠") and re.search(words, summary) and gallery == []
 
 
 def test_insights_without_checkpoint_or_data(ctx, no_data_ctx, tmp_path, runs_root):
-    summary, *_ = insights.analyse(ctx, None, 100, "layer3", 0.5, "predicted class", 8)
+    summary, *_ = insights.analyse(ctx, None, 100, insights.CONFUSION_VIEWS[0], *GALLERY)
     assert "No checkpoint yet" in summary and "python -m lab train" in summary
     empty_run = tmp_path / "runs" / "empty"
     empty_run.mkdir(parents=True)
-    summary, *_ = insights.analyse(ctx, str(empty_run), 100, "layer3", 0.5, "predicted class", 8)
+    summary, *_ = insights.analyse(ctx, str(empty_run), 100, insights.CONFUSION_VIEWS[0], *GALLERY)
     assert "no checkpoint yet" in summary
-    summary, *_ = insights.analyse(no_data_ctx, str(runs_root / "20000101-000000"), 100, "layer3", 0.5,
-                                   "predicted class", 8)
+    summary, *_ = insights.analyse(no_data_ctx, str(runs_root / "20000101-000000"), 100,
+                                   insights.CONFUSION_VIEWS[0], *GALLERY)
     assert "CIFAR-10 is not available" in summary
 
 
@@ -335,8 +393,14 @@ def test_classify_view_shows_input_label_and_cam(ctx, tmp_path):
     assert seen.shape == (classify.VIEW, classify.VIEW, 3) and cam.shape == seen.shape
     assert len(label) == 3 and list(label.values()) == sorted(label.values(), reverse=True)
     assert "Prediction: **" in msg and "width 0.125" in msg
+    w, h = Image.open(p).size
+    assert f"The {w}×{h} image was" in msg and "shrunk to 32×32" in msg and "⚠" not in msg
     _, _, cam_cat, msg = classify.view(ctx, p, None, 3, "layer2", 0.5, "cat")
     assert "Grad-CAM for *cat* at layer2" in msg
+    _, _, cam_pp, msg = classify.view(ctx, p, None, 3, "layer2", 0.5, "cat", "gradcam++")
+    assert "Grad-CAM++ for *cat* at layer2" in msg and not np.array_equal(cam_pp, cam_cat)
+    *_, msg = classify.view(ctx, p, None, 3, "layer2", 0.5, "cat", "eigencam")
+    assert "EigenCAM (the same for every class) at layer2" in msg
     img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 500, 3), dtype=np.uint8)).convert("CMYK")
     img.save(tmp_path / "cmyk.jpg")
     assert classify.view(ctx, str(tmp_path / "cmyk.jpg"), None, 5, "prep", 1.0, classify.TOP)[1] is not None
@@ -354,6 +418,25 @@ def test_classify_bad_uploads_give_a_message(ctx, tmp_path, raw, words):
     with pytest.raises(ValueError):
         classify.predict(ctx, str(p))
     assert classify.view(ctx, None, None, 3, "layer3", 0.5, classify.TOP)[3].startswith("Upload an image")
+
+
+@pytest.mark.parametrize("side,caution", [(1, "Only one pixel reaches the network"), (4, "no shape survives"),
+                                          (16, "take this prediction with care")])
+def test_classify_a_tiny_upload_is_cautioned_and_called_upscaled(ctx, tmp_path, side, caution):
+    p = tmp_path / "tiny.png"
+    Image.new("RGB", (side, side), (40, 90, 200)).save(p)
+    seen, label, cam, msg = classify.view(ctx, str(p), None, 3, "layer3", 0.5, classify.TOP)
+    assert label is not None  # still answered, with the caution first
+    assert msg.startswith("⚠ Only") and caution in msg and "at least 32×32" in msg
+    assert f"The {side}×{side} image was upscaled to 32×32." in msg and "shrunk" not in msg
+
+
+@pytest.mark.parametrize("args,words", [(("layer3", 0.5, classify.TOP, "scorecam"), "unknown CAM method"),
+                                        (("fc", 0.5, classify.TOP, "gradcam"), "unknown CAM layer 'fc'"),
+                                        (("layer3", 0.5, "unicorn", "gradcam"), "CAM for 'unicorn'")])
+def test_classify_bad_cam_settings_give_one_line(ctx, args, words):
+    seen, label, cam, msg = classify.view(ctx, classify.examples()[0], None, 3, *args)
+    assert seen is None and label is None and msg.startswith("⚠") and words in msg
 
 
 def test_classify_without_any_checkpoint_says_how_to_get_one(no_data_ctx):

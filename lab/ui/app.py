@@ -24,6 +24,15 @@ TITLE = "CIFAR-10 super-convergence lab"
 CSS = """
 .gradio-container {max-width: 1400px !important}
 #classify-label {min-height: 120px}
+/* Insights' top losses: each item is a 2:1 picture (test image | its CAM) whose caption must be read whole, so
+   a thumbnail takes the picture's shape and the caption sits under it, wrapped, instead of over it, cut. */
+#mistakes-gallery .thumbnail-item {aspect-ratio: auto; height: auto; display: flex; flex-direction: column;
+  align-items: stretch}
+#mistakes-gallery .thumbnail-item img {width: 100%; height: auto; object-fit: contain}
+#mistakes-gallery .caption-label {position: static; max-width: none; white-space: normal; overflow: visible;
+  text-overflow: clip; border: none; border-radius: 0; opacity: 1}
+#mistakes-gallery .caption {white-space: normal}
+#mistakes-gallery .grid-wrap {padding-top: var(--size-10)}  /* below the block label, not under it */
 """
 
 
