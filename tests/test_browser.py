@@ -1,8 +1,10 @@
 """A real browser on the real app: Debian's chromium, headless, driven by Playwright for Python.
 
 Opens `python app.py`, visits every tab, uses it the way a person would (a tiny CPU run, a short LR range test,
-an evaluation, an example image and a bad upload), checks that each plot is drawn by plotly in the page, and
-saves a screenshot of every tab to $SCREENSHOT_DIR (default: this test's tmp dir).
+an evaluation with its top losses, confused pairs and CAM methods, an example image, a bad upload, a 1×1 image,
+a webcam snapshot and a pasted image), checks that each plot is drawn by plotly in the page, and saves a
+screenshot of every tab to $SCREENSHOT_DIR (default: this test's tmp dir). Chromium's fake camera (a moving test
+pattern) stands in for a webcam, and the page writes the image it pastes to the clipboard itself.
 
 Skipped, saying why, only off CI when /usr/bin/chromium or Playwright is missing; on CI (env CI set) a missing
 browser fails the test: `.ci/run` installs it.
@@ -16,12 +18,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from lab.data import CLASSES
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]  # a test-pattern webcam
 TIMEOUT_MS = 90_000
 
 
@@ -44,7 +48,9 @@ def page(launch_app, runs_root):
     url = launch_app(runs_root)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                      permissions=["camera", "clipboard-read", "clipboard-write"])
+        pg = context.new_page()
         pg.set_default_timeout(TIMEOUT_MS)
         pg.goto(url, wait_until="domcontentloaded")
         pg.wait_for_selector("button[role=tab]")
@@ -90,6 +96,38 @@ def set_number(page, elem_id: str, value) -> None:
     box.fill(str(value))
     box.press("Enter")
     box.blur()
+
+
+def figure(page, elem_id: str, expression: str):
+    """Evaluate `expression` on the first trace plotly drew in gr.Plot #elem_id (`t`, with arrays decoded)."""
+    return page.evaluate(f"() => {{ const t = document.querySelector('#{elem_id} .js-plotly-plot')._fullData[0]; "
+                         f"return {expression}; }}")
+
+
+def pick(page, elem_id: str, option: str) -> None:
+    """Choose an option of gr.Dropdown #elem_id as a person does: open the list, click the option."""
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+CAPTION = r"(\w+) → (\w+) \d+% · loss (\d+\.\d\d)"
+
+
+def gallery_state(page) -> dict:
+    """What the top-losses gallery shows: its captions, how many of them are cut, whether the grid scrolls
+    (rows hidden below its fold), and the pictures' widths."""
+    return page.evaluate("""() => {
+        const wrap = document.querySelector('#mistakes-gallery .grid-wrap');
+        const caps = [...document.querySelectorAll('#mistakes-gallery .caption-label')];
+        const imgs = [...document.querySelectorAll('#mistakes-gallery .thumbnail-item img')];
+        return {captions: caps.map(c => c.innerText), cut: caps.filter(c => c.scrollWidth > c.clientWidth + 1
+                || c.scrollHeight > c.clientHeight + 1).length, hidden: wrap.scrollHeight - wrap.clientHeight,
+                widths: imgs.map(i => i.naturalWidth), heights: imgs.map(i => i.naturalHeight)};
+    }""")
+
+
+def clear_image(page) -> None:
+    page.locator("#classify-input").get_by_role("button", name=re.compile("clear|remove", re.I)).first.click()
 
 
 def image_loaded(page, selector: str) -> None:
@@ -158,22 +196,60 @@ def test_every_tab_in_a_real_browser(page, shots, tmp_path):
     page.get_by_text(re.compile(r"parameters at width 0\.125")).wait_for()
     page.screenshot(path=shots / "4-train.png", full_page=True)
 
-    # 5. Insights: evaluate the newest checkpoint; confusion matrix, per-class bars, Grad-CAM gallery
+    # 5. Insights: evaluate; confusion matrix (normalised, then counts), per-class bars, most confused pairs and
+    # fastai's top losses — each test image beside its CAM, captions whole, every row shown (issue 12, item 6)
     open_tab(page, "Insights")
     page.click("#insights-evaluate")
     summary = wait_text(page, "insights-summary", "Test accuracy|⚠")
     assert "Test accuracy" in summary, summary
+    n_test = int(re.search(r"on the first ([\d,]+) test images", summary).group(1).replace(",", ""))
     plot_drawn(page, "confusion-plot", ".heatmaplayer .hm")
+    rows = figure(page, "confusion-plot", "Array.from(t.z, r => Array.from(r).reduce((a, b) => a + b, 0))")
+    assert all(r == pytest.approx(100) for r in rows if r), rows  # % of each true class
     assert plot_drawn(page, "per-class-plot", ".barlayer .point", at_least=10) == 10
-    page.wait_for_function("document.querySelectorAll('#mistakes-gallery img').length >= 1")
+    n_pairs = plot_drawn(page, "confused-plot", ".barlayer .point")
+    page.wait_for_function("document.querySelectorAll('#mistakes-gallery img').length >= 16")
     image_loaded(page, "#mistakes-gallery img")
+    g = gallery_state(page)
+    assert len(g["captions"]) == 16 and g["cut"] == 0 and g["hidden"] <= 1, g
+    assert set(g["widths"]) == {2 * 128 + 4} and set(g["heights"]) == {128}  # the original beside its CAM
+    losses = [float(re.fullmatch(CAPTION, c).group(3)) for c in g["captions"]]
+    assert losses == sorted(losses, reverse=True)  # highest loss first
     page.screenshot(path=shots / "5-insights.png", full_page=True)
+    page.locator("#confusion-view").get_by_text("image counts").click()
+    page.wait_for_function("document.querySelector('#confusion-plot .js-plotly-plot')?.layout?.title?.text"
+                           "?.includes('image counts')")
+    counts = figure(page, "confusion-plot", "Array.from(t.z, r => Array.from(r)).flat().reduce((a, b) => a + b, 0)")
+    assert counts == n_test
+    # a confused pair from the list: only its images; then EigenCAM instead of Grad-CAM
+    page.locator("#insights-pair input").click()
+    options = page.get_by_role("option").all_inner_texts()
+    assert min(len(options) - 1, 12) == n_pairs, options  # the plot shows the first 12 of the listed pairs
+    true, pred, n = re.search(r"(\w+) → (\w+) \((\d+) images?\)", options[1]).groups()
+    page.get_by_role("option").nth(1).click()
+    wait_text(page, "mistakes-note", f"{true} predicted as {pred}: ")
+    page.wait_for_function("n => document.querySelectorAll('#mistakes-gallery .caption-label').length === n",
+                           arg=min(int(n), 16))
+    g = gallery_state(page)
+    assert all(re.fullmatch(CAPTION, c).group(1, 2) == (true, pred) for c in g["captions"]), g
+    before = page.locator("#mistakes-gallery img").first.get_attribute("src")
+    pick(page, "insights-method", "EigenCAM")
+    assert "EigenCAM at layer3" in wait_text(page, "mistakes-note", "EigenCAM")
+    page.wait_for_function("s => document.querySelector('#mistakes-gallery img')?.getAttribute('src') !== s",
+                           arg=before)
+    image_loaded(page, "#mistakes-gallery img")
+    page.screenshot(path=shots / "5b-insights-pair-eigencam.png", full_page=True)
+    page.locator("#mistakes-gallery .thumbnail-item").first.click()  # the enlarged view keeps its caption whole
+    caption = page.locator("#mistakes-gallery .caption").first
+    caption.wait_for()
+    assert caption.evaluate("c => c.scrollWidth <= c.clientWidth + 1") and re.fullmatch(CAPTION, caption.inner_text())
+    page.screenshot(path=shots / "5c-insights-preview.png")
 
     # 6. Classify: an example image → the 32×32 view, top-k label, Grad-CAM; then a file that is no image
     open_tab(page, "Classify")
     page.locator("#classify-examples button.gallery-item").first.click()
     message = wait_text(page, "classify-message", "Prediction|⚠")
-    assert "Prediction" in message, message
+    assert "Prediction" in message and "shrunk to 32×32" in message, message
     image_loaded(page, "#classify-seen img")
     image_loaded(page, "#classify-cam img")
     label = text_of(page, "classify-label")
@@ -181,10 +257,48 @@ def test_every_tab_in_a_real_browser(page, shots, tmp_path):
     page.screenshot(path=shots / "6-classify.png", full_page=True)
     bad = tmp_path / "not-an-image.png"
     bad.write_text("this is a text file")
-    page.locator("#classify-input").get_by_role("button", name=re.compile("clear|remove", re.I)).first.click()
+    clear_image(page)
     page.locator("#classify-input input[type=file]").set_input_files(str(bad))
     assert "not an image" in wait_text(page, "classify-message", "not an image")
     page.screenshot(path=shots / "7-classify-bad-file.png", full_page=True)
+    # a 1×1 image is answered with a caution and called upscaled, not shrunk
+    tiny = tmp_path / "one-pixel.png"
+    Image.new("RGB", (1, 1), (200, 40, 40)).save(tiny)
+    clear_image(page)
+    page.locator("#classify-input input[type=file]").set_input_files(str(tiny))
+    message = wait_text(page, "classify-message", r"1×1|⚠(?![\s\S]*not an image)")
+    assert "Only one pixel reaches the network" in message and "The 1×1 image was upscaled to 32×32" in message
+    assert "shrunk" not in message
+    page.screenshot(path=shots / "6d-classify-tiny.png", full_page=True)
+    # the webcam (Chromium's fake camera): a snapshot goes through the same path as an upload
+    clear_image(page)
+    page.locator("#classify-input").get_by_role("button", name="Capture from camera").click()
+    access = page.get_by_text("Click to Access Webcam")
+    capture = page.get_by_role("button", name="capture photo")
+    capture.or_(access).first.wait_for()
+    if access.is_visible():
+        access.click()
+    capture.click()
+    message = wait_text(page, "classify-message", r"The \d{3,}×\d{3,} image was")
+    assert "Prediction" in message and "shrunk to 32×32" in message and "⚠" not in message, message
+    image_loaded(page, "#classify-seen img")
+    page.screenshot(path=shots / "6b-classify-webcam.png", full_page=True)
+    # the clipboard: the page copies a 48×40 PNG, then "Paste from clipboard" reads it
+    clear_image(page)
+    page.evaluate("""async () => {
+        const c = document.createElement('canvas'); c.width = 48; c.height = 40;
+        const g = c.getContext('2d'); g.fillStyle = '#2060d0'; g.fillRect(0, 0, 48, 40);
+        g.fillStyle = '#f0f0f0'; g.fillRect(10, 14, 28, 10);
+        const png = await new Promise(done => c.toBlob(done, 'image/png'));
+        await navigator.clipboard.write([new ClipboardItem({'image/png': png})]);
+    }""")
+    page.locator("#classify-input").get_by_role("button", name="Paste from clipboard").click()
+    message = wait_text(page, "classify-message", "The 48×40 image")
+    assert "cropped to its centre 40×40 square and shrunk to 32×32" in message and "Prediction" in message
+    pick(page, "classify-method", "Grad-CAM++")
+    assert "Grad-CAM++ for" in wait_text(page, "classify-message", r"Grad-CAM\+\+")
+    page.screenshot(path=shots / "6c-classify-clipboard.png", full_page=True)
 
-    for name in ("1-augment", "2-lr-range-test", "3-one-cycle", "4-train", "5-insights", "6-classify"):
+    for name in ("1-augment", "2-lr-range-test", "3-one-cycle", "4-train", "5-insights", "5b-insights-pair-eigencam",
+                 "6-classify", "6b-classify-webcam", "6c-classify-clipboard", "6d-classify-tiny"):
         assert (shots / f"{name}.png").stat().st_size > 10_000, name

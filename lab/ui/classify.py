@@ -115,14 +115,15 @@ def build(ctx: AppContext) -> dict:
             if examples():
                 gr.Examples(examples=[[p] for p in examples()], inputs=[image], label="examples (synthetic drawings)",
                             elem_id="classify-examples")
+            # two dropdowns a row at most: three in this column cut "top prediction" and "Grad-CAM++" short
             with gr.Row():
-                top_k = gr.Slider(1, 10, value=3, step=1, label="top-k")
                 method = gr.Dropdown([(m.label, k) for k, m in ins.CAM_METHODS.items()], value="gradcam",
                                      label="CAM method", elem_id="classify-method")
                 layer = gr.Dropdown(list(ins.CAM_LAYERS), value="layer3", label="CAM layer")
+            cam_for = gr.Dropdown([TOP, *CLASSES], value=TOP, label="CAM for")
             with gr.Row():
+                top_k = gr.Slider(1, 10, value=3, step=1, label="top-k")
                 opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="heat-map opacity")
-                cam_for = gr.Dropdown([TOP, *CLASSES], value=TOP, label="CAM for")
             button = gr.Button("Classify", variant="primary", elem_id="classify-button")
         with gr.Column(scale=3):
             with gr.Row():
