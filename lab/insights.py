@@ -67,12 +67,6 @@ class Evaluation:
         totals = m.sum(1)
         return {c: (float(m[i, i] / totals[i]) if totals[i] else float("nan")) for i, c in enumerate(CLASSES)}
 
-    def misclassified(self, limit: int | None = None) -> np.ndarray:
-        """Indices of wrong predictions, most confident mistakes first."""
-        wrong = np.flatnonzero(self.predictions != self.labels)
-        order = np.argsort(-self.probs[wrong].max(1), kind="stable")
-        return wrong[order][:limit]
-
     def losses(self) -> np.ndarray:
         """(N,) cross-entropy of each image, −log p(true class): what training minimises, image by image.
         p is floored at the smallest positive float32, so a probability that underflowed to 0 (possible under

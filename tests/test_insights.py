@@ -29,7 +29,7 @@ def images():
 # ------------------------------------------------------------------------------------------------ evaluation
 
 
-def test_evaluation_confusion_per_class_and_misclassified():
+def test_evaluation_confusion_and_per_class():
     probs = np.full((4, 10), 0.01)
     probs[0, 0] = probs[1, 1] = probs[2, 3] = probs[3, 2] = 0.9
     probs[3, 2] = 0.5
@@ -38,7 +38,7 @@ def test_evaluation_confusion_per_class_and_misclassified():
     m = ev.confusion()
     assert m[2, 3] == 1 and m[2, 2] == 1 and m.sum() == 4
     assert ev.per_class_accuracy()["bird"] == 0.5
-    assert list(ev.misclassified()) == [2]  # index 3 is right (argmax 2)
+    assert list(ev.predictions) == [0, 1, 3, 2]  # index 3 is right (argmax 2)
 
 
 def _evaluation():
