@@ -105,18 +105,21 @@ def accuracy(cfg: TrainConfig, data: data_mod.Cifar10, seeds: list[int], log=pri
         result = train(run_cfg, data, step_every=0)
         wall = time.perf_counter() - t
         acc = result.final["test_acc"]
-        rows.append({"seed": seed, "test_acc": acc, "wall_s": wall, "train_s": sum(r["seconds"] for r in result.history)})
-        log(f"  seed {seed}: {100 * acc:.2f}%  {wall:.1f}s")
+        row = {"seed": seed, "test_acc": acc, "wall_s": wall, "train_s": sum(r["seconds"] for r in result.history)}
+        if cfg.tta:
+            row["test_acc_tta"] = result.final["test_acc_tta"]
+        rows.append(row)
+        log(f"  seed {seed}: {100 * acc:.2f}%" + (f" (flip TTA {100 * row['test_acc_tta']:.2f}%)" if cfg.tta else "")
+            + f"  {wall:.1f}s")
         if save_best and acc > best_acc:
             save_pretrained(result, run_cfg, data, Path(save_best))
         best_acc = max(best_acc, acc)
-    accs = [r["test_acc"] for r in rows]
-    return {
-        "config": cfg.to_dict(),
-        "rows": rows,
-        "mean": statistics.mean(accs),
-        "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-    }
+    out = {"config": cfg.to_dict(), "rows": rows}
+    for suffix in ("", "_tta") if cfg.tta else ("",):
+        accs = [r["test_acc" + suffix] for r in rows]
+        out["mean" + suffix] = statistics.mean(accs)
+        out["std" + suffix] = statistics.stdev(accs) if len(accs) > 1 else 0.0
+    return out
 
 
 def format_accuracy(name: str, summary: dict[str, Any]) -> str:
@@ -124,6 +127,8 @@ def format_accuracy(name: str, summary: dict[str, Any]) -> str:
                                      for r in summary["rows"])]
     lines.append(f"{name}: mean {100 * summary['mean']:.2f}% ± {100 * summary['std']:.2f} (std) over "
                  f"{len(summary['rows'])} seeds; mean wall {statistics.mean(r['wall_s'] for r in summary['rows']):.1f}s")
+    if "mean_tta" in summary:  # always beside the plain figure, never instead of it
+        lines.append(f"{name}: with flip TTA, mean {100 * summary['mean_tta']:.2f}% ± {100 * summary['std_tta']:.2f}")
     return "\n".join(lines)
 
 

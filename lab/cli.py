@@ -99,6 +99,10 @@ def _add_loss_and_augment_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=None, help="default: adam 0, sgd 5e-4")
     p.add_argument("--label-smoothing", type=float, default=C.TrainConfig.label_smoothing,
                    help="(default %(default)s)")
+    p.add_argument("--logit-scale", type=float, default=C.TrainConfig.logit_scale,
+                   help="the loss sees logits × this (a temperature; Page's recipe: 0.125) (default %(default)s)")
+    p.add_argument("--tta", action="store_true",
+                   help="also report flip test-time-augmented test accuracy (test_acc_tta), beside the plain one")
     p.add_argument("--pad", type=int, default=aug.pad, help="reflect padding before the random crop "
                                                             "(default %(default)s)")
     p.add_argument("--flip-p", type=float, default=aug.flip_p, help="(default %(default)s)")
@@ -209,7 +213,8 @@ def cmd_train(args) -> int:
         elif event.kind == "epoch":
             line = (f"epoch {d['epoch']:>3}  lr {d['lr']:.2e}  train loss {d['train_loss']:.4f} "
                     f"acc {100 * d['train_acc']:.2f}%  test loss {d['test_loss']:.4f} acc {100 * d['test_acc']:.2f}%"
-                    f"  {d['seconds']:.1f}s  {d['images_per_s']:.0f} img/s")
+                    + (f" (flip TTA {100 * d['test_acc_tta']:.2f}%)" if "test_acc_tta" in d else "")
+                    + f"  {d['seconds']:.1f}s  {d['images_per_s']:.0f} img/s")
             (bar.write if bar else print)(line)
 
     print(f"run folder: {run_dir}", flush=True)

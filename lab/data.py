@@ -5,11 +5,16 @@ In each, three layouts are understood: the compact `cifar10.npz` bundle, the off
 pickles, and the official `cifar-10-python.tar.gz` archive. If none is found, torchvision downloads the
 official archive into ./data (real users have a network); if that fails too, DataNotFoundError names every
 place searched and how to provide the data.
+
+The official batches are pickles, and a pickle can name any function to call while it loads. They are read by
+_BatchUnpickler, which lets a pickle name only the numpy functions that rebuild an array; a batch that names
+anything else (os.system, a class with a __reduce__ …) is refused with a DataError before it runs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import pickle
 import tarfile
@@ -91,12 +96,49 @@ def _read_npz(path: Path) -> Cifar10:
     return Cifar10(xtr, ytr, xte, yte, str(path))
 
 
+def _numpy_globals() -> dict[tuple[str, str], object]:
+    """What the official batches name, and only that: cPickle wrote each b'data' array (Python 2, numpy 1) as
+    numpy.core.multiarray._reconstruct(numpy.ndarray, shape, numpy.dtype(...)) plus its raw bytes. numpy 2 writes
+    the same under numpy._core (a re-pickled batch), and its integers (labels saved as numpy scalars) through
+    multiarray.scalar(dtype, bytes). None of these runs code: they build an array, a dtype or a number."""
+    try:
+        from numpy._core import multiarray  # numpy 2
+    except ImportError:  # numpy 1
+        from numpy.core import multiarray  # type: ignore[no-redef]
+    allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(module, "_reconstruct")] = multiarray._reconstruct
+        allowed[(module, "scalar")] = multiarray.scalar
+    return allowed
+
+
+_BATCH_GLOBALS = _numpy_globals()
+
+
+class _Refused(pickle.UnpicklingError):
+    """A batch named a global outside _BATCH_GLOBALS (its args: the dotted name)."""
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """A pickle.Unpickler that resolves only _BATCH_GLOBALS. find_class is how every global a pickle names is
+    looked up (GLOBAL, STACK_GLOBAL, INST/OBJ, copyreg extensions), so nothing else can be called or built."""
+
+    def find_class(self, module: str, name: str):
+        try:
+            return _BATCH_GLOBALS[(module, name)]
+        except KeyError:
+            raise _Refused(f"{module}.{name}") from None
+
+
 def _unpickle_batch(raw: bytes, name: str, where: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
-        d = pickle.loads(raw, encoding="bytes")
+        d = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
         data = np.asarray(d[b"data"], dtype=np.uint8)
         labels = np.asarray(d[b"labels"], dtype=np.int64)
         x = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    except _Refused as e:
+        raise DataError(f"{where}: batch {name} refused: it asks to call {e}, which a CIFAR-10 batch never does, "
+                        "so it was not loaded; replace it with the official file") from None
     except Exception as e:
         raise DataError(f"{where}: batch {name} is not a CIFAR-10 pickle ({e}); replace it") from e
     return np.ascontiguousarray(x), labels

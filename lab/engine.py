@@ -85,6 +85,20 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
+class Loss(nn.Module):
+    """The training loss: cross-entropy of logits × scale (a temperature; 1 = plain cross-entropy), with optional
+    label smoothing. Training, evaluation and the LR range test all use this one definition."""
+
+    def __init__(self, label_smoothing: float = 0.0, scale: float = 1.0, reduction: str = "mean"):
+        super().__init__()
+        self.scale = scale
+        self.ce = nn.CrossEntropyLoss(label_smoothing=label_smoothing, reduction=reduction)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        return self.ce(logits * self.scale if self.scale != 1 else logits, target)
+
+
 def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     x = x.to(device, non_blocking=True)
     if device.type == "cuda":
@@ -93,24 +107,32 @@ def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device) -> tuple[
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable, device: torch.device) -> dict[str, float]:
-    """Mean cross-entropy and accuracy over every batch (eval mode: BN uses its running statistics)."""
+def evaluate(model: nn.Module, batches: Iterable, device: torch.device, *, logit_scale: float = 1.0,
+             tta: bool = False) -> dict[str, float]:
+    """Mean loss (cross-entropy of logits × logit_scale) and accuracy over every batch (eval mode: BN uses its
+    running statistics). With `tta`, also tta_loss / tta_acc: the same with the logits of each image averaged
+    with those of its mirror image (flip test-time augmentation), from the same pass over the batches."""
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
+    loss_fn = Loss(scale=logit_scale, reduction="sum")
+    sums = {k: torch.zeros((), device=device) for k in ("loss", "acc", "tta_loss", "tta_acc")}
     seen = 0
     with autocast_for(device):
         for x, y in batches:
             x, y = _to_device(x, y, device)
-            logits = model(x)
-            loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
-            correct += (logits.argmax(1) == y).sum()
+            logits = model(x).float()
+            sums["loss"] += loss_fn(logits, y)
+            sums["acc"] += (logits.argmax(1) == y).sum()
+            if tta:
+                both = (logits + model(x.flip(3)).float()) / 2
+                sums["tta_loss"] += loss_fn(both, y)
+                sums["tta_acc"] += (both.argmax(1) == y).sum()
             seen += len(y)
     model.train(was_training)
     if seen == 0:
         raise ValueError("evaluate() got no batches: the test set is empty")
-    return {"loss": loss_sum.item() / seen, "acc": correct.item() / seen}
+    keys = ("loss", "acc", "tta_loss", "tta_acc") if tta else ("loss", "acc")
+    return {k: sums[k].item() / seen for k in keys}
 
 
 def _diverged(epoch: int, step: int, loss: float, lr: float) -> Diverged:
@@ -130,6 +152,8 @@ def fit(
     device: torch.device,
     *,
     label_smoothing: float = 0.0,
+    logit_scale: float = 1.0,
+    tta: bool = False,
     callbacks: Sequence[Callback] = (),
     stop: threading.Event | None = None,
     step_every: int | None = None,
@@ -140,7 +164,7 @@ def fit(
     loss on the host) every this many steps; default every step on the CPU, every 10 on CUDA; 0: never (the
     loss is then read, and checked, once per epoch).
     """
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    loss_fn = Loss(label_smoothing, logit_scale)
     if step_every is None:
         step_every = 10 if device.type == "cuda" else 1
     steps_per_epoch = len(train_batches)
@@ -175,7 +199,7 @@ def fit(
             lr = schedule.lr  # the LR this step uses
             with autocast_for(device):
                 logits = model(x)
-                loss = loss_fn(logits.float(), y)
+                loss = loss_fn(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -197,7 +221,7 @@ def fit(
         if not math.isfinite(train_loss):
             raise _diverged(epoch, steps_per_epoch, train_loss, schedule.lr)
         train_seconds = time.perf_counter() - t_epoch
-        test = evaluate(model, test_batches, device)
+        test = evaluate(model, test_batches, device, logit_scale=logit_scale, tta=tta)
         elapsed = time.perf_counter() - t_start
         record = {
             "epoch": epoch,
@@ -206,6 +230,7 @@ def fit(
             "train_acc": correct.item() / seen,
             "test_loss": test["loss"],
             "test_acc": test["acc"],
+            **({"test_loss_tta": test["tta_loss"], "test_acc_tta": test["tta_acc"]} if tta else {}),
             "seconds": time.perf_counter() - t_epoch,
             "train_seconds": train_seconds,
             "data_seconds": data_seconds,

@@ -148,7 +148,7 @@ def train(
     status = "error"
     try:
         _, status = fit(step_model, optimizer, schedule, train_batches, p.test_batches, cfg.schedule.epochs, device,
-                        label_smoothing=cfg.label_smoothing, callbacks=[persist, *callbacks], stop=stop,
+                        label_smoothing=cfg.label_smoothing, logit_scale=cfg.logit_scale, tta=cfg.tta, callbacks=[persist, *callbacks], stop=stop,
                         step_every=step_every)
     except KeyboardInterrupt:
         status = "stopped"  # Ctrl-C: the finished epochs and their checkpoint stay, as with the stop flag

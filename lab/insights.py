@@ -207,13 +207,45 @@ class ImageError(ValueError):
     """An upload that cannot be used as an image; the message says why, in words a user can act on."""
 
 
+# An upload's size is bounded twice: in bytes (the file as sent; the app also passes this to Gradio's
+# max_file_size, so a bigger upload is cut off while it arrives) and in decoded pixels, judged from the header
+# before any pixel is decoded: a 60 KB PNG of zeros can claim 64 megapixels (~200 MB as RGB). 40 megapixels
+# take most camera photos (a 48 MP phone saves 12 MP unless told otherwise); PIL's own MAX_IMAGE_PIXELS check
+# (89 MP) stays on as well.
+MAX_UPLOAD_BYTES = 20 * 2**20
+MAX_UPLOAD_PIXELS = 40_000_000
+
+NOT_UPLOADED = ("this image was not uploaded to this app; upload an image file (PNG, JPEG, GIF, BMP, TIFF, WebP) or "
+                "pick one of the examples")
+
+
+def check_upload(source: Any, roots: Sequence[str | os.PathLike]) -> Any:
+    """`source` unchanged when it is bytes, a PIL image or the path of a file inside one of `roots` (after '..'
+    and symbolic links are resolved); otherwise ImageError(NOT_UPLOADED).
+
+    A web client sends a path, and the server would open whatever it names: any file on its disk. So a path
+    must lie where the server put files it received (the caller's roots); anything else gets the same message
+    whether or not it exists, so the answer says nothing about the server's files."""
+    if isinstance(source, (bytes, bytearray, Image.Image)):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            real = Path(os.path.realpath(source))
+            if str(source) and any(real.is_relative_to(os.path.realpath(r)) for r in roots):
+                return source
+        except (ValueError, OSError):  # an embedded NUL byte, a symlink loop
+            pass
+    raise ImageError(NOT_UPLOADED)
+
+
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 def open_image(source: str | os.PathLike | bytes | Image.Image) -> Image.Image:
     """Open and fully decode an upload (a path, raw bytes or a PIL image); ImageError with a clear message for
-    an empty, non-image, truncated or absurdly large file. Animated images give their first frame."""
+    an empty, non-image or truncated file, or one past MAX_UPLOAD_BYTES or MAX_UPLOAD_PIXELS. Animated images
+    give their first frame. A path is opened as given: check_upload first says whether a client may name it."""
     if isinstance(source, Image.Image):
         return source
     name = "the upload"
@@ -221,18 +253,28 @@ def open_image(source: str | os.PathLike | bytes | Image.Image) -> Image.Image:
         if isinstance(source, (bytes, bytearray)):
             if not source:
                 raise ImageError("the uploaded file is empty (0 bytes); pick an image file such as a PNG or JPEG")
+            size = len(source)
             fp: Any = io.BytesIO(source)
         else:
             path = Path(source)
             name = path.name
             if not path.is_file():
                 raise ImageError(f"{name}: no such file")
-            if path.stat().st_size == 0:
+            size = path.stat().st_size
+            if size == 0:
                 raise ImageError(f"{name} is empty (0 bytes); pick an image file such as a PNG or JPEG")
             fp = path
+        if size > MAX_UPLOAD_BYTES:
+            raise ImageError(f"{name} is too large ({size / 2**20:.1f} MiB; this app takes images up to "
+                             f"{MAX_UPLOAD_BYTES // 2**20} MiB); upload a smaller file")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(fp)
+            im = Image.open(fp)  # reads the header only: the pixels are decoded by load() below
+            w, h = im.size
+            if w * h > MAX_UPLOAD_PIXELS:
+                im.close()
+                raise ImageError(f"{name} is too large to decode safely ({w}×{h} pixels, more than this app's "
+                                 f"{MAX_UPLOAD_PIXELS / 1e6:g} megapixels); upload a smaller image")
             if im.format == "JPEG":
                 im.draft("RGB", (256, 256))  # decode a big JPEG at a reduced scale: we only need 32×32
             im.seek(0)

@@ -52,7 +52,7 @@ from torch import nn
 from lab import config as C
 from lab import data as data_mod
 from lab.config import DEFAULT_MAX_LR, ConfigError, TrainConfig
-from lab.engine import make_optimizer
+from lab.engine import Loss, make_optimizer
 from lab.experiment import device_name, prepare
 
 DEFAULT_ITERS = C.RANGE_TEST_ITERS  # ≈ 2 epochs of the full training set at batch 512: enough points for the rules
@@ -327,7 +327,7 @@ def range_test(
     p = prepare(cfg, data, with_test=False, model=model)
     device, net = p.device, p.model
     optimizer = make_optimizer(net, cfg.optimizer, start_lr)
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    criterion = Loss(cfg.label_smoothing, cfg.logit_scale)  # training's loss, temperature included
     amp: dict[str, Any] = {}
     if device.type == "cuda":  # bf16 autocast as in training; a disabled scaler (bf16 needs none) to satisfy the API
         amp = {"amp_backend": "torch", "amp_config": {"device_type": "cuda", "dtype": torch.bfloat16},
@@ -375,7 +375,7 @@ def range_test(
         "diverge_th": diverge_th, "div_factor": div_factor, "rule": rule, "iterations_run": len(finder.history["lr"]),
         "optimizer": cfg.optimizer.name, "weight_decay": cfg.optimizer.decay, "batch_size": cfg.batch_size,
         "width": cfg.width, "seed": cfg.seed, "train_images": len(p.data.y_train),
-        "label_smoothing": cfg.label_smoothing, "augment": cfg.to_dict()["augment"], "loader": p.loader,
+        "label_smoothing": cfg.label_smoothing, "logit_scale": cfg.logit_scale, "augment": cfg.to_dict()["augment"], "loader": p.loader,
         "device": device_name(device),
         "pretrained": model is not None,
     }

@@ -208,6 +208,16 @@ def ctx(manager, tmp_path):
 
 
 @pytest.fixture
+def uploads(tmp_path, monkeypatch):
+    """Gradio's upload folder for this test (GRADIO_TEMP_DIR, which Gradio reads on each use): the Classify
+    handlers read only files in it (or the bundled examples), as they would read a browser's upload."""
+    folder = tmp_path / "gradio-uploads"
+    folder.mkdir()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
 def no_data_ctx(tmp_path):
     """An app context on a server without CIFAR-10."""
     from lab.ui.common import AppContext
@@ -228,47 +238,56 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def launch_app(tmp_path, cifar10_dir):
-    """launch(runs_root) → URL of `python app.py` started in a subprocess on 127.0.0.1 and a free port (host and
-    port through GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, as on a Space); stopped at teardown."""
-    import subprocess
-    import sys
+def start_app(runs_root: Path, cwd: Path, data_dir: Path, env: dict[str, str] | None = None,
+              timeout: float = 120) -> tuple[subprocess.Popen, Path, str]:
+    """`python app.py` in a subprocess on 127.0.0.1 and a free port (host and port through GRADIO_SERVER_NAME /
+    GRADIO_SERVER_PORT, as on a Space), once it answers: (process, its log file, URL). Stop it with stop_app."""
     import time
     import urllib.request
 
+    port = _free_port()
+    full_env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+                "GRADIO_ANALYTICS_ENABLED": "False", "LAB_RUNS_DIR": str(runs_root), "CIFAR10_DIR": str(data_dir),
+                "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env or {})}
+    log = cwd / f"app-{port}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=cwd, env=full_env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    t0 = time.time()
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"app.py exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return proc, log, url
+        except OSError:
+            pass
+        if time.time() - t0 > timeout:
+            stop_app(proc)
+            raise AssertionError(f"app.py did not answer on {url} within {timeout:.0f} s:\n{log.read_text()}")
+        time.sleep(0.5)
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def launch_app(tmp_path, cifar10_dir):
+    """launch(runs_root) → URL of `python app.py` (start_app) over the real data; stopped at teardown."""
     procs = []
 
     def launch(runs_root: Path, timeout: float = 120) -> str:
-        port = _free_port()
-        env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-               "GRADIO_ANALYTICS_ENABLED": "False", "LAB_RUNS_DIR": str(runs_root), "CIFAR10_DIR": str(cifar10_dir),
-               "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-        log = open(tmp_path / f"app-{port}.log", "w")
-        proc = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=tmp_path, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-        procs.append((proc, log))
-        url = f"http://127.0.0.1:{port}/"
-        t0 = time.time()
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"app.py exited with {proc.returncode}:\n{Path(log.name).read_text()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        return url
-            except OSError:
-                pass
-            if time.time() - t0 > timeout:
-                raise AssertionError(f"app.py did not answer on {url} within {timeout:.0f} s:\n"
-                                     f"{Path(log.name).read_text()}")
-            time.sleep(0.5)
+        proc, _, url = start_app(runs_root, tmp_path, cifar10_dir, timeout=timeout)
+        procs.append(proc)
+        return url
 
     yield launch
-    for proc, log in procs:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    for proc in procs:
+        stop_app(proc)

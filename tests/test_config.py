@@ -117,3 +117,12 @@ def test_presets_are_valid_configs_and_explicit_values_win():
     assert C.PRESETS["spec"].config() == C.TrainConfig()  # the spec preset is the spec
     assert C.PRESETS["tiny"].config(width=0.5).width == 0.5
     assert C.CPU_PRESET in C.PRESETS and C.GPU_PRESET in C.PRESETS
+
+
+def test_page_preset_is_davids_recipe_beyond_the_spec():
+    cfg = C.PRESETS["page"].config()
+    assert (cfg.optimizer.name, cfg.optimizer.decay, cfg.optimizer.nesterov) == ("sgd", 5e-4, True)
+    assert cfg.schedule.max_lr == 0.4 and cfg.schedule.lr_min < 1e-4 and not cfg.schedule.cycle_momentum
+    assert cfg.logit_scale == 0.125 and "beyond the spec" in C.PRESETS["page"].label
+    with pytest.raises(C.ConfigError, match="logit scale"):
+        C.TrainConfig(logit_scale=0)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import os
+import pathlib
+import pickle
+import pickletools
+import struct
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import WRITERS, make_cifar, write_batches
+from conftest import TRAIN_PER_BATCH, WRITERS, make_cifar, run_lab, write_archive, write_batches
 from lab import data as data_mod
 from lab.data import DataError, DataNotFoundError
 
@@ -191,6 +198,124 @@ def test_truncated_archive_names_the_file(synthetic_data):
     with pytest.raises(DataError) as e:
         data_mod.load(folder, download=False)
     assert str(archive) in str(e.value)
+
+
+# ------------------------------------------------------------------------------------------ hostile pickles
+
+
+class _Py2Pickler(pickle._Pickler):
+    """Writes bytes as Python 2 `str` (SHORT_BINSTRING / BINSTRING), as cPickle did for the official batches;
+    Python 3's protocol 2 would route them through `_codecs.encode` instead."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_py2_str(self, obj):
+        n = len(obj)
+        head = pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)
+        self.write(head + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_str
+
+
+def official_batch(x: np.ndarray, y: np.ndarray) -> bytes:
+    """One batch pickled the way the files in cifar-10-python.tar.gz are: protocol 2, str keys, the array
+    through numpy.core.multiarray._reconstruct (numpy 2 writes numpy._core; the official files predate it)."""
+    rows = x.transpose(0, 3, 1, 2).reshape(len(x), 3072)
+    buf = io.BytesIO()
+    _Py2Pickler(buf, protocol=2).dump({b"batch_label": b"training batch 1 of 5", b"labels": [int(v) for v in y],
+                                       b"data": rows, b"filenames": [b"img_%d.png" % i for i in range(len(x))]})
+    return buf.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+
+
+def pickle_globals(raw: bytes) -> set[str]:
+    return {arg for op, arg, _ in pickletools.genops(raw) if op.name == "GLOBAL"}
+
+
+def test_official_format_batches_load(tmp_path):
+    ds = make_cifar(7)
+    folder = tmp_path / "official" / data_mod.BATCHES_DIR
+    folder.mkdir(parents=True)
+    k = TRAIN_PER_BATCH
+    for i, name in enumerate(data_mod.TRAIN_BATCHES):
+        (folder / name).write_bytes(official_batch(ds.x_train[i * k:(i + 1) * k], ds.y_train[i * k:(i + 1) * k]))
+    (folder / data_mod.TEST_BATCH).write_bytes(official_batch(ds.x_test, ds.y_test))
+    # the globals the real files name, and nothing else
+    assert pickle_globals((folder / "data_batch_1").read_bytes()) == {
+        "numpy.core.multiarray _reconstruct", "numpy ndarray", "numpy dtype"}
+    assert_same(data_mod.load(folder.parent, download=False), ds)
+
+
+class RunsShell:
+    """Unpickling this runs `touch MARKER` through the shell."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch '{self.marker}'",)
+
+
+class TouchesAFile:
+    """Unpickling this calls pathlib.Path.touch on MARKER: no shell, only a method of the standard library."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (pathlib.Path(self.marker),)
+
+
+def hostile_batch(payload) -> bytes:
+    """A well-formed batch (its data and labels would load) with a payload among its values."""
+    ds = make_cifar(0)
+    rows = ds.x_test.transpose(0, 3, 1, 2).reshape(len(ds.x_test), 3072)
+    return pickle.dumps({b"batch_label": payload, b"data": rows, b"labels": [int(v) for v in ds.y_test]})
+
+
+@pytest.mark.parametrize("payload", [RunsShell, TouchesAFile], ids=["os.system", "Path.touch"])
+@pytest.mark.parametrize("layout", ["batches", "archive"])
+def test_a_pickle_that_would_run_code_is_refused_and_named(tmp_path, payload, layout):
+    marker = tmp_path / "MARKER"
+    raw = hostile_batch(payload(marker))
+    folder = tmp_path / "data"
+    if layout == "batches":
+        path = write_batches(folder, make_cifar(0))
+        bad = path / "data_batch_3"
+        bad.write_bytes(raw)
+        named = [str(bad)]
+    else:
+        bad = write_archive(folder, make_cifar(0))
+        with tarfile.open(bad, "r:gz") as tar:  # rebuild the archive with data_batch_3 swapped
+            members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+        with tarfile.open(bad, "w:gz") as tar:
+            for m, content in members:
+                content = raw if m.name.endswith("/data_batch_3") else content
+                m.size = len(content)
+                tar.addfile(m, io.BytesIO(content))
+        named = [str(bad), "data_batch_3"]
+    with pytest.raises(DataError) as e:
+        data_mod.load(folder, download=False)
+    message = str(e.value)
+    assert not marker.exists(), "the pickle's payload ran"
+    assert all(n in message for n in named) and "\n" not in message, message
+    assert "refused" in message
+
+
+@pytest.mark.parametrize("where", ["CIFAR10_DIR", "./data"])
+def test_the_cli_refuses_a_hostile_pickle_from_the_env_and_dot_data(tmp_path, where):
+    marker = tmp_path / "MARKER"
+    work = tmp_path / "work"
+    work.mkdir()
+    folder = work / "data" if where == "./data" else tmp_path / "env"
+    bad = write_batches(folder, make_cifar(0)) / "data_batch_1"
+    bad.write_bytes(hostile_batch(RunsShell(marker)))
+    env = {"CIFAR10_DIR": str(folder)} if where == "CIFAR10_DIR" else {}
+    r = run_lab("train", "--subset", "8", "--test-subset", "4", "--epochs", "2", "--peak-epoch", "1",
+                "--batch-size", "4", "--width", "0.125", "--device", "cpu", cwd=work, env=env, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert not marker.exists(), "the pickle's payload ran"
+    assert str(bad) in r.stderr or str(bad.relative_to(work)) in r.stderr, r.stderr
 
 
 # ---------------------------------------------------------------------------------------------- real data

@@ -145,6 +145,42 @@ def test_evaluate_counts_loss_and_accuracy():
     assert result["loss"] == pytest.approx((2 * math.log(2) + 2 * math.log(4)) / 4)
 
 
+def test_logit_scale_is_a_temperature_of_the_loss_only():
+    class Fixed(nn.Module):  # logits (log 2, 0, 0) for every input
+        def forward(self, x):
+            return torch.tensor([[math.log(2), 0.0, 0.0]]).expand(len(x), 3)
+
+    batches = [(torch.zeros(2, 4), torch.tensor([0, 1]))]
+    plain, scaled = evaluate(Fixed(), batches, CPU), evaluate(Fixed(), batches, CPU, logit_scale=0.5)
+    assert scaled["acc"] == plain["acc"] == 0.5  # the argmax does not change
+    # logits × 0.5 = (log √2, 0, 0): p(class 0) = √2 / (√2 + 2), p(class 1) = 1 / (√2 + 2)
+    z = math.sqrt(2) + 2
+    assert scaled["loss"] == pytest.approx((math.log(z / math.sqrt(2)) + math.log(z)) / 2)
+    # and training uses it: the same run with another scale takes other steps
+    runs = []
+    for scale in (1.0, 0.125):
+        model, opt, sched, train, test = setup(epochs=2)
+        fit(model, opt, sched, train, test, 2, CPU, logit_scale=scale)
+        runs.append(model.weight.detach().clone())
+    assert not torch.allclose(runs[0], runs[1])
+
+
+def test_flip_tta_averages_each_image_with_its_mirror_beside_the_plain_figure():
+    class LeftHalf(nn.Module):  # class 1 when the left half of the image is brighter, else class 0
+        def forward(self, x):
+            left, right = x[..., :2].mean((1, 2, 3)), x[..., 2:].mean((1, 2, 3))
+            return torch.stack([right - left + 0.1, left - right], 1)
+
+    x = torch.zeros(2, 1, 2, 4)
+    x[0, ..., :2] = 1.0  # brighter left: plain says 1; with its mirror the two logits average to (0.1, 0)
+    y = torch.tensor([0, 0])
+    out = evaluate(LeftHalf(), [(x, y)], CPU, tta=True)
+    assert out["acc"] == 0.5 and out["tta_acc"] == 1.0 and set(out) == {"loss", "acc", "tta_loss", "tta_acc"}
+    model, opt, sched, _, _ = setup(epochs=2, spe=3, model=nn.Sequential(nn.Flatten(), nn.Linear(8, 2)))
+    history, _ = fit(model, opt, sched, [(x, y)] * 3, [(x, y)], 2, CPU, tta=True)
+    assert {"test_acc", "test_acc_tta", "test_loss_tta"} <= set(history[0])
+
+
 def test_evaluate_restores_training_mode_and_rejects_no_batches():
     model = nn.Linear(4, 3).train()
     evaluate(model, blobs(1), CPU)

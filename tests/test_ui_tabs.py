@@ -387,7 +387,7 @@ def test_the_examples_are_there_and_classify():
         assert Image.open(p).size[0] >= 64
 
 
-def test_classify_view_shows_input_label_and_cam(ctx, tmp_path):
+def test_classify_view_shows_input_label_and_cam(ctx, uploads):
     p = classify.examples()[0]
     seen, label, cam, msg = classify.view(ctx, p, None, 3, "layer3", 0.5, classify.TOP)
     assert seen.shape == (classify.VIEW, classify.VIEW, 3) and cam.shape == seen.shape
@@ -402,16 +402,16 @@ def test_classify_view_shows_input_label_and_cam(ctx, tmp_path):
     *_, msg = classify.view(ctx, p, None, 3, "layer2", 0.5, "cat", "eigencam")
     assert "EigenCAM (the same for every class) at layer2" in msg
     img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 500, 3), dtype=np.uint8)).convert("CMYK")
-    img.save(tmp_path / "cmyk.jpg")
-    assert classify.view(ctx, str(tmp_path / "cmyk.jpg"), None, 5, "prep", 1.0, classify.TOP)[1] is not None
+    img.save(uploads / "cmyk.jpg")
+    assert classify.view(ctx, str(uploads / "cmyk.jpg"), None, 5, "prep", 1.0, classify.TOP)[1] is not None
 
 
 @pytest.mark.parametrize("raw,words", [(b"", "empty"), (b"GIF89a garbage", "truncated or damaged|not an image"),
                                        (b"hello", "not an image")])
-def test_classify_bad_uploads_give_a_message(ctx, tmp_path, raw, words):
+def test_classify_bad_uploads_give_a_message(ctx, uploads, raw, words):
     import re
 
-    p = tmp_path / "upload.png"
+    p = uploads / "upload.png"
     p.write_bytes(raw)
     seen, label, cam, msg = classify.view(ctx, str(p), None, 3, "layer3", 0.5, classify.TOP)
     assert seen is None and label is None and re.search(words, msg)
@@ -422,8 +422,8 @@ def test_classify_bad_uploads_give_a_message(ctx, tmp_path, raw, words):
 
 @pytest.mark.parametrize("side,caution", [(1, "Only one pixel reaches the network"), (4, "no shape survives"),
                                           (16, "take this prediction with care")])
-def test_classify_a_tiny_upload_is_cautioned_and_called_upscaled(ctx, tmp_path, side, caution):
-    p = tmp_path / "tiny.png"
+def test_classify_a_tiny_upload_is_cautioned_and_called_upscaled(ctx, uploads, side, caution):
+    p = uploads / "tiny.png"
     Image.new("RGB", (side, side), (40, 90, 200)).save(p)
     seen, label, cam, msg = classify.view(ctx, str(p), None, 3, "layer3", 0.5, classify.TOP)
     assert label is not None  # still answered, with the caution first

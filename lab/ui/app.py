@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 
 from lab.data import DataError
+from lab.insights import MAX_UPLOAD_BYTES
 from lab.ui import augment, classify, insights, lr_range, one_cycle, train
 from lab.ui.common import CONTROL_NAMES, TRAIN_CONTROLS, AppContext, has_cuda
 from lab.ui.jobs import JobManager
@@ -44,8 +45,9 @@ def theme() -> gr.themes.Theme:
 
 
 def launch_kwargs() -> dict:
-    """What app.py passes to launch(): host and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT."""
-    return {"theme": theme(), "css": CSS}
+    """What app.py passes to launch(): host and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT. Gradio
+    stops reading an upload past the size the Classify tab accepts (HTTP 413) rather than storing it."""
+    return {"theme": theme(), "css": CSS, "max_file_size": MAX_UPLOAD_BYTES}
 
 
 def default_manager() -> JobManager:

@@ -2,7 +2,9 @@
 network sees it (32×32), get the top-k classes and a class activation map (Grad-CAM, Grad-CAM++, EigenCAM, …).
 
 Uploads are read by lab.insights (any size, any PIL mode, first frame of an animation); an empty, truncated or
-non-image file gives a clear message instead of an exception, and the server carries on.
+non-image file gives a clear message instead of an exception, and the server carries on. Every handler that
+takes the image passes it through checked_image first: a client names its image by a path on the server, and
+only Gradio's upload folder and the bundled examples may be named.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import base64
 from pathlib import Path
 
 import gradio as gr
+from gradio.utils import get_upload_folder  # where Gradio puts uploads (GRADIO_TEMP_DIR, else <tmp>/gradio)
 
 from lab import insights as ins
 from lab import runs as runs_mod
@@ -25,6 +28,7 @@ VIEW = 160  # display size of the 32×32 input and its CAM
 class AnyImage(gr.Image):
     """gr.Image that hands the raw upload (a path, or bytes for a pasted data URL) to the app instead of
     decoding it with PIL first, so the app, not a generic error, tells the user what is wrong with a file.
+    The path is whatever the client sent: the handlers decide whether it may be read (checked_image).
     A template of gr.Image: the browser shows the usual image component."""
 
     is_template = True
@@ -42,6 +46,17 @@ def examples() -> list[str]:
     return sorted(str(p) for p in EXAMPLES.glob("*.png")) if EXAMPLES.is_dir() else []
 
 
+def checked_image(image):
+    """The image argument of a handler, unchanged if the app may read it: bytes (a pasted data URL), or a file
+    in Gradio's upload folder (every upload lands there, and so does every example the browser sends) or among
+    the bundled examples. Anything else: ImageError with one message, whether or not the file exists.
+
+    Gradio 6 checks a path only when the payload carries meta {"_type": "gradio.FileData"} (then it refuses
+    any file outside its upload folder itself); a payload without meta reaches AnyImage.preprocess untouched,
+    so this check is the one that holds for every request."""
+    return ins.check_upload(image, (get_upload_folder(), EXAMPLES))
+
+
 def load_model(ctx: AppContext, checkpoint: str | None):
     """(model, cfg, metrics) of the chosen checkpoint, or the default one; ValueError with how to get one."""
     checkpoint = checkpoint or ctx.default_checkpoint()
@@ -55,10 +70,10 @@ def load_model(ctx: AppContext, checkpoint: str | None):
 
 def predict(ctx: AppContext, image, checkpoint: str | None = None, top_k: int = 3) -> dict[str, float]:
     """image (a path, bytes or a PIL image) → {class: confidence}, most likely first. ValueError (a readable
-    message) for a bad upload or no checkpoint."""
+    message) for a bad upload, a path the app may not read (checked_image) or no checkpoint."""
     if image is None:
         raise ValueError("no image: upload one (PNG, JPEG, GIF, BMP, TIFF, WebP …) or pick an example")
-    x = ins.prepare_upload(image)  # ImageError is a ValueError
+    x = ins.prepare_upload(checked_image(image))  # ImageError is a ValueError
     model, _, _ = load_model(ctx, checkpoint)
     return ins.classify(model, x, int(top_k))
 
@@ -75,7 +90,7 @@ def view(ctx: AppContext, image, checkpoint, top_k, layer, opacity, cam_for, met
             raise ValueError(f"unknown CAM layer {layer!r}; choose one of {', '.join(ins.CAM_LAYERS)}")
         if cam_for not in (None, TOP, *CLASSES):
             raise ValueError(f"CAM for {cam_for!r}? choose {TOP!r} or a class: {', '.join(CLASSES)}")
-        x, (w, h) = ins.read_upload(image)
+        x, (w, h) = ins.read_upload(checked_image(image))
         model, cfg, metrics = load_model(ctx, checkpoint)
     except ValueError as e:
         return None, None, None, error_md(str(e))
