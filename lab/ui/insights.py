@@ -144,8 +144,8 @@ def gallery(ev: Evaluated, method: str, layer: str, opacity: float, target: str,
         n = int(((e.labels == pair[0]) & (e.predictions == pair[1])).sum())
         what = (f"{CLASSES[pair[0]]} predicted as {CLASSES[pair[1]]}: {len(idx)} of {n} image{'s' * (n != 1)}, "
                 "highest loss first")
-    note = (f"{what}. Left: the test image; right: its {method_.label} at {layer}{whose} — "
-            f"{method_.about}. Caption: true class → predicted class, its confidence, and the loss −ln p(true class).")
+    note = (f"{what}. Left: the test image; right: its {method_.label} at {layer}{whose} — {method_.about}. "
+            "Caption: true class → predicted class, its confidence, and the loss −ln p(true class).")
     if len(idx) == 0:
         return note, []
     probs, losses = e.probs[idx], e.losses()[idx]
