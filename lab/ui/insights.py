@@ -226,7 +226,8 @@ def build(ctx: AppContext) -> dict:
         ckpt = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, label="checkpoint", scale=4,
                            elem_id="insights-checkpoint")
         refresh = gr.Button("↻", scale=0, min_width=50)
-        n_test = gr.Slider(100, 10_000, value=10_000 if has_cuda() else 1000, step=100, label="test images", scale=2)
+        n_test = gr.Slider(100, 10_000, value=10_000 if has_cuda() else 1000, step=100, label="test images", scale=2,
+                           elem_id="insights-n-test")
         go = gr.Button("Evaluate", variant="primary", scale=1, elem_id="insights-evaluate")
     if not choices:
         gr.Markdown(NO_CHECKPOINT)
