@@ -1,4 +1,4 @@
-"""python -m lab train | find-lr | evaluate | schedule | bench | summary
+"""python -m lab train | find-lr | sweep | evaluate | schedule | bench | summary
 
 Bad input exits non-zero with one line on stderr ("error: …"), never a traceback.
 """
@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     _add_find_lr_parser(sub)
+    _add_sweep_parser(sub)
 
     p = sub.add_parser("evaluate", help="test accuracy and per-class accuracy of a checkpoint")
     p.add_argument("--checkpoint", default=None,
@@ -442,12 +443,74 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         sub.set_defaults(**{k: v for k, v in C.PRESETS[args.preset].knobs.items() if k in dests})
         args = parser.parse_args(argv)
     return args
+# ------------------------------------------------------------------------------------------------- sweeps
+# `python -m lab sweep`: a grid of runs × seeds through Ray Tune; the work lives in lab.sweep.
+
+
+def _add_sweep_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="a grid of runs × seeds through Ray Tune, on this machine or a Ray cluster",
+                       description="Train every combination of --grid values once per seed, each trial an ordinary "
+                                   "run folder under runs/sweeps/<id>/runs/, spread over this machine's CPUs and "
+                                   "GPUs (or a cluster's, --address) by Ray Tune. The training flags set the "
+                                   "config every trial starts from. Writes sweep.json, sweep.csv (mean ± std over "
+                                   "seeds per configuration) and sweep.html (accuracy against max LR, with the LR "
+                                   "range test's curve and suggestions). Ctrl-C stops every trial; --resume goes on.")
+    _add_train_flags(p)
+    _add_range_test_flags(p, prefix="find-")
+    g = p.add_argument_group("sweep")
+    g.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
+                   help="a field and its values, repeatable. FIELD: preset, or a training knob by its flag's "
+                        "name with _ (max_lr, div_factor, optimizer, epochs, width, batch_size, pad, cutout, …). "
+                        "max_lr values: numbers, xF (F × the range test's LRMAX), rule names, or 'rules' for all "
+                        "four")
+    g.add_argument("--seeds", default=str(C.SWEEP_SEEDS),
+                   help="a count (3: seeds 0, 1, 2) or a list (0,5,7) (default %(default)s)")
+    g.add_argument("--no-range-test", action="store_true",
+                   help="skip the LR range test (only with numeric max LRs)")
+    g.add_argument("--cpus-per-trial", type=float, default=1.0, help="(default %(default)s)")
+    g.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="0.25 packs four trials on one GPU (default: 1 when Ray sees a GPU, else 0)")
+    g.add_argument("--max-concurrent", type=int, default=None, help="at most this many trials at once")
+    g.add_argument("--address", default=None,
+                   help="join the Ray cluster at host:port (or auto) instead of starting Ray on this machine")
+    g.add_argument("--root", default=None, help="where sweep folders go (default: runs/sweeps)")
+    g.add_argument("--name", default=None, help="this sweep's folder name (default: the date and time)")
+    g.add_argument("--resume", default=None, metavar="DIR", help="go on with the interrupted sweep in DIR "
+                                                                "(its own settings; other flags are ignored)")
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args) -> int:
+    import signal
+
+    from lab import sweep
+
+    # Ctrl-C must reach the sweep even when this process was started with SIGINT ignored (a background job, the
+    # app's subprocess): during the range test Python's own handler stops it, then Ray Tune installs its own.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if args.resume:
+        doc = sweep.resume(args.resume, address=args.address)
+    else:
+        cfg = train_config(args)
+        rt = None if args.no_range_test else {k: v for k, v in _find_settings(args, cfg).items() if k != "div_factor"}
+        spec = sweep.SweepSpec(cfg, sweep.parse_grid(args.grid), sweep.parse_seeds(args.seeds), rt,
+                               args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent)
+        doc = sweep.run(spec, root=args.root or sweep.SWEEP_ROOT, name=args.name, address=args.address)
+    print(sweep.format_summary(doc))
+    folder = Path(doc["folder"])
+    print(f"wrote {folder / sweep.RESULTS_JSON}, {folder / sweep.RESULTS_CSV} and {folder / sweep.FIGURE}")
+    if doc["status"] == "stopped":
+        print(f"stopped: {doc['summary']['trials']}; go on with `python -m lab sweep --resume {folder}`",
+              file=sys.stderr)
+        return 130
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from lab.data import DataError
     from lab.engine import DeviceError, Diverged
     from lab.runs import CheckpointError
+    from lab.sweep import SweepError
 
     try:
         args = parse(argv)
@@ -455,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, C.ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (DataError, CheckpointError, Diverged, DeviceError) as e:
+    except (DataError, CheckpointError, Diverged, DeviceError, SweepError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -26,10 +26,15 @@ MAX_MOMENTUM = 0.95  # … and at LRMIN, where the cycle starts and ends
 RANGE_TEST_ITERS = 200
 RANGE_TEST_START_LR = 1e-7
 RANGE_TEST_END_LR = 10.0
-RANGE_TEST_RULES = ("loss_min", "valley", "steepest", "min_div_10")  # the first is the default; the rest, the fallback order
+RANGE_TEST_RULES = ("loss_min", "valley", "steepest", "min_div_10", "knee")  # the first is the default; the rest, the fallback order
+RANGE_TEST_KNEE = 0.85  # the knee rule: the lowest LR at which the loss has made this share of its fall to the minimum
 RANGE_TEST_MODES = ("exp", "linear")  # how the LR grows per iteration; exp spends as many points per decade
 RANGE_TEST_SMOOTH_F = 0.05  # torch-lr-finder's exponential smoothing of the recorded loss
 RANGE_TEST_DIVERGE_TH = 5.0  # stop once the smoothed loss passes this × the best loss so far
+# Sweeps (lab/sweep.py): seeds per configuration, and the max-LR factors around the range test's suggestion the
+# app offers (×¼ … ×4).
+SWEEP_SEEDS = 3
+SWEEP_LR_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 OPTIMIZERS = ("adam", "sgd")
 ANNEALS = ("linear", "cos")

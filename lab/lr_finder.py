@@ -21,6 +21,8 @@ Suggestions, computed from the recorded curve by `suggest` (a pure function):
   valley      fastai's rule (its default since fastai 2.4): take the longest decreasing run of the curve and
               pick the point about half way down it.
   min_div_10  the LR of the lowest loss, ÷ 10 (fastai's older rule, meant for a constant LR).
+  knee        the lowest LR at which the loss has made 85% (lab.config.RANGE_TEST_KNEE) of its fall, from the
+              plateau at tiny LRs down to the minimum: where the curve levels off before the minimum.
 Before any rule, the first tenth of the curve and its last few points are trimmed (the start is dominated by the
 smoothing's warm-up, the end by the blow-up), as fastai does, and the curve is cut at the first NaN/inf.
 
@@ -142,6 +144,20 @@ def _min_div_10(lrs: np.ndarray, losses: np.ndarray, tested_from: float) -> tupl
     return lr, None
 
 
+def _knee(lrs: np.ndarray, losses: np.ndarray, fraction: float) -> tuple[float | None, str | None]:
+    # The fall is measured from the highest point before the minimum (the plateau at tiny LRs) down to the
+    # minimum; like loss_min, only the start of the curve is trimmed.
+    i = int(losses.argmin())
+    if i == len(losses) - 1:
+        return None, ("knee: the loss was lowest at the last point, so its whole fall is not known; "
+                      "raise the end LR")
+    top = float(losses[: i + 1].max())
+    if top <= losses[i]:
+        return None, "knee: the loss never falls over the tested range"
+    threshold = losses[i] + (1 - fraction) * (top - losses[i])
+    return float(lrs[int(np.argmax(losses[: i + 1] <= threshold))]), None
+
+
 def suggest(
     lrs: Sequence[float], losses: Sequence[float], *, skip_start: int | None = None, skip_end: int | None = None,
 ) -> tuple[dict[str, float], list[str]]:
@@ -180,6 +196,7 @@ def suggest(
         ("steepest", _steepest(lr_t, loss_t)),
         ("valley", _valley(lr_t, loss_t)),
         ("min_div_10", _min_div_10(lr_arr[skip_start:], loss_arr[skip_start:], float(lr_arr[0]))),
+        ("knee", _knee(lr_arr[skip_start:], loss_arr[skip_start:], C.RANGE_TEST_KNEE)),
     ):
         if lr is not None:
             suggestions[name] = lr

@@ -203,9 +203,10 @@ def per_class_figure(accuracy: Mapping[str, float], title: str | None = "Per-cla
 
 # ----------------------------------------------------------------------------------------------- LR range test
 
-SUGGESTION_COLOURS = {"loss_min": "#ff7f0e", "valley": "#d62728", "steepest": "#2ca02c", "min_div_10": "#9467bd"}
+SUGGESTION_COLOURS = {"loss_min": "#ff7f0e", "valley": "#d62728", "steepest": "#2ca02c", "min_div_10": "#9467bd",
+                      "knee": "#17becf"}
 SUGGESTION_LABELS = {"loss_min": "loss minimum", "valley": "valley", "steepest": "steepest descent",
-                     "min_div_10": "loss minimum ÷ 10"}
+                     "min_div_10": "loss minimum ÷ 10", "knee": "knee (85% of the fall)"}
 
 
 def _vline(x: float, y0: float, y1: float, name: str, colour: str, dash: str, width: float = 1.5) -> go.Scatter:
@@ -255,3 +256,92 @@ def lr_finder_figure(result: RangeTest | dict[str, Any]) -> go.Figure:
     )
     fig.update_xaxes(type="log", exponentformat="power")
     return fig
+
+
+# ------------------------------------------------------------------------------------------------ sweeps
+
+
+def sweep_figure(doc: Mapping[str, Any], title: str | None = None) -> go.Figure:
+    """A sweep (lab.sweep's sweep.json document): final test accuracy against max LR (log axis), mean ± std over
+    seeds per series (the configurations that differ only in max LR) with each seed as a faint dot and the best
+    starred; on the same LR axis, the range test's smoothed loss (right axis) and each rule's suggestion as a
+    dotted line, so where the suggestion lands against the sweep's best shows at a glance."""
+    summary = doc.get("summary", {})
+    rows = summary.get("configurations", [])
+    range_tests: Mapping[str, Any] = doc.get("range_tests", {}) or {}
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    scored = [r for r in rows if r.get("mean") is not None]
+    accs = [a for r in scored for a in r["accs"]]
+    lo, hi = (min(accs), max(accs)) if accs else (0.0, 100.0)
+    pad = max(1.0, 0.1 * (hi - lo))
+    y0, y1 = max(0.0, lo - pad), min(100.0, hi + pad)
+    series = list(dict.fromkeys(r["series"] for r in rows))
+    best_keys = {s["best"] for s in summary.get("series", []) if s.get("best")}
+    for i, name in enumerate(series):
+        colour = COLORS[i % len(COLORS)]
+        members = sorted((r for r in scored if r["series"] == name), key=lambda r: r["max_lr"])
+        label = "test accuracy" + (f" ({name})" if len(series) > 1 or name != "all" else "")
+        fig.add_trace(go.Scatter(
+            x=[r["max_lr"] for r in members], y=[r["mean"] for r in members], mode="lines+markers", name=label,
+            error_y=dict(type="data", array=[r["std"] for r in members], visible=True), legendgroup=name,
+            line=dict(color=colour, width=2), marker=dict(size=8),
+            customdata=[[r["n"], r["std"], ", ".join(r["lr_from"]) or "grid"] for r in members],
+            hovertemplate="max LR %{x:.3g}<br>%{y:.2f}% ± %{customdata[1]:.2f} over %{customdata[0]} seeds"
+                          "<br>from %{customdata[2]}<extra></extra>"), secondary_y=False)
+        fig.add_trace(go.Scatter(
+            x=[r["max_lr"] for r in members for _ in r["accs"]], y=[a for r in members for a in r["accs"]],
+            mode="markers", marker=dict(color=colour, size=5, opacity=0.35), legendgroup=name, showlegend=False,
+            hovertemplate="max LR %{x:.3g}<br>one seed: %{y:.2f}%<extra></extra>"), secondary_y=False)
+        for r in members:
+            if r["key"] in best_keys:
+                fig.add_trace(go.Scatter(
+                    x=[r["max_lr"]], y=[r["mean"]], mode="markers", legendgroup=name,
+                    name=f"best: {r['max_lr']:.3g} → {r['mean']:.2f}%",
+                    marker=dict(symbol="star", size=18, color=colour, line=dict(color="#000", width=1)),
+                    hovertemplate="best max LR %{x:.3g}<br>%{y:.2f}%<extra></extra>"), secondary_y=False)
+    loss_range: list[float] = []
+    for j, (gid, rt) in enumerate(range_tests.items()):
+        lrs, losses = list(rt.get("lrs", [])), list(rt.get("losses", []))
+        if not lrs:
+            continue
+        many = len(range_tests) > 1
+        fig.add_trace(go.Scatter(
+            x=lrs, y=losses, mode="lines", name="range-test loss" + (f" ({rt.get('label', gid)})" if many else ""),
+            line=dict(color="#7f7f7f", width=1.5, dash=("solid", "dash", "dot", "dashdot")[j % 4]),
+            hovertemplate="LR %{x:.3g}<br>smoothed loss %{y:.4f}<extra></extra>"), secondary_y=True)
+        finite = [v for v in losses if math.isfinite(v)]
+        if finite:  # as in lr_finder_figure: the descent and a little above the start, not the blow-up
+            lo_l = min(finite)
+            hi_l = max(finite[: finite.index(lo_l) + 1])
+            p = 0.08 * (hi_l - lo_l) or 0.1
+            loss_range = [min(loss_range[0], lo_l - p) if loss_range else lo_l - p,
+                          max(loss_range[1], hi_l + 3 * p) if loss_range else hi_l + 3 * p]
+        for name, lr in rt.get("suggestions", {}).items():
+            default = name == rt.get("rule")
+            text = f"{SUGGESTION_LABELS.get(name, name)}{' (default)' if default else ''}: {lr:.2e}"
+            if many:
+                text += f" ({rt.get('label', gid)})"
+            fig.add_trace(_vline(lr, y0, y1, text, SUGGESTION_COLOURS.get(name, "#7f7f7f"),
+                                 "solid" if default else "dot", 2.5 if default else 1.5), secondary_y=False)
+    if loss_range:
+        fig.update_yaxes(range=loss_range, secondary_y=True)
+    if title is None:
+        title = "Sweep: final test accuracy against max LR"
+        tops = [s for s in summary.get("series", []) if s.get("best")]
+        if len(tops) == 1:
+            s = tops[0]
+            title = f"Best max LR {s['best_lr']:.3g}: {s['best_mean']:.2f}% ± {s['best_std']:.2f}"
+            d = s.get("rules", {}).get(s.get("default_rule") or "")
+            if d and d.get("mean") is not None:
+                title += (f"; the range test's {s['default_rule']} ({d['lr']:.3g}): {d['mean']:.2f}% "
+                          f"({d['below_best']:.2f} below)")
+    # The x range spans the trained LRs and the suggestions (×4 either side), not the range test's whole sweep
+    # from 1e-7, which would squeeze the accuracies into a corner; the rest of the curve is a zoom-out away.
+    xs = [r["max_lr"] for r in rows] + [lr for rt in range_tests.values() for lr in rt.get("suggestions", {}).values()]
+    xs = [x for x in xs if x and x > 0]
+    if xs:
+        fig.update_xaxes(range=[math.log10(min(xs) / 4), math.log10(max(xs) * 4)])
+    fig.update_xaxes(type="log", exponentformat="power", title_text="max LR (log scale)")
+    fig.update_yaxes(title_text="final test accuracy (%), mean ± std over seeds", range=[y0, y1], secondary_y=False)
+    fig.update_yaxes(title_text="range-test loss (smoothed)", showgrid=False, secondary_y=True)
+    return _layout(fig, title, height=460, legend_below=True)

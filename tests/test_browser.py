@@ -196,6 +196,17 @@ def test_every_tab_in_a_real_browser(page, shots, tmp_path):
     page.get_by_text(re.compile(r"parameters at width 0\.125")).wait_for()
     page.screenshot(path=shots / "4-train.png", full_page=True)
 
+    # 4b. Sweep: the controls with their defaults; a request over the server's bound is refused before it starts
+    # (a real sweep through the same handler runs in tests/test_ui_sweep.py)
+    open_tab(page, "Sweep")
+    assert page.locator("#sweep-lrs textarea, #sweep-lrs input").first.input_value() == "x0.25, x0.5, x1, x2, x4"
+    plot_drawn(page, "sweep-plot", ".main-svg")
+    set_number(page, "sweep-seeds", 50)
+    page.click("#sweep-start")
+    refused = wait_text(page, "sweep-message", "⚠|Sweep started")
+    assert "250 trials asked for" in refused and "at most" in refused, refused
+    page.screenshot(path=shots / "4b-sweep.png", full_page=True)
+
     # 5. Insights: evaluate; confusion matrix (normalised, then counts), per-class bars, most confused pairs and
     # fastai's top losses — each test image beside its CAM, captions whole, every row shown (issue 12, item 6)
     open_tab(page, "Insights")

@@ -258,3 +258,18 @@ def test_loss_min_keeps_the_tail_and_is_the_default():
 
     s, notes = suggest(lrs, [3.0 - 0.05 * i for i in range(40)])  # never turned up
     assert "loss_min" not in s and any("still falling" in n for n in notes)
+
+
+def test_knee_is_where_the_loss_has_made_its_share_of_the_fall():
+    from lab.config import RANGE_TEST_KNEE
+
+    lrs = list(np.geomspace(1e-6, 1.0, 60))
+    # a plateau at 3.0, a straight fall to 1.0 at point 40, then the blow-up
+    losses = [3.0] * 20 + [3.0 - 0.1 * i for i in range(1, 21)] + [1.0 + 0.5 * i for i in range(1, 21)]
+    s, notes = suggest(lrs, losses)
+    threshold = 1.0 + (1 - RANGE_TEST_KNEE) * 2.0
+    first = next(i for i, v in enumerate(losses) if v <= threshold)
+    assert s["knee"] == pytest.approx(lrs[first]) and s["knee"] < s["loss_min"] == pytest.approx(lrs[39])
+    assert losses[first - 1] > threshold  # the first point past the threshold, not a later one
+    s, notes = suggest(lrs, [3.0 - 0.01 * i for i in range(60)])  # never turned up: the fall is not known
+    assert "knee" not in s and any(n.startswith("knee:") for n in notes)

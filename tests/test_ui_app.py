@@ -8,7 +8,7 @@ from lab import data as data_mod
 from lab.ui.app import build_app, launch_kwargs
 from lab.ui.jobs import JobManager
 
-API = {"classify", "train_start", "train_status", "train_stop", "find_lr"}
+API = {"classify", "train_start", "train_status", "train_stop", "find_lr", "sweep_start", "sweep_stop"}
 
 
 def _descendants(block):
@@ -46,10 +46,10 @@ def test_without_data_or_checkpoint_the_app_builds_and_says_what_is_missing(tmp_
     notice = "CIFAR-10 is not available on this server"
     tabs_with_notice = {tab.label for tab in demo.blocks.values() if isinstance(tab, gr.Tab)
                         if any(notice in str(b.value) for b in _descendants(tab) if isinstance(b, gr.Markdown))}
-    assert tabs_with_notice == {"Augment", "LR range test", "Train", "Insights"}  # the tabs that need the data
+    assert tabs_with_notice == {"Augment", "LR range test", "Train", "Sweep", "Insights"}  # the tabs that need the data
     assert "No checkpoint yet" in text and "python -m lab train" in text
     tabs = [b.label for b in demo.blocks.values() if isinstance(b, gr.Tab)]
-    assert tabs == ["Augment", "LR range test", "One Cycle", "Train", "Insights", "Classify"]
+    assert tabs == ["Augment", "LR range test", "One Cycle", "Train", "Sweep", "Insights", "Classify"]
     assert isinstance(launch_kwargs()["theme"], gr.themes.Base)
 
 

@@ -1,8 +1,8 @@
-"""build_app(): the six tabs in one gr.Blocks, wired to each other and to one JobManager.
+"""build_app(): the seven tabs in one gr.Blocks, wired to each other and to one JobManager.
 
 The tabs feed each other: the Augment tab's settings and the One Cycle tab's schedule are what the Train tab
 trains with and what the LR range test uses; "use these" in the LR tab fills the One Cycle tab. Named API
-endpoints for scripts and tests: classify, train_start, train_status, train_stop, find_lr.
+endpoints for scripts and tests: classify, train_start, train_status, train_stop, find_lr, sweep_start, sweep_stop.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import gradio as gr
 from lab.data import DataError
 from lab.insights import MAX_UPLOAD_BYTES
 from lab.ui import augment, classify, insights, lr_range, one_cycle, train
+from lab.ui import sweep as sweep_tab
 from lab.ui.common import CONTROL_NAMES, TRAIN_CONTROLS, AppContext, has_cuda
 from lab.ui.jobs import JobManager
 
@@ -103,6 +104,8 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None)
                 oc = one_cycle.build(pv)
             with gr.Tab("Train", id="train"):
                 tr = train.build(ctx, preset)
+            with gr.Tab("Sweep", id="sweep"):
+                sweep_tab.build(ctx)
             with gr.Tab("Insights", id="insights") as insights_tab:
                 ins = insights.build(ctx)
             with gr.Tab("Classify", id="classify") as classify_tab:

@@ -1,9 +1,14 @@
-"""The background job manager: one job (a training run or an LR range test) at a time for the whole server.
+"""The background job manager: one job (a training run, an LR range test or a sweep) at a time for the whole
+server.
 
 A job runs in a daemon thread, so the Gradio worker that pressed Start returns at once and no worker is held
 for the length of a run. The engine's events (through `callbacks=`) and the range test's progress land in a
 thread-safe Job record; the UI polls `status()` with a gr.Timer. Stop is a threading.Event the engine checks
 between steps. A second Start while a job runs raises Busy, whose message says what is running and since when.
+
+A sweep runs `python -m lab sweep --resume FOLDER` in a child process (lab.sweep does the work, through Ray Tune):
+Stop sends it SIGINT, the Ctrl-C that Ray Tune turns into "stop every trial, save the state"; the job follows
+the sweep's sweep.json as trials report.
 
 The manager also caches the dataset (loaded once). It never hands out the training thread's model: the app
 inspects runs through their checkpoint files. `status_json()` is what API clients read about the job.
@@ -13,6 +18,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -28,7 +37,9 @@ from lab.engine import Diverged, resolve_device
 log = logging.getLogger(__name__)
 
 MAX_POINTS = 4000  # step events kept per job; past this the older half is thinned so polling stays cheap
-KIND_WORDS = {"train": "training run", "lr_range": "LR range test"}
+KIND_WORDS = {"train": "training run", "lr_range": "LR range test", "sweep": "sweep"}
+SWEEP_POLL_S = 1.0  # how often a sweep job re-reads its sweep.json
+SWEEP_STOP_WAIT_S = 120  # after Stop, how long the sweep may take to stop its trials and write its results
 
 
 class Busy(RuntimeError):
@@ -38,7 +49,7 @@ class Busy(RuntimeError):
 @dataclass
 class Job:
     id: int
-    kind: str  # "train" | "lr_range"
+    kind: str  # "train" | "lr_range" | "sweep"
     config: dict[str, Any]
     started: float = field(default_factory=time.time)
     status: str = "running"  # running | done | stopped | diverged | error
@@ -46,10 +57,12 @@ class Job:
     finished: float | None = None
     run_dir: str | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)  # train: the engine's step events
-    epochs: list[dict[str, Any]] = field(default_factory=list)  # train: the engine's epoch records
+    epochs: list[dict[str, Any]] = field(default_factory=list)  # train: the engine's epoch records; sweep: trials
     points: list[tuple[int, float, float]] = field(default_factory=list)  # range test: (iteration, lr, loss)
-    total: int | None = None  # train: epochs; range test: iterations
-    result: dict[str, Any] | None = None  # range test: RangeTest.to_dict(); train: the last epoch record
+    total: int | None = None  # train: epochs; range test: iterations; sweep: trials
+    result: dict[str, Any] | None = None  # range test: RangeTest.to_dict(); train: the last epoch record;
+    # sweep: its sweep.json
+    version: int = 0  # sweep: bumped whenever its sweep.json changes
 
     @property
     def running(self) -> bool:
@@ -66,6 +79,11 @@ class Job:
                 s = self.steps[-1]
                 return f"epoch {s['epoch']}/{self.total}, step {s['step']}/{s['steps_per_epoch']}"
             return f"preparing epoch 1/{self.total}"
+        if self.kind == "sweep":
+            if not self.epochs:
+                return "range test and Ray start-up"
+            finished = sum(t["status"] in ("done", "diverged", "error") for t in self.epochs)
+            return f"{finished}/{self.total} trials finished"
         return f"iteration {len(self.points)}/{self.total}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,7 +163,7 @@ class JobManager:
             running = self._job.id if self._job is not None and self._job.running else None
             if job is None:
                 return (None, running)
-            return (job.id, job.status, len(job.steps), len(job.epochs), len(job.points), running)
+            return (job.id, job.status, len(job.steps), len(job.epochs), len(job.points), job.version, running)
 
     def busy_message(self) -> str | None:
         with self._lock:
@@ -283,6 +301,84 @@ class JobManager:
         self._launch(job, target)
         return job
 
+    def start_sweep(self, spec) -> Job:
+        """Start a sweep (a lab.sweep.SweepSpec) under runs/sweeps/ in a child process; Busy if a job runs,
+        DataError if there is no data, ConfigError for a spec that cannot run."""
+        import dataclasses
+
+        from lab import sweep as sweep_mod
+
+        busy = self.busy_message()
+        if busy:
+            raise Busy(busy)
+        self.data()  # the child loads it the same way (its own copy); a missing dataset fails here, at once
+        if spec.base.data_dir is None and self.data_dir is not None:
+            spec = dataclasses.replace(spec, base=dataclasses.replace(spec.base, data_dir=self.data_dir))
+        spec.validate()
+        job = self._claim("sweep", spec.to_dict(), 0)
+        stop = self._stop
+        try:
+            sweep = sweep_mod.create(spec, self.runs_root / "sweeps")
+        except Exception as e:
+            self._fail(job, f"cannot create a sweep folder under {self.runs_root / 'sweeps'}: {e}")
+            raise
+        job.run_dir = str(sweep.path)
+
+        def follow(mtime: float) -> float:
+            """Copy sweep.json into the job when it changed; returns its modification time."""
+            path = sweep.path / sweep_mod.RESULTS_JSON
+            try:
+                now = path.stat().st_mtime
+                if now == mtime:
+                    return mtime
+                doc = sweep.results()
+            except (OSError, ValueError):  # not written yet, or replaced while being read: next poll
+                return mtime
+            with self._lock:
+                job.result, job.epochs, job.total = doc, doc["trials"], len(doc["trials"])
+                job.version += 1
+            return now
+
+        def target() -> None:
+            root = str(Path(sweep_mod.__file__).resolve().parent.parent)  # the child imports this same lab
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+            with open(sweep.path / "sweep.log", "w") as out:
+                proc = subprocess.Popen([sys.executable, "-m", "lab", "sweep", "--resume", str(sweep.path)],
+                                        stdout=out, stderr=subprocess.STDOUT, env=env)
+                mtime = 0.0
+                while proc.poll() is None:
+                    if stop.wait(SWEEP_POLL_S):
+                        proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune stops every trial and saves its state
+                        try:
+                            proc.wait(SWEEP_STOP_WAIT_S)
+                        except subprocess.TimeoutExpired:
+                            proc.kill()
+                        break
+                    mtime = follow(mtime)
+                rc = proc.wait()
+            follow(0.0)
+            tail = (sweep.path / "sweep.log").read_text(errors="replace").strip().splitlines()
+            with self._lock:
+                doc = job.result or {}
+                if rc == 0:
+                    job.status = "done"
+                elif rc == 130 or stop.is_set():
+                    job.status = "stopped"
+                else:
+                    job.status = "error"
+                s = doc.get("summary", {})
+                best = next((c for c in s.get("configurations", []) if c["key"] == s.get("best")), None)
+                best_text = (f"; best max LR {best['max_lr']:.3g}: {best['mean']:.2f}% ± {best['std']:.2f}"
+                             if best else "")
+                if job.status == "error":
+                    job.message = f"the sweep failed: {tail[-1] if tail else f'exit status {rc}'} (log: {sweep.path / 'sweep.log'})"
+                else:
+                    job.message = (f"{'finished' if rc == 0 else 'stopped'}: {s.get('trials', {})}{best_text}; "
+                                   f"results in {sweep.path}")
+
+        self._launch(job, target)
+        return job
+
     # stopping -------------------------------------------------------------------------------------------
     def stop(self) -> str:
         with self._lock:
@@ -290,6 +386,9 @@ class JobManager:
             if job is None or not job.running:
                 return "nothing is running"
             self._stop.set()
+            if job.kind == "sweep":
+                return (f"stopping the sweep started at {job.started_at}: every trial stops; the finished ones are "
+                        f"kept (resume: python -m lab sweep --resume {job.run_dir})")
             return f"stopping the {KIND_WORDS[job.kind]} started at {job.started_at}: it ends after the current step"
 
     def wait(self, timeout: float | None = None) -> bool:

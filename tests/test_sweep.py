@@ -1,0 +1,335 @@
+"""lab.sweep: the grid and its parsing, the summary maths, and real sweeps through Ray Tune on the CPU.
+
+Ray is started once for the module (2 CPUs, no dashboard); the sweeps train a width-0.125 network on a few hundred
+real CIFAR-10 images, so they check plumbing (trials, run folders, reports, resume), not accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lab import sweep as sw
+from lab.cli import main
+from lab.config import ConfigError, TrainConfig
+from lab.runs import Run
+from conftest import run_lab
+
+# A few hundred images, an eighth of the network, two short epochs: seconds per trial on one core.
+TINY = dict(width=0.125, subset=256, test_subset=128, batch_size=64, device="cpu")
+
+
+def tiny_config(epochs: int = 2) -> TrainConfig:
+    from lab.config import ScheduleConfig
+
+    return TrainConfig(**TINY, schedule=ScheduleConfig(epochs=epochs))
+
+
+# -------------------------------------------------------------------------------------------- the grid
+
+
+def test_parse_grid_types_factors_and_rules():
+    grid = sw.parse_grid(["max_lr=0.003, x0.5,×2,valley", "div-factor=10,25", "optimizer=adam,sgd",
+                          "epochs=2,3", "cycle_momentum=false,true"])
+    assert grid["max_lr"] == [0.003, "x0.5", "x2", "valley"]
+    assert grid["div_factor"] == [10.0, 25.0]
+    assert grid["optimizer"] == ["adam", "sgd"]
+    assert grid["epochs"] == [2, 3] and all(isinstance(e, int) for e in grid["epochs"])
+    assert grid["cycle_momentum"] == [False, True]
+    assert sw.parse_grid(["max_lr=rules"])["max_lr"] == list(sw.RULES)
+    assert sw.parse_grid(["max_lr=0.01,0.01,x1,x1.0"])["max_lr"] == [0.01, "x1"]  # repeats dropped
+
+
+@pytest.mark.parametrize("items, words", [
+    (["colour=red,blue"], "unknown grid field 'colour'"),
+    (["max_lr="], "max_lr has no values"),
+    (["max_lr=0.01", "max_lr=0.1"], "given twice"),
+    (["max_lr"], "FIELD=V1,V2"),
+    (["max_lr=-0.1"], "positive"),
+    (["max_lr=x0"], "positive"),
+    (["epochs=2.5"], "whole number"),
+])
+def test_parse_grid_refuses(items, words):
+    with pytest.raises(ConfigError, match=words):
+        sw.parse_grid(items)
+
+
+def test_parse_seeds():
+    assert sw.parse_seeds("3") == [0, 1, 2]
+    assert sw.parse_seeds("0,5,7") == [0, 5, 7]
+    assert sw.parse_seeds("4,") == [4]
+    for bad in ("0", "a", "1,1", "-1,2"):
+        with pytest.raises(ConfigError):
+            sw.parse_seeds(bad)
+
+
+def test_validate_refuses_before_anything_starts():
+    base = tiny_config()
+    with pytest.raises(ConfigError, match="grid is empty"):
+        sw.SweepSpec(base, {}).validate()
+    with pytest.raises(ConfigError, match="need the LR range test"):
+        sw.SweepSpec(base, {"max_lr": ["x1"]}, range_test=None).validate()
+    with pytest.raises(ConfigError, match="configuration epochs=1.*peak epoch"):
+        sw.SweepSpec(base, {"epochs": [1, 2], "peak_epoch": [1.5]}).validate()
+    with pytest.raises(ConfigError, match="GPUs per trial"):
+        sw.SweepSpec(base, {"max_lr": [0.01]}, gpus_per_trial=-1).validate()
+    with pytest.raises(ConfigError, match="no GPU"):
+        sw.SweepSpec(TrainConfig(device="cuda"), {"max_lr": [0.01]}, gpus_per_trial=0).validate()
+    with pytest.raises(ConfigError, match="range-test iterations"):
+        sw.SweepSpec(base, {"max_lr": [0.01]}, range_test={"iters": 1}).validate()
+
+
+def test_epochs_grid_keeps_the_peak_share():
+    base = TrainConfig(**TINY)  # 24 epochs, peak at 5
+    spec = sw.SweepSpec(base, {"epochs": [12, 48]}, range_test=None)
+    configs, _ = sw.resolve(spec)
+    peaks = {c["values"]["epochs"]: c["config"]["schedule"]["peak_epoch"] for c in configs}
+    assert peaks == {12: pytest.approx(base.schedule.peak_epoch / 2), 48: pytest.approx(base.schedule.peak_epoch * 2)}
+
+
+def fake_range_test(suggestions: dict[str, float], rule: str = "loss_min") -> dict:
+    lrs = sorted({*suggestions.values(), 1e-5, 1.0})
+    return {"lrs": lrs, "losses": [2.0] * len(lrs), "suggestions": suggestions, "max_lr": suggestions[rule],
+            "min_lr": suggestions[rule] / 25, "rule": rule, "notes": [], "status": "done", "settings": {}}
+
+
+def test_resolve_factors_and_rules_to_concrete_lrs():
+    spec = sw.SweepSpec(tiny_config(), {"max_lr": ["x0.5", "x1", "loss_min", "valley", "steepest", 0.3],
+                                        "div_factor": [10.0, 25.0]})
+    groups = sw.range_test_groups(spec)
+    assert len(groups) == 1  # the div factor does not change the range test
+    (key, group), = groups.items()
+    sug = {"loss_min": 0.08, "valley": 0.001, "min_div_10": 0.008}  # steepest did not apply
+    configs, notes = sw.resolve(spec, {group["id"]: fake_range_test(sug)}, {key: group["id"]})
+    assert any("steepest" in n for n in notes)
+    for div in (10.0, 25.0):
+        mine = {c["max_lr"]: c["lr_from"] for c in configs if c["values"]["div_factor"] == div}
+        # x1 and loss_min land on the same LR: one configuration remembering both names
+        assert mine == {0.04: ["x0.5"], 0.08: ["x1", "loss_min"], 0.001: ["valley"], 0.3: []}
+    assert len({c["key"] for c in configs}) == len(configs) == 8
+    assert all(c["config"]["schedule"]["div_factor"] == c["values"]["div_factor"] for c in configs)
+
+
+# --------------------------------------------------------------------------------------------- summary
+
+
+def configuration(key: str, lr: float, lr_from=(), series: str = "all", group: str = "g0") -> dict:
+    return {"key": key, "label": f"max_lr={lr}", "values": {"max_lr": lr}, "max_lr": lr, "lr_from": list(lr_from),
+            "series": series, "group": group, "config": {"schedule": {"epochs": 2}}}
+
+
+def trial(key: str, seed: int, acc: float | None, status: str = "done") -> dict:
+    return {"key": key, "seed": seed, "status": status, "test_acc": acc}
+
+
+def test_summary_mean_std_best_and_rule_gaps():
+    configs = [configuration("c0", 0.001, ["valley"]), configuration("c1", 0.01), configuration("c2", 0.1, ["x1"])]
+    accs = {"c0": [0.40, 0.42, 0.44], "c1": [0.50, 0.49, 0.51], "c2": [0.45, 0.47, 0.40]}
+    trials = [trial(k, s, a) for k, v in accs.items() for s, a in enumerate(v)]
+    rt = {"g0": fake_range_test({"loss_min": 0.1, "valley": 0.001, "steepest": 0.003})}
+    s = sw.summarize(configs, trials, rt)
+    rows = {r["key"]: r for r in s["configurations"]}
+    for k, v in accs.items():
+        pct = [100 * a for a in v]
+        assert rows[k]["mean"] == pytest.approx(statistics.mean(pct))
+        assert rows[k]["std"] == pytest.approx(statistics.stdev(pct))  # sample std over seeds
+        assert rows[k]["n"] == 3 and rows[k]["complete"]
+    assert s["best"] == "c1"
+    (series,) = s["series"]
+    assert series["best_lr"] == 0.01
+    rules = series["rules"]
+    # loss_min's LR was trained as x1: matched by its LR
+    assert rules["loss_min"]["key"] == "c2"
+    assert rules["loss_min"]["below_best"] == pytest.approx(rows["c1"]["mean"] - rows["c2"]["mean"])
+    assert rules["loss_min"]["lr_over_best"] == pytest.approx(10)
+    assert rules["valley"]["below_best"] == pytest.approx(rows["c1"]["mean"] - rows["c0"]["mean"])
+    assert rules["steepest"]["mean"] is None and rules["steepest"]["below_best"] is None  # suggested, not trained
+    assert s["trials"] == {"done": 9}
+
+
+def test_summary_counts_only_finished_seeds_and_prefers_complete_configurations():
+    configs = [configuration("c0", 0.01), configuration("c1", 0.1)]
+    trials = [trial("c0", 0, 0.50), trial("c0", 1, 0.52),
+              trial("c1", 0, 0.60), trial("c1", 1, None, "diverged")]  # the higher mean, but one seed diverged
+    s = sw.summarize(configs, trials)
+    rows = {r["key"]: r for r in s["configurations"]}
+    assert rows["c1"]["n"] == 1 and rows["c1"]["mean"] == pytest.approx(60) and rows["c1"]["std"] == 0
+    assert not rows["c1"]["complete"] and rows["c1"]["statuses"] == {"done": 1, "diverged": 1}
+    assert s["best"] == "c0"
+    # with no complete configuration, the best mean among the rest
+    s = sw.summarize(configs, [trial("c0", 0, 0.5, "stopped"), trial("c1", 0, 0.6), trial("c1", 1, None, "pending")])
+    assert s["best"] == "c1"
+    csv_rows = sw.to_csv(s).splitlines()
+    assert csv_rows[0].startswith("key,max_lr,lr_from,mean_test_acc") and len(csv_rows) == 3
+    assert csv_rows[2].endswith("best")
+
+
+def test_series_have_their_own_best():
+    configs = [configuration("c0", 0.01, series="div_factor=10"), configuration("c1", 0.1, series="div_factor=10"),
+               configuration("c2", 0.01, series="div_factor=25"), configuration("c3", 0.1, series="div_factor=25")]
+    trials = [trial("c0", 0, 0.5), trial("c1", 0, 0.4), trial("c2", 0, 0.3), trial("c3", 0, 0.35)]
+    s = sw.summarize(configs, trials)
+    assert [x["best"] for x in s["series"]] == ["c0", "c3"]
+    assert s["best"] == "c0"
+
+
+# ------------------------------------------------------------------------------------------ through Ray
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    import ray
+
+    assert sw.connect(num_cpus=2)  # as the CLI starts it: 2 CPUs, no dashboard, workers import this lab
+    yield ray
+    ray.shutdown()
+
+
+def read_runs(doc: dict) -> dict[tuple[str, int], Run]:
+    return {(t["key"], t["seed"]): Run(Path(t["run_dir"])) for t in doc["trials"]}
+
+
+def test_sweep_2x2(ray_session, cifar10, tmp_path, capsys):
+    """Two max LRs as factors of the range test's suggestion × two seeds: four trials, four run folders."""
+    spec = sw.SweepSpec(tiny_config(), sw.parse_grid(["max_lr=x0.5,x2"]), seeds=[0, 1],
+                        range_test={"iters": 20})
+    doc = sw.run(spec, cifar10, root=tmp_path, name="s")
+    folder = tmp_path / "s"
+    assert doc["status"] == "done" and doc["summary"]["trials"] == {"done": 4}
+    (rt,) = doc["range_tests"].values()
+    assert rt["settings"]["iterations_run"] <= 20 and rt["settings"]["train_images"] == TINY["subset"]
+    rows = doc["summary"]["configurations"]
+    assert sorted(r["max_lr"] for r in rows) == pytest.approx(sorted([0.5 * rt["max_lr"], 2 * rt["max_lr"]]))
+    runs = read_runs(doc)
+    assert len(runs) == 4 and len({r.path for r in runs.values()}) == 4
+    for (key, seed), run in runs.items():
+        assert run.path.parent == folder / sw.RUNS_DIR
+        cfg_doc = run.config_doc()
+        assert cfg_doc["status"] == "done" and cfg_doc["config"]["seed"] == seed
+        assert cfg_doc["sweep"]["id"] == "s" and cfg_doc["sweep"]["configuration"] == key
+        assert len(run.metrics()) == 2 and run.checkpoint.exists()
+    # what Tune received matches what the run folders hold: each configuration's mean is over its run folders
+    for r in rows:
+        accs = [100 * runs[(r["key"], s)].metrics()[-1]["test_acc"] for s in (0, 1)]
+        assert r["accs"] == pytest.approx(accs)
+        assert r["mean"] == pytest.approx(statistics.mean(accs)) and r["std"] == pytest.approx(statistics.stdev(accs))
+    # every epoch reached Tune (one report per epoch, as its own result log shows)
+    progress = list((folder / sw.TUNE_DIR).glob("*/progress.csv"))
+    assert len(progress) == 4 and all(len(p.read_text().splitlines()) == 1 + 2 for p in progress)
+    assert json.loads((folder / sw.RESULTS_JSON).read_text())["summary"] == doc["summary"]
+    assert len((folder / sw.RESULTS_CSV).read_text().splitlines()) == 1 + 2
+    assert (folder / sw.FIGURE).stat().st_size > 0
+    out = capsys.readouterr().out
+    assert out.count("seed ") >= 4 and "[4/4]" in out
+
+
+def test_figure_puts_suggestions_and_accuracy_on_one_lr_axis():
+    from lab.plots import sweep_figure
+
+    configs = [configuration("c0", 0.001, ["valley"]), configuration("c1", 0.01), configuration("c2", 0.1, ["x1"])]
+    trials = [trial(k, s, a) for k, a in (("c0", 0.4), ("c1", 0.5), ("c2", 0.45)) for s in (0, 1)]
+    rt = fake_range_test({"loss_min": 0.1, "valley": 0.001})
+    doc = {"summary": sw.summarize(configs, trials, {"g0": rt}), "range_tests": {"g0": rt}}
+    fig = sweep_figure(doc)
+    assert fig.layout.xaxis.type == "log"
+    names = [t.name or "" for t in fig.data]
+    acc = next(t for t in fig.data if t.name == "test accuracy")
+    assert list(acc.x) == [0.001, 0.01, 0.1] and acc.error_y.array is not None
+    assert any(n.startswith("best: 0.01") for n in names)
+    assert any(n.startswith("loss minimum (default): 1.00e-01") for n in names)
+    assert any(n.startswith("valley") for n in names)
+    loss = next(t for t in fig.data if t.name == "range-test loss")
+    assert loss.yaxis == "y2"  # the curve shares the LR axis, on its own y axis
+    assert "0.1" in fig.layout.title.text and "below" in fig.layout.title.text
+
+
+def test_ctrl_c_stops_every_trial_and_resume_finishes_the_rest(ray_session, cifar10, tmp_path):
+    """SIGINT (Ctrl-C) while trials run: Tune stops them, each unfinished run folder reads "stopped", and
+    resume trains only what had not finished."""
+    spec = sw.SweepSpec(tiny_config(epochs=2), {"max_lr": [0.002, 0.02]}, seeds=[0, 1], range_test=None,
+                        max_concurrent=1)
+    folder = tmp_path / "r"
+    fitting = threading.Event()
+    sent = threading.Event()
+
+    def interrupt_after_first_run():
+        deadline = time.time() + 300
+        while time.time() < deadline and not sent.is_set():
+            for cfg in (folder / sw.RUNS_DIR).glob("*/config.json"):
+                if json.loads(cfg.read_text()).get("status") == "done" and fitting.is_set():
+                    os.kill(os.getpid(), signal.SIGINT)
+                    sent.set()
+                    return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=interrupt_after_first_run, daemon=True)
+    fitting.set()
+    watcher.start()
+    doc = sw.run(spec, cifar10, root=tmp_path, name="r")
+    fitting.clear()
+    watcher.join(5)
+    assert sent.is_set(), "the first run never finished"
+    statuses = [t["status"] for t in doc["trials"]]
+    assert doc["status"] == "stopped" and 1 <= statuses.count("done") < 4, statuses
+    assert set(statuses) <= {"done", "stopped", "pending"}
+    done_before = {}
+    for t in doc["trials"]:
+        run_cfg = Path(t["run_dir"]) / "config.json"
+        if t["status"] == "done":
+            done_before[(t["key"], t["seed"])] = run_cfg.stat().st_mtime_ns
+        if run_cfg.exists() and t["status"] != "done":
+            assert json.loads(run_cfg.read_text())["status"] == "stopped"  # never left reading "running"
+
+    doc2 = sw.resume(folder, cifar10)
+    assert doc2["status"] == "done" and doc2["summary"]["trials"] == {"done": 4}
+    for t in doc2["trials"]:  # the finished runs were kept, not trained again
+        if (t["key"], t["seed"]) in done_before:
+            assert (Path(t["run_dir"]) / "config.json").stat().st_mtime_ns == done_before[(t["key"], t["seed"])]
+    assert all(r["n"] == 2 for r in doc2["summary"]["configurations"])
+
+
+def test_gpus_per_trial_needs_gpus_ray_can_see(ray_session, cifar10, tmp_path):
+    if ray_session.cluster_resources().get("GPU", 0) >= 0.25:
+        pytest.skip("this machine has a GPU: packing trials onto it is allowed")
+    spec = sw.SweepSpec(tiny_config(), {"max_lr": [0.01]}, range_test=None, gpus_per_trial=0.25)
+    with pytest.raises(sw.SweepError, match="0.25 GPUs per trial asked for, but Ray sees 0 GPUs"):
+        sw.run(spec, cifar10, root=tmp_path, name="g")
+    assert not (tmp_path / "g").exists()  # refused before any folder was made
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+@pytest.mark.parametrize("args, words", [
+    ([], "the grid is empty"),
+    (["--grid", "colour=red"], "unknown grid field 'colour'"),
+    (["--grid", "max_lr=x1", "--no-range-test"], "need the LR range test"),
+    (["--grid", "max_lr=0.01", "--seeds", "0"], "seed count must be ≥ 1"),
+])
+def test_cli_bad_input_is_one_line(args, words, capsys):
+    assert main(["sweep", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and words in err and err.count("\n") == 1
+
+
+def test_cli_unreachable_cluster_is_one_line(tmp_path, cifar10_dir):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.time()
+    r = run_lab("sweep", "--grid", "max_lr=0.01", "--address", f"127.0.0.1:{port}", "--root", str(tmp_path),
+                cwd=tmp_path, env={"CIFAR10_DIR": str(cifar10_dir)}, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith(f"error: no Ray cluster answers at 127.0.0.1:{port}") and r.stderr.count("\n") == 1
+    assert time.time() - t0 < 60
+    assert not any(tmp_path.iterdir())  # nothing made
