@@ -77,6 +77,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                                                       "auto: fast on CUDA, reference on the CPU (default %(default)s)")
     p.add_argument("--workers", type=int, default=d.workers,
                    help="reference loader processes (default: chosen from the machine's cores)")
+    p.add_argument("--precision", default=d.precision,
+                   help=f"{' | '.join(C.PRECISIONS)}; auto: bf16 autocast on a GPU that has bf16, fp16 autocast "
+                        "with loss scaling on one that does not (T4, V100), fp32 on the CPU (default %(default)s)")
 
 
 def train_config(args, max_lr: float | None = None) -> C.TrainConfig:

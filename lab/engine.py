@@ -19,6 +19,7 @@ import math
 import random
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -217,6 +218,10 @@ def fit(
     """
     precision = precision or resolve_precision("auto", device)
     scaler = precision.grad_scaler()
+    if scaler.is_enabled():
+        # fp16's first steps are often skipped while the scaler finds its scale; torch then warns that the LR
+        # scheduler stepped before the optimizer did. One Cycle moves on by design (a step of the cycle per batch).
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
     loss_fn = Loss(label_smoothing, logit_scale)
     if step_every is None:
         step_every = 10 if device.type == "cuda" else 1
