@@ -112,7 +112,11 @@ def has_cuda() -> bool:
 
 
 def eval_device() -> str:
-    return "cuda" if has_cuda() else "cpu"
+    """Where the app's own inference runs (Insights, Classify). On a ZeroGPU Space the server process sees only a
+    stand-in CUDA device (the GPU lives inside @spaces.GPU calls), so it evaluates on its CPU."""
+    from lab.ui.zerogpu import on_zerogpu
+
+    return "cuda" if has_cuda() and not on_zerogpu() else "cpu"
 
 
 T = TypeVar("T")
@@ -156,6 +160,7 @@ class AppContext:
     manager: JobManager
     cache: LRUCache = field(default_factory=LRUCache)
     pretrained: Path = runs_mod.PRETRAINED_CHECKPOINT
+    zerogpu: Any = None  # lab.ui.zerogpu.ZeroGPU on a ZeroGPU Space: jobs run as GPU calls, not threads
 
     @property
     def runs_root(self) -> Path:

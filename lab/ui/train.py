@@ -8,6 +8,7 @@ TrainConfig and draws what the job manager has buffered.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,14 @@ def preset_values(name: str) -> dict[str, Any]:
     return {k: (knobs[k] or 0) if k in ("subset", "test_subset") else knobs[k] for k in PRESET_CONTROLS}
 
 
+def _started(job, cfg: TrainConfig) -> str:
+    s = cfg.schedule
+    return (f"Run started at {job.started_at} in `{job.run_dir}`: {s.epochs} epoch{'s' * (s.epochs != 1)}, "
+            f"batch {cfg.batch_size}, "
+            f"width {cfg.width:g}, {cfg.subset or TRAIN_IMAGES:,} training images, {cfg.optimizer.name} "
+            f"LR {s.lr_min:.3g} → {s.max_lr:.3g} → {s.lr_min:.3g}.")
+
+
 def start(ctx: AppContext, **controls) -> str:
     """Start a run as the server's background job; returns a one-line Markdown message (busy, bad input or
     started) and never waits for the run."""
@@ -48,11 +57,24 @@ def start(ctx: AppContext, **controls) -> str:
         return error_md(str(e))
     except (ConfigError, DataError, DeviceError, TypeError, ValueError) as e:
         return error_md(str(e))
-    s = cfg.schedule
-    return (f"Run started at {job.started_at} in `{job.run_dir}`: {s.epochs} epoch{'s' * (s.epochs != 1)}, "
-            f"batch {cfg.batch_size}, "
-            f"width {cfg.width:g}, {cfg.subset or TRAIN_IMAGES:,} training images, {cfg.optimizer.name} "
-            f"LR {s.lr_min:.3g} → {s.max_lr:.3g} → {s.lr_min:.3g}.")
+    return _started(job, cfg)
+
+
+def start_streamed(ctx: AppContext, **controls) -> Iterator[str]:
+    """On a ZeroGPU Space: the run is one GPU call (lab.ui.zerogpu) that lasts as long as this generator, which
+    yields the message line as the run reports; the curves and epoch rows reach the page through the job
+    manager's record, as a thread's run does. Refused before it starts (the limit named) when it cannot fit."""
+    try:
+        cfg = train_config(**controls)
+        seconds = ctx.zerogpu.check("train", cfg)
+        jobs = ctx.zerogpu.start("train", cfg)
+    except (Busy, ConfigError, DataError, DeviceError, TypeError, ValueError) as e:  # TooLong is a ValueError
+        yield error_md(str(e))
+        return
+    head = None
+    for job in jobs:
+        head = head or (_started(job, cfg) + f" On ZeroGPU: one GPU call of up to {ctx.zerogpu.duration_s(seconds)} s.")
+        yield f"{head}  \n{heading(job.status)} — {job.message or job.progress()}"
 
 
 def stop(ctx: AppContext) -> str:
