@@ -101,7 +101,7 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
         gr.Markdown(header(ctx))
         with gr.Tabs():
             with gr.Tab("Augment", id="augment"):
-                aug = augment.build(ctx)
+                aug = augment.build(ctx, pv)
             with gr.Tab("LR range test", id="lr"):
                 lr = lr_range.build(ctx)
             with gr.Tab("One Cycle", id="one_cycle"):
@@ -119,18 +119,19 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
             c.change(one_cycle.preview, preview_inputs, [oc["figure"], oc["summary"]], api_visibility="private",
                      trigger_mode="always_last", show_progress="hidden")
 
-        # -- presets fill the Train tab and the One Cycle tab
+        # -- presets fill every training control of the three tabs but the seed and the device
+        tabs = {**aug, **oc, **tr}
+        preset_outputs = [tabs[name] for name in train.PRESET_CONTROLS]
+
         def apply_preset(name):
             v = train.preset_values(name)
-            return (v["width"], v["subset"], v["test_subset"], v["epochs"],
-                    gr.Slider(maximum=max(0.5, v["epochs"] - 0.5), value=v["peak_epoch"]), v["batch_size"])
+            out = {n: v[n] for n in train.PRESET_CONTROLS}
+            out["peak_epoch"] = gr.Slider(maximum=max(0.5, v["epochs"] - 0.5), value=v["peak_epoch"])
+            return [out[n] for n in train.PRESET_CONTROLS]
 
-        tr["preset"].input(apply_preset, tr["preset"],
-                           [tr["width"], tr["subset"], tr["test_subset"], oc["epochs"], oc["peak_epoch"],
-                            oc["batch_size"]], api_visibility="private")
+        tr["preset"].input(apply_preset, tr["preset"], preset_outputs, api_visibility="private")
 
         # -- every training control of the three tabs, in TRAIN_CONTROLS order (the train_start API's parameters)
-        tabs = {**aug, **oc, **tr}
         controls = [tabs[name] for name in CONTROL_NAMES]
 
         def train_start(values: dict):

@@ -39,6 +39,7 @@ TRAIN_CONTROLS: tuple[tuple[str, type], ...] = (
 )
 CONTROL_NAMES = tuple(name for name, _ in TRAIN_CONTROLS)
 LR_MODES = ("div factor", "min LR")
+DIV_FACTOR_RANGE = (2, 1000)  # the One Cycle tab's div-factor slider; a preset beyond it is shown as its min LR
 _WHOLE = {"seed": "seed", "epochs": "epochs", "batch_size": "batch size", "pad": "pad", "cutout": "cutout size"}
 _IMAGES = {"subset": "training images", "test_subset": "test images"}
 
