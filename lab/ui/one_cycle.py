@@ -91,6 +91,13 @@ def build(defaults: dict) -> dict:
                                           label="base momentum / β1")
                 max_momentum = gr.Slider(0.5, 0.99, value=defaults.get("max_momentum", MAX_MOMENTUM), step=0.01,
                                          label="max momentum / β1")
+            with gr.Accordion("Loss and weight decay", open=False):
+                weight_decay = gr.Number(value=defaults.get("weight_decay"), minimum=0, elem_id="oc-weight-decay",
+                                         label="weight decay (empty: the optimizer's, Adam 0, SGD 5e-4)")
+                label_smoothing = gr.Slider(0, 0.5, value=defaults.get("label_smoothing", 0.0), step=0.05,
+                                            label="label smoothing", elem_id="oc-label-smoothing")
+                logit_scale = gr.Number(value=defaults.get("logit_scale", 1.0), minimum=0, elem_id="oc-logit-scale",
+                                        label="logit scale (the loss sees logits × this; 1 = plain cross-entropy)")
         with gr.Column(scale=3):
             summary = gr.Markdown(elem_id="oc-summary")
             figure = gr.Plot(label="One Cycle preview", elem_id="one-cycle-plot")
@@ -112,4 +119,5 @@ def build(defaults: dict) -> dict:
             "zz_figure": zz_figure, "zz_text": zz_text, "max_lr": max_lr, "lr_mode": lr_mode,
             "div_factor": div_factor, "min_lr": min_lr, "epochs": epochs, "peak_epoch": peak_epoch,
             "batch_size": batch_size, "optimizer": optimizer, "anneal": anneal, "cycle_momentum": cycle_momentum,
-            "base_momentum": base_momentum, "max_momentum": max_momentum}
+            "base_momentum": base_momentum, "max_momentum": max_momentum, "weight_decay": weight_decay,
+            "label_smoothing": label_smoothing, "logit_scale": logit_scale}

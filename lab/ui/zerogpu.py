@@ -28,10 +28,11 @@ from lab.config import TEST_IMAGES, TRAIN_IMAGES, TrainConfig
 from lab.schedule import steps_per_epoch
 from lab.ui.jobs import Job, JobDelta, JobManager, stream_job
 
-# The most seconds one call may ask for. ZeroGPU refuses longer requests ("larger than the maximum allowed"); 300 s
-# is the maximum its maintainers give for a signed-in visitor (anonymous visitors get less, PRO more). A Space's
-# owner can set LAB_ZEROGPU_MAX_S to what their audience gets.
-MAX_CALL_S = int(os.environ.get("LAB_ZEROGPU_MAX_S", "300"))
+# The most seconds one call may ask for. ZeroGPU refuses a call that asks for more than the visitor has left of their
+# daily quota: 2 minutes for an anonymous visitor, 3.5 for a free account, 25 for PRO (hub docs, spaces-zerogpu).
+# 120 s is a call any visitor can be granted on a fresh day. A Space's owner can set LAB_ZEROGPU_MAX_S to what their
+# audience gets.
+MAX_CALL_S = int(os.environ.get("LAB_ZEROGPU_MAX_S", "120"))
 
 # The spec recipe's speed on one H100 (benchmarks/RESULTS.md, fast loader, eager, bf16): 0.591 s per epoch of
 # 50,000 training and 10,000 test images at width 1, batch 512; the untimed first epoch's extra (cuDNN's kernel
