@@ -77,6 +77,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                                                       "auto: fast on CUDA, reference on the CPU (default %(default)s)")
     p.add_argument("--workers", type=int, default=d.workers,
                    help="reference loader processes (default: chosen from the machine's cores)")
+    p.add_argument("--precision", default=d.precision,
+                   help=f"{' | '.join(C.PRECISIONS)}; auto: bf16 autocast on a GPU that has bf16, fp16 autocast "
+                        "with loss scaling on one that does not (T4, V100), fp32 on the CPU (default %(default)s)")
 
 
 def train_config(args, max_lr: float | None = None) -> C.TrainConfig:
@@ -159,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-epochs", type=int, default=None,
                    help="epochs for the (slow) reference loader; default: --epochs")
     p.add_argument("--accuracy", action="store_true", help="accuracy over seeds instead of speed")
+    p.add_argument("--end-to-end", action="store_true",
+                   help="time `python -m lab train` with these flags as its own process per seed, from start to "
+                        "exit (imports, data, training, evaluation), and read its final test accuracy")
     p.add_argument("--seeds", type=int, default=5, help="with --accuracy: seeds 0..N-1 (default %(default)s)")
     p.add_argument("--save-best", default=None, help="with --accuracy: write the best seed's fp16 checkpoint "
                                                      "here, with a JSON of its accuracy beside it")
@@ -279,14 +285,21 @@ def cmd_bench(args) -> int:
         raise CliError(f"--reference-epochs must be ≥ 1, got {args.reference_epochs}")
     if args.seeds < 1:
         raise CliError(f"--seeds must be ≥ 1, got {args.seeds}")
-    data = data_mod.load(cfg.data_dir)
-    if args.accuracy:
+    if args.end_to_end:  # each run loads the data itself: that is part of what it times
+        train_argv = _train_argv(args)
+        print(f"end to end: python -m lab train {' '.join(train_argv)} --seed S, seeds 0..{args.seeds - 1}",
+              flush=True)
+        result = bench.end_to_end(train_argv, list(range(args.seeds)))
+        print(bench.format_end_to_end(result))
+    elif args.accuracy:
+        data = data_mod.load(cfg.data_dir)
         name = f"{cfg.optimizer.name} max_lr {cfg.schedule.max_lr:g}"
         print(f"accuracy: {name}, {cfg.schedule.epochs} epochs, batch {cfg.batch_size}, seeds 0..{args.seeds - 1}",
               flush=True)
         result = bench.accuracy(cfg, data, list(range(args.seeds)), save_best=args.save_best)
         print(bench.format_accuracy(name, result))
     else:
+        data = data_mod.load(cfg.data_dir)
         loaders = [k.strip() for k in args.bench_loaders.split(",") if k.strip()]
         for k in loaders:
             if k not in ("reference", "fast"):
@@ -299,6 +312,28 @@ def cmd_bench(args) -> int:
     if args.json:
         atomic_write_text(Path(args.json), json.dumps(result, indent=2) + "\n")
     return 0
+
+
+# bench's own options: everything else on its command line is a training flag, passed on by --end-to-end
+_BENCH_ONLY = {"accuracy", "end_to_end", "seeds", "save_best", "json", "bench_loaders", "reference_epochs", "seed"}
+
+
+def _train_argv(args) -> list[str]:
+    """bench's command line without bench's own options (and --seed, set per run): the flags for `train`."""
+    sub = _subparser(build_parser(), "bench")
+    takes_value = {o: a.nargs != 0 for a in sub._actions for o in a.option_strings}
+    dest_of = {o: a.dest for a in sub._actions for o in a.option_strings}
+    argv, out, i = list(args.argv), [], 0
+    argv = argv[argv.index("bench") + 1:] if "bench" in argv else argv
+    while i < len(argv):
+        token = argv[i]
+        option = token.split("=", 1)[0]
+        if dest_of.get(option) in _BENCH_ONLY:
+            i += 1 if "=" in token or not takes_value.get(option) else 2
+            continue
+        out.append(token)
+        i += 1
+    return out
 
 
 def cmd_summary(args) -> int:
@@ -437,11 +472,11 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "preset", None):
-        command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        sub = command.choices[args.command]
+        sub = _subparser(parser, args.command)
         dests = {a.dest for a in sub._actions}
         sub.set_defaults(**{k: v for k, v in C.PRESETS[args.preset].knobs.items() if k in dests})
         args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # bench --end-to-end passes it on to train
     return args
 # ------------------------------------------------------------------------------------------------- sweeps
 # `python -m lab sweep`: a grid of runs × seeds through Ray Tune; the work lives in lab.sweep.
@@ -504,6 +539,10 @@ def cmd_sweep(args) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -54,7 +54,7 @@ from torch import nn
 from lab import config as C
 from lab import data as data_mod
 from lab.config import DEFAULT_MAX_LR, ConfigError, TrainConfig
-from lab.engine import Loss, make_optimizer
+from lab.engine import Loss, make_optimizer, to_model_layout
 from lab.experiment import device_name, prepare
 
 DEFAULT_ITERS = C.RANGE_TEST_ITERS  # ≈ 2 epochs of the full training set at batch 512: enough points for the rules
@@ -261,9 +261,7 @@ class Batches(tlf.TrainDataLoaderIter):
 
     def inputs_labels_from_batch(self, batch):
         x, y = batch
-        if self.device.type == "cuda":  # as the engine feeds the model (lab.engine._to_device)
-            x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        return x, y
+        return to_model_layout(x.to(self.device, non_blocking=True)), y  # as the engine feeds the model
 
 
 class _Stop(Exception):
@@ -346,9 +344,10 @@ def range_test(
     optimizer = make_optimizer(net, cfg.optimizer, start_lr)
     criterion = Loss(cfg.label_smoothing, cfg.logit_scale)  # training's loss, temperature included
     amp: dict[str, Any] = {}
-    if device.type == "cuda":  # bf16 autocast as in training; a disabled scaler (bf16 needs none) to satisfy the API
-        amp = {"amp_backend": "torch", "amp_config": {"device_type": "cuda", "dtype": torch.bfloat16},
-               "grad_scaler": torch.amp.GradScaler("cuda", enabled=False)}
+    if p.precision.name != "fp32":  # training's autocast, and its GradScaler (live for fp16, a pass-through for bf16)
+        amp = {"amp_backend": "torch", "amp_config": {"device_type": p.precision.device_type,
+                                                      "dtype": p.precision.dtype},
+               "grad_scaler": p.precision.grad_scaler()}
 
     finder = tlf.LRFinder(net, optimizer, criterion, device=device, **amp)
     batches = Batches(p.train_batches, device, finder, progress, stop)

@@ -21,6 +21,7 @@ from lab.ui import augment, classify, insights, lr_range, one_cycle, train
 from lab.ui import sweep as sweep_tab
 from lab.ui.common import CONTROL_NAMES, TRAIN_CONTROLS, AppContext, has_cuda
 from lab.ui.jobs import JobManager
+from lab.ui.zerogpu import ZeroGPU, on_zerogpu
 
 TITLE = "CIFAR-10 super-convergence lab"
 CSS = """
@@ -59,7 +60,10 @@ def default_manager() -> JobManager:
 
 
 def header(ctx: AppContext) -> str:
-    device = "CUDA GPU" if has_cuda() else "CPU only (use a small preset)"
+    if ctx.zerogpu is not None:
+        device = f"ZeroGPU (each job is one GPU call of at most {ctx.zerogpu.max_call_s} s)"
+    else:
+        device = "CUDA GPU" if has_cuda() else "CPU only (use a small preset)"
     try:
         data = ctx.manager.data()
         data_line = f"CIFAR-10 from `{data.source}`"
@@ -71,12 +75,18 @@ def header(ctx: AppContext) -> str:
             f"learned. Device: {device} · {data_line}.")
 
 
-def api_function(name: str, params: tuple[tuple[str, type], ...], body: Callable[[dict], Any], doc: str):
+def api_function(name: str, params: tuple[tuple[str, type], ...], body: Callable[[dict], Any], doc: str,
+                 stream: bool = False):
     """A handler whose signature is `params` (Gradio names an endpoint's API parameters after its handler's
     signature), calling body({name: value}) — so the controls are listed once, in TRAIN_CONTROLS, and not
-    spelled again as a parameter list, a dict and a call."""
-    def handler(*values):
-        return body(dict(zip((n for n, _ in params), values)))
+    spelled again as a parameter list, a dict and a call. With `stream`, body returns an iterator and the handler
+    is a generator function (Gradio streams what a generator function yields)."""
+    if stream:
+        def handler(*values):
+            yield from body(dict(zip((n for n, _ in params), values)))
+    else:
+        def handler(*values):
+            return body(dict(zip((n for n, _ in params), values)))
 
     handler.__name__ = handler.__qualname__ = name
     handler.__doc__ = doc
@@ -87,17 +97,21 @@ def api_function(name: str, params: tuple[tuple[str, type], ...], body: Callable
     return handler
 
 
-def build_app(manager: JobManager | None = None, pretrained: Path | None = None) -> gr.Blocks:
+def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
+              zerogpu: ZeroGPU | None = None) -> gr.Blocks:
+    """`zerogpu`: run jobs as GPU calls (default: when this is a ZeroGPU Space); otherwise in a background thread."""
     ctx = AppContext(manager or default_manager())
     if pretrained is not None:
         ctx.pretrained = Path(pretrained)
+    ctx.zerogpu = zerogpu if zerogpu is not None else (ZeroGPU(ctx.manager) if on_zerogpu() else None)
+    streamed = ctx.zerogpu is not None
     preset = train.default_preset()
     pv = train.preset_values(preset)
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(header(ctx))
         with gr.Tabs():
             with gr.Tab("Augment", id="augment"):
-                aug = augment.build(ctx)
+                aug = augment.build(ctx, pv)
             with gr.Tab("LR range test", id="lr"):
                 lr = lr_range.build(ctx)
             with gr.Tab("One Cycle", id="one_cycle"):
@@ -117,41 +131,46 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None)
             c.change(one_cycle.preview, preview_inputs, [oc["figure"], oc["summary"]], api_visibility="private",
                      trigger_mode="always_last", show_progress="hidden")
 
-        # -- presets fill the Train tab and the One Cycle tab
+        # -- presets fill every training control of the three tabs but the seed and the device
+        tabs = {**aug, **oc, **tr}
+        preset_outputs = [tabs[name] for name in train.PRESET_CONTROLS]
+
         def apply_preset(name):
             v = train.preset_values(name)
-            return (v["width"], v["subset"], v["test_subset"], v["epochs"],
-                    gr.Slider(maximum=max(0.5, v["epochs"] - 0.5), value=v["peak_epoch"]), v["batch_size"])
+            out = {n: v[n] for n in train.PRESET_CONTROLS}
+            out["peak_epoch"] = gr.Slider(maximum=max(0.5, v["epochs"] - 0.5), value=v["peak_epoch"])
+            return [out[n] for n in train.PRESET_CONTROLS]
 
-        tr["preset"].input(apply_preset, tr["preset"],
-                           [tr["width"], tr["subset"], tr["test_subset"], oc["epochs"], oc["peak_epoch"],
-                            oc["batch_size"]], api_visibility="private")
+        tr["preset"].input(apply_preset, tr["preset"], preset_outputs, api_visibility="private")
 
         # -- every training control of the three tabs, in TRAIN_CONTROLS order (the train_start API's parameters)
-        tabs = {**aug, **oc, **tr}
         controls = [tabs[name] for name in CONTROL_NAMES]
 
-        def train_start(values: dict) -> str:
-            return train.start(ctx, **values)
+        def train_start(values: dict):
+            return (train.start_streamed if streamed else train.start)(ctx, **values)
 
         tr["start"].click(api_function("train_start", TRAIN_CONTROLS, train_start,
                                        "Start a training run in the background (returns at once; poll train_status, "
                                        "stop with train_stop). A second start while a job runs returns a 'busy — …' "
-                                       "message."),
+                                       "message. On a ZeroGPU Space the run is one GPU call: this streams its "
+                                       "message until the run ends.", stream=streamed),
                           controls, tr["message"], api_name="train_start", concurrency_limit=None)
 
         # -- the LR range test runs for the run every control describes, with its own tab's optimizer
         range_own = (("iters", float), ("start_lr", float), ("end_lr", float), ("mode", str), ("optimizer", str))
         range_params = (*range_own, *((n, t) for n, t in TRAIN_CONTROLS if n != "optimizer"))
 
-        def find_lr(values: dict) -> str:
+        def find_lr(values: dict):
             own = {n: values.pop(n) for n, _ in range_own}
-            return lr_range.start(ctx, {**values, "optimizer": own["optimizer"]}, own["iters"], own["start_lr"],
-                                  own["end_lr"], own["mode"], own["optimizer"])
+            return (lr_range.start_streamed if streamed else lr_range.start)(
+                ctx, {**values, "optimizer": own["optimizer"]}, own["iters"], own["start_lr"], own["end_lr"],
+                own["mode"], own["optimizer"])
 
         lr["run"].click(api_function("find_lr", range_params, find_lr,
                                      "Start the LR range test in the background (poll train_status: kind 'lr_range'; "
-                                     "its result holds the curve and the suggested max_lr / min_lr)."),
+                                     "its result holds the curve and the suggested max_lr / min_lr). On a ZeroGPU "
+                                     "Space it is one GPU call, and this streams its message until it ends.",
+                                     stream=streamed),
                         [lr[n] for n, _ in range_own] + [tabs[n] for n, _ in range_params[len(range_own):]],
                         lr["message"], api_name="find_lr", concurrency_limit=None)
         lr["stop"].click(lambda: ctx.manager.stop(), None, lr["message"], api_visibility="private",

@@ -77,7 +77,9 @@ def new_seed() -> int:
     return random.randint(0, 99_999)
 
 
-def build(ctx: AppContext) -> dict[str, gr.components.Component]:
+def build(ctx: AppContext, defaults: dict | None = None) -> dict[str, gr.components.Component]:
+    """`defaults`: the preset the app opens with (train.preset_values); the augmentation's own defaults otherwise."""
+    defaults = defaults or {}
     notice = ctx.data_message()
     gr.Markdown("Each row shows a training image and what the training augmentation makes of it on a few "
                 "different draws (the albumentations pipeline the reference loader uses; the fast GPU loader "
@@ -87,10 +89,13 @@ def build(ctx: AppContext) -> dict[str, gr.components.Component]:
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
             d = AugmentConfig()
-            pad = gr.Slider(0, PAD_MAX, value=d.pad, step=1, label="pad (px, reflect) before the random crop")
-            cutout = gr.Slider(0, CUTOUT_MAX, value=d.cutout, step=1, label="CutOut size (px, 0 = off)")
-            cutout_p = gr.Slider(0, 1, value=d.cutout_p, step=0.05, label="CutOut probability")
-            flip_p = gr.Slider(0, 1, value=d.flip_p, step=0.05, label="horizontal flip probability")
+            pad = gr.Slider(0, PAD_MAX, value=defaults.get("pad", d.pad), step=1,
+                            label="pad (px, reflect) before the random crop")
+            cutout = gr.Slider(0, CUTOUT_MAX, value=defaults.get("cutout", d.cutout), step=1,
+                               label="CutOut size (px, 0 = off)")
+            cutout_p = gr.Slider(0, 1, value=defaults.get("cutout_p", d.cutout_p), step=0.05, label="CutOut probability")
+            flip_p = gr.Slider(0, 1, value=defaults.get("flip_p", d.flip_p), step=0.05,
+                               label="horizontal flip probability")
             seed = gr.Number(value=0, precision=0, label="seed", elem_id="augment-seed")
             n_images = gr.Slider(1, 12, value=6, step=1, label="images")
             new = gr.Button("New sample", variant="primary", elem_id="augment-new")

@@ -35,12 +35,14 @@ TRAIN_CONTROLS: tuple[tuple[str, type], ...] = (
     ("max_lr", float), ("lr_mode", str), ("div_factor", float), ("min_lr", float), ("epochs", float),
     ("peak_epoch", float), ("batch_size", float), ("optimizer", str), ("anneal", str), ("cycle_momentum", bool),
     ("base_momentum", float), ("max_momentum", float), ("pad", float), ("cutout", float), ("cutout_p", float),
-    ("flip_p", float),
+    ("flip_p", float), ("weight_decay", float), ("label_smoothing", float), ("logit_scale", float),
 )
 CONTROL_NAMES = tuple(name for name, _ in TRAIN_CONTROLS)
 LR_MODES = ("div factor", "min LR")
+DIV_FACTOR_RANGE = (2, 1000)  # the One Cycle tab's div-factor slider; a preset beyond it is shown as its min LR
 _WHOLE = {"seed": "seed", "epochs": "epochs", "batch_size": "batch size", "pad": "pad", "cutout": "cutout size"}
 _IMAGES = {"subset": "training images", "test_subset": "test images"}
+_OPTIONAL = {"weight_decay"}  # may be left empty
 
 
 def _number(label: str, value) -> float:
@@ -83,7 +85,9 @@ def train_config(**controls) -> TrainConfig:
         value = controls[name]
         if name == "lr_mode" or name in knobs:
             continue
-        if name in _IMAGES:
+        if name in _OPTIONAL and (value is None or value == "" or (isinstance(value, float) and math.isnan(value))):
+            knobs[name] = None  # empty: the default this knob takes from others (weight decay: the optimizer's)
+        elif name in _IMAGES:
             knobs[name] = _images(_IMAGES[name], value)
         elif name in _WHOLE:
             knobs[name] = _whole(_WHOLE[name], value)
@@ -112,7 +116,11 @@ def has_cuda() -> bool:
 
 
 def eval_device() -> str:
-    return "cuda" if has_cuda() else "cpu"
+    """Where the app's own inference runs (Insights, Classify). On a ZeroGPU Space the server process sees only a
+    stand-in CUDA device (the GPU lives inside @spaces.GPU calls), so it evaluates on its CPU."""
+    from lab.ui.zerogpu import on_zerogpu
+
+    return "cuda" if has_cuda() and not on_zerogpu() else "cpu"
 
 
 T = TypeVar("T")
@@ -156,6 +164,7 @@ class AppContext:
     manager: JobManager
     cache: LRUCache = field(default_factory=LRUCache)
     pretrained: Path = runs_mod.PRETRAINED_CHECKPOINT
+    zerogpu: Any = None  # lab.ui.zerogpu.ZeroGPU on a ZeroGPU Space: jobs run as GPU calls, not threads
 
     @property
     def runs_root(self) -> Path:

@@ -4,6 +4,7 @@ runs, the suggestions are marked when it ends, and "use these" copies LRMAX / LR
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import gradio as gr
 
@@ -15,22 +16,49 @@ from lab.ui.common import AppContext, error_md, fmt_seconds, heading, train_conf
 from lab.ui.jobs import Busy
 
 
+def _settings(controls: dict, iters, start_lr, end_lr, mode, optimizer) -> tuple[TrainConfig, dict]:
+    cfg = train_config(**{**controls, "optimizer": optimizer})
+    # the One Cycle tab's LRMAX : LRMIN ratio, whether it is set as a div factor or as min LR
+    kwargs = dict(iters=int(iters), start_lr=float(start_lr), end_lr=float(end_lr), mode=mode,
+                  div_factor=cfg.schedule.max_lr / cfg.schedule.lr_min)
+    return cfg, kwargs
+
+
+def _started(job, cfg: TrainConfig, kwargs: dict) -> str:
+    return (f"Range test started at {job.started_at}: {kwargs['iters']} iterations, LR {kwargs['start_lr']:.1e} → "
+            f"{kwargs['end_lr']:.1e} ({kwargs['mode']}), {cfg.optimizer.name}, batch {cfg.batch_size}, "
+            f"width {cfg.width:g}.")
+
+
 def start(ctx: AppContext, controls: dict, iters, start_lr, end_lr, mode, optimizer) -> str:
     """Start the range test as the server's background job, for the run that every training control describes
     (with this tab's optimizer); returns a one-line Markdown message. LRMIN will be the found LRMAX / the One
     Cycle tab's div factor, as "use these" sets it."""
     try:
-        cfg = train_config(**{**controls, "optimizer": optimizer})
-        # the One Cycle tab's LRMAX : LRMIN ratio, whether it is set as a div factor or as min LR
-        kwargs = dict(iters=int(iters), start_lr=float(start_lr), end_lr=float(end_lr), mode=mode,
-                      div_factor=cfg.schedule.max_lr / cfg.schedule.lr_min)
+        cfg, kwargs = _settings(controls, iters, start_lr, end_lr, mode, optimizer)
         job = ctx.manager.start_range_test(cfg, **kwargs)
     except Busy as e:
         return error_md(str(e))
     except (ConfigError, DataError, TypeError, ValueError) as e:
         return error_md(str(e))
-    return (f"Range test started at {job.started_at}: {kwargs['iters']} iterations, LR {kwargs['start_lr']:.1e} → "
-            f"{kwargs['end_lr']:.1e} ({mode}), {optimizer}, batch {cfg.batch_size}, width {cfg.width:g}.")
+    return _started(job, cfg, kwargs)
+
+
+def start_streamed(ctx: AppContext, controls: dict, iters, start_lr, end_lr, mode, optimizer) -> Iterator[str]:
+    """On a ZeroGPU Space: the range test as one GPU call (lab.ui.zerogpu), yielding the message line as it
+    reports; the curve reaches the page through the job manager's record."""
+    try:
+        cfg, kwargs = _settings(controls, iters, start_lr, end_lr, mode, optimizer)
+        seconds = ctx.zerogpu.check("lr_range", cfg, kwargs)
+        jobs = ctx.zerogpu.start("lr_range", cfg, kwargs)
+    except (Busy, ConfigError, DataError, TypeError, ValueError) as e:  # TooLong is a ValueError
+        yield error_md(str(e))
+        return
+    head = None
+    for job in jobs:
+        head = head or (_started(job, cfg, kwargs) + f" On ZeroGPU: one GPU call of up to "
+                                                     f"{ctx.zerogpu.duration_s(seconds)} s.")
+        yield f"{head}  \n{heading(job.status)} — {job.message or job.progress()}"
 
 
 def figure(status: dict | None):

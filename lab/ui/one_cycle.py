@@ -9,7 +9,7 @@ from lab import plots
 from lab import schedule as sched
 from lab.config import (ANNEALS, BASE_MOMENTUM, DEFAULT_DIV_FACTOR, MAX_MOMENTUM, OPTIMIZERS, SPEC_BATCH_SIZE,
                         SPEC_EPOCHS, SPEC_PEAK_EPOCH, ConfigError, default_max_lr)
-from lab.ui.common import LR_MODES, error_md, partial_config, steps_per_epoch_images
+from lab.ui.common import DIV_FACTOR_RANGE, LR_MODES, error_md, partial_config, steps_per_epoch_images
 
 
 def preview(max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, batch_size, optimizer, anneal,
@@ -62,18 +62,21 @@ def optimizer_default_lr(optimizer):
 
 
 def build(defaults: dict) -> dict:
-    """`defaults`: epochs, peak_epoch, batch_size (the preset the app opens with)."""
+    """`defaults`: the preset the app opens with (train.preset_values), so the page shows what Start would train."""
     gr.Markdown("One Cycle (Smith & Topin): the LR climbs from LRMIN to LRMAX by the end of the peak epoch, then "
                 "comes back down to LRMIN by the last step, while momentum (SGD) or β1 (Adam) moves the other way. "
                 "The preview steps the real scheduler (`lab.schedule`), so it is the curve training will use.")
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            optimizer = gr.Radio(list(OPTIMIZERS), value=OPTIMIZERS[0], label="optimizer")
-            max_lr = gr.Number(value=default_max_lr("adam"), label="max LR (LRMAX)", minimum=0, elem_id="oc-max-lr")
-            lr_mode = gr.Radio(list(LR_MODES), value="div factor", label="LRMIN from")
-            div_factor = gr.Slider(2, 1000, value=DEFAULT_DIV_FACTOR, step=1, label="div factor (LRMIN = LRMAX / div)")
-            min_lr = gr.Number(value=default_max_lr("adam") / DEFAULT_DIV_FACTOR, label="min LR (LRMIN)", minimum=0,
-                               elem_id="oc-min-lr")
+            opt = defaults.get("optimizer", OPTIMIZERS[0])
+            optimizer = gr.Radio(list(OPTIMIZERS), value=opt, label="optimizer")
+            max_lr = gr.Number(value=defaults.get("max_lr", default_max_lr(opt)), label="max LR (LRMAX)", minimum=0,
+                               elem_id="oc-max-lr")
+            lr_mode = gr.Radio(list(LR_MODES), value=defaults.get("lr_mode", LR_MODES[0]), label="LRMIN from")
+            div_factor = gr.Slider(*DIV_FACTOR_RANGE, value=defaults.get("div_factor", DEFAULT_DIV_FACTOR), step=1,
+                                   label="div factor (LRMIN = LRMAX / div)")
+            min_lr = gr.Number(value=defaults.get("min_lr", default_max_lr(opt) / DEFAULT_DIV_FACTOR),
+                               label="min LR (LRMIN)", minimum=0, elem_id="oc-min-lr")
             epochs = gr.Slider(1, 100, value=defaults.get("epochs", SPEC_EPOCHS), step=1, label="epochs",
                                elem_id="oc-epochs")
             peak_epoch = gr.Slider(0.5, max(0.5, defaults.get("epochs", SPEC_EPOCHS) - 0.5),
@@ -81,11 +84,20 @@ def build(defaults: dict) -> dict:
                                    label="peak epoch (LR is highest at the end of it)")
             batch_size = gr.Slider(16, 2048, value=defaults.get("batch_size", SPEC_BATCH_SIZE), step=16,
                                    label="batch size", elem_id="oc-batch")
-            anneal = gr.Radio(list(ANNEALS), value=ANNEALS[0], label="anneal")
-            cycle_momentum = gr.Checkbox(value=True, label="cycle momentum / β1")
+            anneal = gr.Radio(list(ANNEALS), value=defaults.get("anneal", ANNEALS[0]), label="anneal")
+            cycle_momentum = gr.Checkbox(value=defaults.get("cycle_momentum", True), label="cycle momentum / β1")
             with gr.Row():
-                base_momentum = gr.Slider(0.5, 0.99, value=BASE_MOMENTUM, step=0.01, label="base momentum / β1")
-                max_momentum = gr.Slider(0.5, 0.99, value=MAX_MOMENTUM, step=0.01, label="max momentum / β1")
+                base_momentum = gr.Slider(0.5, 0.99, value=defaults.get("base_momentum", BASE_MOMENTUM), step=0.01,
+                                          label="base momentum / β1")
+                max_momentum = gr.Slider(0.5, 0.99, value=defaults.get("max_momentum", MAX_MOMENTUM), step=0.01,
+                                         label="max momentum / β1")
+            with gr.Accordion("Loss and weight decay", open=False):
+                weight_decay = gr.Number(value=defaults.get("weight_decay"), minimum=0, elem_id="oc-weight-decay",
+                                         label="weight decay (empty: the optimizer's, Adam 0, SGD 5e-4)")
+                label_smoothing = gr.Slider(0, 0.5, value=defaults.get("label_smoothing", 0.0), step=0.05,
+                                            label="label smoothing", elem_id="oc-label-smoothing")
+                logit_scale = gr.Number(value=defaults.get("logit_scale", 1.0), minimum=0, elem_id="oc-logit-scale",
+                                        label="logit scale (the loss sees logits × this; 1 = plain cross-entropy)")
         with gr.Column(scale=3):
             summary = gr.Markdown(elem_id="oc-summary")
             figure = gr.Plot(label="One Cycle preview", elem_id="one-cycle-plot")
@@ -107,4 +119,5 @@ def build(defaults: dict) -> dict:
             "zz_figure": zz_figure, "zz_text": zz_text, "max_lr": max_lr, "lr_mode": lr_mode,
             "div_factor": div_factor, "min_lr": min_lr, "epochs": epochs, "peak_epoch": peak_epoch,
             "batch_size": batch_size, "optimizer": optimizer, "anneal": anneal, "cycle_momentum": cycle_momentum,
-            "base_momentum": base_momentum, "max_momentum": max_momentum}
+            "base_momentum": base_momentum, "max_momentum": max_momentum, "weight_decay": weight_decay,
+            "label_smoothing": label_smoothing, "logit_scale": logit_scale}

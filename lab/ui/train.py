@@ -8,6 +8,7 @@ TrainConfig and draws what the job manager has buffered.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,14 @@ from lab.config import CPU_PRESET, DEVICES, GPU_PRESET, LOADERS, PRESETS, TRAIN_
 from lab.data import DataError
 from lab.engine import DeviceError
 from lab.model import describe as describe_model
-from lab.ui.common import AppContext, error_md, fmt_seconds, has_cuda, heading, run_label, train_config
+from lab.ui.common import (CONTROL_NAMES, DIV_FACTOR_RANGE, LR_MODES, AppContext, error_md, fmt_seconds, has_cuda, heading, run_label,
+                           train_config)
 from lab.ui.jobs import Busy
 
 EPOCH_COLUMNS = ["epoch", "LR", "train loss", "train acc %", "test loss", "test acc %", "seconds", "images/s"]
 RUN_COLUMNS = ["run", "status", "epochs", "test acc %", "width", "optimizer", "max LR", "batch", "images", "seconds"]
-PRESET_CONTROLS = ("width", "subset", "test_subset", "epochs", "peak_epoch", "batch_size")  # what a preset sets
+# what a preset sets: every training control but the seed and the device, which stay as the user has them
+PRESET_CONTROLS = tuple(n for n in CONTROL_NAMES if n not in ("seed", "device"))
 
 
 def default_preset() -> str:
@@ -33,9 +36,25 @@ def default_preset() -> str:
 
 
 def preset_values(name: str) -> dict[str, Any]:
-    """The controls a preset sets, as the app shows them (0 = all images)."""
-    knobs = PRESETS[name].config().flat()
-    return {k: (knobs[k] or 0) if k in ("subset", "test_subset") else knobs[k] for k in PRESET_CONTROLS}
+    """The controls a preset sets, as the app shows them: 0 = all images; LRMIN from the div factor unless the
+    preset names a min LR (the min-LR box then shows what the div factor gives)."""
+    cfg = PRESETS[name].config()
+    knobs = cfg.flat()
+    out = {k: knobs[k] for k in PRESET_CONTROLS if k in knobs}
+    by_min = knobs["min_lr"] is not None or not DIV_FACTOR_RANGE[0] <= knobs["div_factor"] <= DIV_FACTOR_RANGE[1]
+    out.update(subset=knobs["subset"] or 0, test_subset=knobs["test_subset"] or 0, min_lr=cfg.schedule.lr_min,
+               lr_mode=LR_MODES[1] if by_min else LR_MODES[0])
+    if by_min:  # the div-factor slider keeps a value it can show; LRMIN comes from the min-LR box
+        out["div_factor"] = min(max(knobs["div_factor"], DIV_FACTOR_RANGE[0]), DIV_FACTOR_RANGE[1])
+    return out
+
+
+def _started(job, cfg: TrainConfig) -> str:
+    s = cfg.schedule
+    return (f"Run started at {job.started_at} in `{job.run_dir}`: {s.epochs} epoch{'s' * (s.epochs != 1)}, "
+            f"batch {cfg.batch_size}, "
+            f"width {cfg.width:g}, {cfg.subset or TRAIN_IMAGES:,} training images, {cfg.optimizer.name} "
+            f"LR {s.lr_min:.3g} → {s.max_lr:.3g} → {s.lr_min:.3g}.")
 
 
 def start(ctx: AppContext, **controls) -> str:
@@ -48,11 +67,24 @@ def start(ctx: AppContext, **controls) -> str:
         return error_md(str(e))
     except (ConfigError, DataError, DeviceError, TypeError, ValueError) as e:
         return error_md(str(e))
-    s = cfg.schedule
-    return (f"Run started at {job.started_at} in `{job.run_dir}`: {s.epochs} epoch{'s' * (s.epochs != 1)}, "
-            f"batch {cfg.batch_size}, "
-            f"width {cfg.width:g}, {cfg.subset or TRAIN_IMAGES:,} training images, {cfg.optimizer.name} "
-            f"LR {s.lr_min:.3g} → {s.max_lr:.3g} → {s.lr_min:.3g}.")
+    return _started(job, cfg)
+
+
+def start_streamed(ctx: AppContext, **controls) -> Iterator[str]:
+    """On a ZeroGPU Space: the run is one GPU call (lab.ui.zerogpu) that lasts as long as this generator, which
+    yields the message line as the run reports; the curves and epoch rows reach the page through the job
+    manager's record, as a thread's run does. Refused before it starts (the limit named) when it cannot fit."""
+    try:
+        cfg = train_config(**controls)
+        seconds = ctx.zerogpu.check("train", cfg)
+        jobs = ctx.zerogpu.start("train", cfg)
+    except (Busy, ConfigError, DataError, DeviceError, TypeError, ValueError) as e:  # TooLong is a ValueError
+        yield error_md(str(e))
+        return
+    head = None
+    for job in jobs:
+        head = head or (_started(job, cfg) + f" On ZeroGPU: one GPU call of up to {ctx.zerogpu.duration_s(seconds)} s.")
+        yield f"{head}  \n{heading(job.status)} — {job.message or job.progress()}"
 
 
 def stop(ctx: AppContext) -> str:
@@ -185,7 +217,7 @@ def build(ctx: AppContext, preset: str) -> dict:
                                     label="test images (0 = all 10,000)", elem_id="train-test-subset")
             seed = gr.Number(value=0, precision=0, label="seed")
             device = gr.Radio(list(DEVICES), value="auto", label="device")
-            loader = gr.Radio(list(LOADERS), value="auto", label="loader (auto: fast on CUDA, reference on CPU)")
+            loader = gr.Radio(list(LOADERS), value=values["loader"], label="loader (auto: fast on CUDA, reference on CPU)")
             with gr.Row():
                 start_btn = gr.Button("▶ Start", variant="primary", elem_id="train-start")
                 stop_btn = gr.Button("■ Stop", variant="stop", elem_id="train-stop")
