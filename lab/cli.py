@@ -370,14 +370,18 @@ def _add_range_test_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
 def _add_find_lr_parser(sub) -> None:
     p = sub.add_parser("find-lr", help="LR range test: suggest LRMAX and LRMIN",
                        description="Train a throwaway copy of the network while the LR grows from --start-lr to "
-                                   "--end-lr, then suggest LRMAX (loss minimum, valley, steepest descent, loss minimum ÷ 10) "
-                                   "and LRMIN = LRMAX / div factor. Writes lr_finder.json and lr_finder.html.")
+                                   "--end-lr, then suggest LRMAX (by default the loss minimum ÷ a margin that grows "
+                                   "with the run's length; also the loss minimum, ÷ 10, the knee, valley, steepest "
+                                   "descent) and LRMIN = LRMAX / div factor. Writes lr_finder.json and lr_finder.html.")
     _add_range_test_flags(p)
     _add_run_flags(p)
     _add_batch_and_optimizer_flags(p)
     _add_loss_and_augment_flags(p)
     p.add_argument("--div-factor", type=float, default=C.DEFAULT_DIV_FACTOR,
                    help="LRMIN = LRMAX / div factor (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=C.SPEC_EPOCHS,
+                   help="epochs of the run the LR is for: the default rule's margin below the loss minimum grows "
+                        "with the run's length (default %(default)s)")
     p.add_argument("--out", default=None, help="output folder (default: a new runs/lr-finder-<time>/)")
     p.set_defaults(func=cmd_find_lr)
 
@@ -496,8 +500,8 @@ def _add_sweep_parser(sub) -> None:
     g.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
                    help="a field and its values, repeatable. FIELD: preset, or a training knob by its flag's "
                         "name with _ (max_lr, div_factor, optimizer, epochs, width, batch_size, pad, cutout, …). "
-                        "max_lr values: numbers, xF (F × the range test's LRMAX), rule names, or 'rules' for all "
-                        "four")
+                        "max_lr values: numbers, xF (F × the range test's LRMAX), rule names "
+                        f"({', '.join(C.RANGE_TEST_RULES)}) or 'rules' for all of them")
     g.add_argument("--seeds", default=str(C.SWEEP_SEEDS),
                    help="a count (3: seeds 0, 1, 2) or a list (0,5,7) (default %(default)s)")
     g.add_argument("--no-range-test", action="store_true",

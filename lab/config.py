@@ -26,8 +26,15 @@ MAX_MOMENTUM = 0.95  # … and at LRMIN, where the cycle starts and ends
 RANGE_TEST_ITERS = 200
 RANGE_TEST_START_LR = 1e-7
 RANGE_TEST_END_LR = 10.0
-RANGE_TEST_RULES = ("loss_min", "valley", "steepest", "min_div_10", "knee")  # the first is the default; the rest, the fallback order
-RANGE_TEST_KNEE = 0.85  # the knee rule: the lowest LR at which the loss has made this share of its fall to the minimum
+# The first rule is the default; the rest, the fallback order (lab/lr_finder.py says what each picks, and
+# benchmarks/RESULTS.md how each trained).
+RANGE_TEST_RULES = ("min_div_run", "min_div_10", "loss_min", "knee", "valley", "steepest")
+# min_div_run: LRMAX = the loss minimum's LR ÷ a margin that grows with the run's length — the full ÷10 once the
+# run trains on at least this share of the batches the test saw, proportionally less for a shorter run (never
+# above the minimum itself). Measured with sweeps (benchmarks/RESULTS.md).
+RANGE_TEST_MARGIN = 10.0
+RANGE_TEST_FULL_MARGIN_AT = 0.3
+RANGE_TEST_KNEE = 0.9  # the knee rule: the lowest LR at which the loss has made this share of its fall to the minimum
 RANGE_TEST_MODES = ("exp", "linear")  # how the LR grows per iteration; exp spends as many points per decade
 RANGE_TEST_SMOOTH_F = 0.05  # torch-lr-finder's exponential smoothing of the recorded loss
 RANGE_TEST_DIVERGE_TH = 5.0  # stop once the smoothed loss passes this × the best loss so far

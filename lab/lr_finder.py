@@ -14,26 +14,34 @@ a scheduler already touched — OneCycleLR leaves `initial_lr` in the param grou
 optimizer would not even work once a run has started.)
 
 Suggestions, computed from the recorded curve by `suggest` (a pure function):
+  min_div_run the default: the LR of the lowest loss ÷ a margin that grows with the length of the run the LR is
+              for — fastai's ÷10 once the run trains on at least 30% as many batches as the test saw
+              (lab.config.RANGE_TEST_FULL_MARGIN_AT), proportionally less for a shorter run, never ÷ less than 1.
   loss_min    the LR of the lowest (smoothed) loss: Smith's rule for One Cycle's maximum LR, the largest LR at
               which the loss is still falling.
-  steepest    torch-lr-finder's rule: the LR where the loss falls fastest per iteration (argmin of
-              np.gradient of the loss).
+  min_div_10  the LR of the lowest loss, ÷ 10 (fastai's older rule, meant for a constant LR).
+  knee        the lowest LR at which the loss has made 90% of its fall, from the plateau at tiny LRs down to the
+              minimum (lab.config.RANGE_TEST_KNEE): where the curve levels off.
   valley      fastai's rule (its default since fastai 2.4): take the longest decreasing run of the curve and
               pick the point about half way down it.
-  min_div_10  the LR of the lowest loss, ÷ 10 (fastai's older rule, meant for a constant LR).
-  knee        the lowest LR at which the loss has made 85% (lab.config.RANGE_TEST_KNEE) of its fall, from the
-              plateau at tiny LRs down to the minimum: where the curve levels off before the minimum.
+  steepest    torch-lr-finder's rule: the LR where the loss falls fastest per iteration (argmin of
+              np.gradient of the loss).
 Before any rule, the first tenth of the curve and its last few points are trimmed (the start is dominated by the
-smoothing's warm-up, the end by the blow-up), as fastai does, and the curve is cut at the first NaN/inf.
+smoothing's warm-up, the end by the blow-up), as fastai does, and the curve is cut at the first NaN/inf; the
+rules built on the minimum keep the tail, where the minimum usually sits.
 
-LRMAX defaults to loss_min, because that is what measured best. On the full training set on an H100 (the spec
-network, Adam, batch 512, 200 iterations; benchmarks/RESULTS.md), the curve suggested loss_min 1.28e-2,
-min_div_10 1.28e-3, valley 8.6e-5 and steepest 3.1e-5; a one-seed sweep of the whole 24-epoch recipe gave
-93.41% at LRMAX 0.01 and 92.71% at 1.28e-3, and accuracy fell steadily below 0.01. The valley and steepest
-rules pick LRs for training at a constant LR, far below what One Cycle's short peak tolerates. When the
-default cannot apply (the loss still falling at the end), the next rule in RULES is used, and if none can (too
-few points, the loss never fell), LRMAX falls back to the optimizer's default (lab.config.DEFAULT_MAX_LR) with a
-note saying so. LRMIN = LRMAX / div_factor, the schedule's default div factor unless told otherwise.
+Why min_div_run is the default: sweeps of whole runs (benchmarks/RESULTS.md, `python -m lab sweep`) trained at
+every rule's suggestion. On the spec recipe (2,352 steps, an H100, one seed each) the loss minimum, 1.28e-2,
+sits by the best LR (93.41% at 0.01) and min ÷ 10 lands 0.7 points lower (92.71%); on the Quick preset (60 steps)
+the loss minimum lands 8 points low (43.0% against 50.9% at min ÷ 10, the best), while the Tiny preset (16 steps)
+wants an LR between the two (min ÷ 10 lands 9 points low, the loss minimum 4.5). A run spends only some of its steps near its peak LR: a long run needs the margin, a very short one
+has too few steps there to go unstable and needs the large steps to get anywhere. The margin follows the run's
+length measured in the test's batches — how much training the loss minimum was found after. The curve's shape
+alone (knee) cannot tell Tiny from Quick: their curves level off alike. When the default cannot apply (the loss
+still falling at the end, or a bare curve without the run's length), the next rule in RULES that applied is
+used, and if none can (too few points, the loss never fell), LRMAX falls back to the optimizer's default
+(lab.config.DEFAULT_MAX_LR) with a note saying so. LRMIN = LRMAX / div_factor, the schedule's default div factor
+unless told otherwise.
 """
 
 from __future__ import annotations
@@ -158,15 +166,41 @@ def _knee(lrs: np.ndarray, losses: np.ndarray, fraction: float) -> tuple[float |
     return float(lrs[int(np.argmax(losses[: i + 1] <= threshold))]), None
 
 
+def run_margin(run_steps: int, test_batches: int) -> float:
+    """min_div_run's divisor: the full margin (÷10) once the run trains on at least RANGE_TEST_FULL_MARGIN_AT ×
+    the batches the test saw, proportionally less for a shorter run, never below 1."""
+    share = run_steps / max(test_batches, 1)
+    return min(C.RANGE_TEST_MARGIN, max(1.0, C.RANGE_TEST_MARGIN * share / C.RANGE_TEST_FULL_MARGIN_AT))
+
+
+def _min_div_run(lrs: np.ndarray, losses: np.ndarray, tested_from: float, run_steps: int | None,
+                 test_batches: int) -> tuple[float | None, str | None]:
+    # A run spends only a few of its steps near its peak LR. A long one (the spec: 2,352 steps, 12× the test's
+    # batches) needs fastai's margin below the loss minimum; a very short one (Tiny: 16 steps) has too few steps
+    # at the peak to go unstable, and needs the large steps to get anywhere. benchmarks/RESULTS.md has the sweeps.
+    if run_steps is None:
+        return None, "min_div_run: the run's length is not known (range_test knows it from the config)"
+    i = int(losses.argmin())
+    if i == len(losses) - 1:
+        return None, ("min_div_run: the loss was lowest at the last point, so the minimum was not reached; "
+                      "raise the end LR")
+    lr = float(lrs[i]) / run_margin(run_steps, test_batches)
+    if lr < tested_from:
+        return None, f"min_div_run: {lr:.3g} lies below the tested range (from {tested_from:.3g}); start the test lower"
+    return lr, None
+
+
 def suggest(
     lrs: Sequence[float], losses: Sequence[float], *, skip_start: int | None = None, skip_end: int | None = None,
+    run_steps: int | None = None,
 ) -> tuple[dict[str, float], list[str]]:
     """Suggested LRs from a range-test curve: ({rule: LR}, notes). Every LR lies within the tested range.
 
     A rule that cannot apply is left out and a note says why. The curve is cut at its first NaN/inf loss, then
     trimmed: `skip_start` points at the start (default a tenth of the curve, as fastai) and `skip_end` at the end
-    (default 5, fewer on short curves). Raises ValueError only for malformed input (lengths differ, LRs not
-    increasing or not positive).
+    (default 5, fewer on short curves). `run_steps`: the optimizer steps of the run the LR is for (epochs ×
+    batches per epoch), which min_div_run needs. Raises ValueError only for malformed input (lengths differ, LRs
+    not increasing or not positive).
     """
     lr_arr = np.asarray(lrs, dtype=np.float64)
     loss_arr = np.asarray(losses, dtype=np.float64)
@@ -192,6 +226,7 @@ def suggest(
 
     suggestions: dict[str, float] = {}
     for name, (lr, why) in (
+        ("min_div_run", _min_div_run(lr_arr[skip_start:], loss_arr[skip_start:], float(lr_arr[0]), run_steps, n)),
         ("loss_min", _loss_min(lr_arr[skip_start:], loss_arr[skip_start:])),
         ("steepest", _steepest(lr_t, loss_t)),
         ("valley", _valley(lr_t, loss_t)),
@@ -376,7 +411,8 @@ def range_test(
     cut = finite[-1] + 1 if finite else 0
     lrs, losses = lrs[:cut], losses[:cut]  # a non-finite point can only be the last: the test ends there
 
-    suggestions, why = suggest(lrs, losses)
+    run_steps = cfg.schedule.epochs * len(p.train_batches)  # the run this LR is for
+    suggestions, why = suggest(lrs, losses, run_steps=run_steps)
     notes += why
     chosen = choose(suggestions, rule)
     if chosen is None:
@@ -386,11 +422,15 @@ def range_test(
     elif chosen[0] != rule:
         notes.append(f"the {rule} rule did not apply; LRMAX comes from the {chosen[0]} rule")
     name, max_lr = chosen
+    if name == "min_div_run":
+        n = len(lrs)
+        notes.append(f"min_div_run: the loss minimum {suggestions['loss_min']:.3g} ÷ {run_margin(run_steps, n):.3g}, "
+                     f"for a run of {run_steps} batches ({run_steps / n:.2f} × the test's {n})")
     settings = {
         "iters": iters, "start_lr": start_lr, "end_lr": end_lr, "mode": mode, "smooth_f": smooth_f,
         "diverge_th": diverge_th, "div_factor": div_factor, "rule": rule, "iterations_run": len(finder.history["lr"]),
         "optimizer": cfg.optimizer.name, "weight_decay": cfg.optimizer.decay, "batch_size": cfg.batch_size,
-        "width": cfg.width, "seed": cfg.seed, "train_images": len(p.data.y_train),
+        "width": cfg.width, "seed": cfg.seed, "train_images": len(p.data.y_train), "run_steps": run_steps,
         "label_smoothing": cfg.label_smoothing, "logit_scale": cfg.logit_scale, "augment": cfg.to_dict()["augment"], "loader": p.loader,
         "device": device_name(device),
         "pretrained": model is not None,

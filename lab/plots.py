@@ -204,9 +204,10 @@ def per_class_figure(accuracy: Mapping[str, float], title: str | None = "Per-cla
 # ----------------------------------------------------------------------------------------------- LR range test
 
 SUGGESTION_COLOURS = {"loss_min": "#ff7f0e", "valley": "#d62728", "steepest": "#2ca02c", "min_div_10": "#9467bd",
-                      "knee": "#17becf"}
+                      "knee": "#17becf", "min_div_run": "#000000"}
 SUGGESTION_LABELS = {"loss_min": "loss minimum", "valley": "valley", "steepest": "steepest descent",
-                     "min_div_10": "loss minimum ÷ 10", "knee": "knee (85% of the fall)"}
+                     "min_div_10": "loss minimum ÷ 10", "knee": "knee (90% of the fall)",
+                     "min_div_run": "loss minimum ÷ run margin"}
 
 
 def _vline(x: float, y0: float, y1: float, name: str, colour: str, dash: str, width: float = 1.5) -> go.Scatter:
@@ -316,11 +317,19 @@ def sweep_figure(doc: Mapping[str, Any], title: str | None = None) -> go.Figure:
             p = 0.08 * (hi_l - lo_l) or 0.1
             loss_range = [min(loss_range[0], lo_l - p) if loss_range else lo_l - p,
                           max(loss_range[1], hi_l + 3 * p) if loss_range else hi_l + 3 * p]
-        for name, lr in rt.get("suggestions", {}).items():
-            default = name == rt.get("rule")
+    # Each series' suggestions: the range test's curve is shared, but min_div_run depends on the run's length,
+    # so a grid over epochs gives each series its own; a line drawn once for all series that share it.
+    drawn: set[tuple[str, float]] = set()
+    for ser in summary.get("series", []):
+        for name, rule in ser.get("rules", {}).items():
+            lr = rule["lr"]
+            if (name, lr) in drawn:
+                continue
+            drawn.add((name, lr))
+            default = name == ser.get("default_rule")
             text = f"{SUGGESTION_LABELS.get(name, name)}{' (default)' if default else ''}: {lr:.2e}"
-            if many:
-                text += f" ({rt.get('label', gid)})"
+            if len(series) > 1:
+                text += f" ({ser['series']})"
             fig.add_trace(_vline(lr, y0, y1, text, SUGGESTION_COLOURS.get(name, "#7f7f7f"),
                                  "solid" if default else "dot", 2.5 if default else 1.5), secondary_y=False)
     if loss_range:
@@ -337,7 +346,7 @@ def sweep_figure(doc: Mapping[str, Any], title: str | None = None) -> go.Figure:
                           f"({d['below_best']:.2f} below)")
     # The x range spans the trained LRs and the suggestions (×4 either side), not the range test's whole sweep
     # from 1e-7, which would squeeze the accuracies into a corner; the rest of the curve is a zoom-out away.
-    xs = [r["max_lr"] for r in rows] + [lr for rt in range_tests.values() for lr in rt.get("suggestions", {}).values()]
+    xs = [r["max_lr"] for r in rows] + [lr for _, lr in drawn]
     xs = [x for x in xs if x and x > 0]
     if xs:
         fig.update_xaxes(range=[math.log10(min(xs) / 4), math.log10(max(xs) * 4)])

@@ -308,6 +308,18 @@ def _folder_name(configuration: dict[str, Any], seed: int) -> str:
 # ---------------------------------------------------------------------------------------- resolving the grid
 
 
+def suggestions_for(rt: dict[str, Any], cfg: dict[str, Any]) -> tuple[dict[str, float], str, float]:
+    """A range test's suggestions for one configuration's run, its default rule and LRMAX. The curve is shared
+    by every configuration of its group, but min_div_run depends on the run's length (epochs × batches per
+    epoch), which the group does not fix."""
+    from lab.lr_finder import choose, suggest
+
+    steps = cfg["schedule"]["epochs"] * math.ceil(rt["settings"]["train_images"] / cfg["batch_size"])
+    suggestions, _ = suggest(rt["lrs"], rt["losses"], run_steps=steps)
+    chosen = choose(suggestions, rt["settings"].get("rule", RULES[0]))
+    return suggestions, (chosen[0] if chosen else rt["rule"]), (chosen[1] if chosen else rt["max_lr"])
+
+
 def resolve(spec: SweepSpec, range_tests: dict[str, dict[str, Any]] | None = None,
             groups: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """The configurations to train, with concrete max LRs, and notes.
@@ -324,15 +336,16 @@ def resolve(spec: SweepSpec, range_tests: dict[str, dict[str, Any]] | None = Non
         probe = {k: (1.0 if k == "max_lr" and isinstance(v, str) else v) for k, v in combo.items()}
         cfg = _config_dict(spec.base, probe, spec.grid)
         group = groups.get(_range_test_key(cfg)) if groups else None
+        rt = (range_tests or {}).get(group or "")
+        suggestions, rule, suggested = suggestions_for(rt, cfg) if rt is not None else ({}, None, None)
         lr_from = None
         if isinstance(lr_value, str):
-            rt = (range_tests or {}).get(group or "")
             if rt is None:
                 raise SweepError(f"no range test for the configuration {combo}")
             if lr_value.startswith("x"):
-                lr = float(lr_value[1:]) * rt["max_lr"]
-            elif lr_value in rt["suggestions"]:
-                lr = rt["suggestions"][lr_value]
+                lr = float(lr_value[1:]) * suggested
+            elif lr_value in suggestions:
+                lr = suggestions[lr_value]
             else:
                 notes.append(f"range test {group}: the {lr_value} rule did not apply, so its LR is not trained")
                 continue
@@ -350,7 +363,7 @@ def resolve(spec: SweepSpec, range_tests: dict[str, dict[str, Any]] | None = Non
         out[ident] = {
             "values": values, "max_lr": cfg["schedule"]["max_lr"], "lr_from": [lr_from] if lr_from else [],
             "series": ", ".join(f"{k}={_fmt(v)}" for k, v in series.items()) or "all",
-            "group": group, "config": cfg,
+            "group": group, "config": cfg, "suggestions": suggestions, "rule": rule, "suggested": suggested,
         }
     configurations = sorted(out.values(), key=lambda c: (c["series"], c["max_lr"]))
     for i, c in enumerate(configurations):
@@ -408,6 +421,7 @@ def summarize(configurations: list[dict[str, Any]], trials: list[dict[str, Any]]
         rows.append({
             "key": c["key"], "label": c["label"], "series": c["series"], "group": c.get("group"),
             "max_lr": c["max_lr"], "lr_from": list(c.get("lr_from", [])), "values": c["values"],
+            "suggestions": c.get("suggestions") or {}, "rule": c.get("rule"), "suggested": c.get("suggested"),
             "mean": mean, "std": std, "n": len(accs), "accs": accs, "seeds": [t["seed"] for t in done],
             "statuses": counts, "complete": bool(ts) and len(done) == len(ts),
         })
@@ -424,10 +438,14 @@ def summarize(configurations: list[dict[str, Any]], trials: list[dict[str, Any]]
         best = best_of(members)
         group = members[0]["group"]
         rt = (range_tests or {}).get(group or "")
+        # the suggestions for this series' run (configurations written before they were recorded: the test's own)
+        suggestions = members[0]["suggestions"] or (rt["suggestions"] if rt else {})
+        default_rule = members[0]["rule"] or (rt["rule"] if rt else None)
+        suggested = members[0]["suggested"] or (rt["max_lr"] if rt else None)
         rules: dict[str, dict[str, Any]] = {}
         if rt is not None:
             for rule in RULES:
-                lr = rt["suggestions"].get(rule)
+                lr = suggestions.get(rule)
                 if lr is None:
                     continue
                 # the configuration trained at this LR, whichever grid value put it there (x1 is the default rule)
@@ -443,7 +461,7 @@ def summarize(configurations: list[dict[str, Any]], trials: list[dict[str, Any]]
         series_out.append({"series": name, "group": group, "best": best["key"] if best else None,
                            "best_lr": best["max_lr"] if best else None, "best_mean": best["mean"] if best else None,
                            "best_std": best["std"] if best else None, "rules": rules,
-                           "default_rule": rt["rule"] if rt else None, "suggested": rt["max_lr"] if rt else None})
+                           "default_rule": default_rule, "suggested": suggested})
     best = best_of(rows)
     counts: dict[str, int] = {}
     for t in trials:

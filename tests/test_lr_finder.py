@@ -147,12 +147,13 @@ def _u_curve(n: int = 100, noise: float = 0.0, seed: int = 0):
 
 def test_suggest_on_a_clean_curve():
     lrs, losses = _u_curve()
-    s, notes = suggest(lrs, losses)
+    s, notes = suggest(lrs, losses, run_steps=len(lrs))
     assert set(s) == set(RULES), notes
     assert 1e-4 < s["steepest"] < 1e-2  # the steepest descent is at 1e-3
     assert 1e-4 < s["valley"] < 1e-1
     lr_min = lrs[int(np.argmin(losses))]
     assert s["min_div_10"] == pytest.approx(lr_min / 10)
+    assert s["min_div_run"] == pytest.approx(lr_min / 10)  # a run as long as the test: the full margin
     assert all(lrs[0] <= v <= lrs[-1] for v in s.values())
 
 
@@ -246,15 +247,12 @@ def test_train_max_lr_find_trains_with_the_found_lrs(cifar, tmp_path):
     assert (run_dir / "lr_finder.html").is_file()
 
 
-def test_loss_min_keeps_the_tail_and_is_the_default():
-    from lab.lr_finder import choose
-
+def test_loss_min_keeps_the_tail():
     lrs = list(np.geomspace(1e-6, 1.0, 40))
     losses = [3.0 - 0.05 * i for i in range(37)] + [1.0, 4.0, 9.0]  # lowest at point 38, inside the trimmed tail
     s, notes = suggest(lrs, losses)
     assert s["loss_min"] == pytest.approx(lrs[37])
     assert not any("still falling" in n for n in notes)
-    assert choose(s) == ("loss_min", s["loss_min"])
 
     s, notes = suggest(lrs, [3.0 - 0.05 * i for i in range(40)])  # never turned up
     assert "loss_min" not in s and any("still falling" in n for n in notes)
@@ -273,3 +271,29 @@ def test_knee_is_where_the_loss_has_made_its_share_of_the_fall():
     assert losses[first - 1] > threshold  # the first point past the threshold, not a later one
     s, notes = suggest(lrs, [3.0 - 0.01 * i for i in range(60)])  # never turned up: the fall is not known
     assert "knee" not in s and any(n.startswith("knee:") for n in notes)
+
+
+def test_the_default_divides_the_loss_minimum_by_a_margin_that_grows_with_the_run():
+    from lab.config import RANGE_TEST_FULL_MARGIN_AT, RANGE_TEST_MARGIN
+    from lab.lr_finder import DEFAULT_RULE, choose, run_margin
+
+    assert DEFAULT_RULE == "min_div_run"
+    lrs, losses = _u_curve()
+    lr_min = lrs[int(np.argmin(losses))]
+    n = len(lrs)
+    full = math.ceil(RANGE_TEST_FULL_MARGIN_AT * n)  # from this many run steps on: the whole margin
+    for steps, margin in ((1, 1.0), (full // 2, RANGE_TEST_MARGIN * (full // 2) / (RANGE_TEST_FULL_MARGIN_AT * n)),
+                          (full, RANGE_TEST_MARGIN), (100 * n, RANGE_TEST_MARGIN)):
+        assert run_margin(steps, n) == pytest.approx(margin)
+        s, _ = suggest(lrs, losses, run_steps=steps)
+        assert choose(s) == ("min_div_run", pytest.approx(lr_min / margin))
+    # without the run's length (a bare curve) the rule cannot apply, and LRMAX falls back to min ÷ 10
+    s, notes = suggest(lrs, losses)
+    assert "min_div_run" not in s and any("run's length is not known" in n for n in notes)
+    assert choose(s) == ("min_div_10", s["min_div_10"])
+
+
+def test_range_test_suggests_for_the_run_its_config_describes(curve):
+    result, _ = curve
+    s = result.settings
+    assert s["run_steps"] == TrainConfig(**SMALL).schedule.epochs * math.ceil(s["train_images"] / s["batch_size"])

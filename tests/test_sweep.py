@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lab import sweep as sw
@@ -96,26 +97,66 @@ def test_epochs_grid_keeps_the_peak_share():
 
 
 def fake_range_test(suggestions: dict[str, float], rule: str = "loss_min") -> dict:
+    """A range-test record for the summary and figure tests: only its suggestions matter there."""
     lrs = sorted({*suggestions.values(), 1e-5, 1.0})
     return {"lrs": lrs, "losses": [2.0] * len(lrs), "suggestions": suggestions, "max_lr": suggestions[rule],
-            "min_lr": suggestions[rule] / 25, "rule": rule, "notes": [], "status": "done", "settings": {}}
+            "min_lr": suggestions[rule] / 25, "rule": rule, "notes": [], "status": "done",
+            "settings": {"train_images": 256, "rule": rule}}
+
+
+def u_curve_test(train_images: int = TINY["subset"]) -> dict:
+    """A range-test record with a real curve: a plateau, a fall to a minimum at LR 0.05, then the blow-up."""
+    from lab.lr_finder import choose, suggest
+
+    lrs = list(np.geomspace(1e-6, 1.0, 100))
+    losses = [2.3 if lr < 1e-3 else 2.3 - 0.8 * math.log10(lr / 1e-3) if lr < 0.05 else 1.0 + 5 * (lr - 0.05)
+              for lr in lrs]
+    sug, _ = suggest(lrs, losses, run_steps=8)
+    rule, lr = choose(sug)
+    return {"lrs": lrs, "losses": losses, "suggestions": sug, "max_lr": lr, "min_lr": lr / 25, "rule": rule,
+            "notes": [], "status": "done", "settings": {"train_images": train_images, "rule": sw.RULES[0]}}
 
 
 def test_resolve_factors_and_rules_to_concrete_lrs():
-    spec = sw.SweepSpec(tiny_config(), {"max_lr": ["x0.5", "x1", "loss_min", "valley", "steepest", 0.3],
+    spec = sw.SweepSpec(tiny_config(), {"max_lr": ["x0.5", "x1", sw.RULES[0], "loss_min", "steepest", 0.3],
                                         "div_factor": [10.0, 25.0]})
     groups = sw.range_test_groups(spec)
     assert len(groups) == 1  # the div factor does not change the range test
     (key, group), = groups.items()
-    sug = {"loss_min": 0.08, "valley": 0.001, "min_div_10": 0.008}  # steepest did not apply
-    configs, notes = sw.resolve(spec, {group["id"]: fake_range_test(sug)}, {key: group["id"]})
-    assert any("steepest" in n for n in notes)
+    rt = u_curve_test()
+    configs, notes = sw.resolve(spec, {group["id"]: rt}, {key: group["id"]})
+    sug, rule, suggested = sw.suggestions_for(rt, configs[0]["config"])
+    assert rule == sw.RULES[0] and suggested == sug[rule]
+    expected = sorted([(0.5 * suggested, ["x0.5"]), (suggested, ["x1", sw.RULES[0]]), (sug["loss_min"], ["loss_min"]),
+                       (sug["steepest"], ["steepest"]), (0.3, [])])
     for div in (10.0, 25.0):
-        mine = {c["max_lr"]: c["lr_from"] for c in configs if c["values"]["div_factor"] == div}
-        # x1 and loss_min land on the same LR: one configuration remembering both names
-        assert mine == {0.04: ["x0.5"], 0.08: ["x1", "loss_min"], 0.001: ["valley"], 0.3: []}
-    assert len({c["key"] for c in configs}) == len(configs) == 8
+        mine = sorted((c["max_lr"], c["lr_from"]) for c in configs if c["values"]["div_factor"] == div)
+        # x1 and the default rule land on the same LR: one configuration remembering both names
+        assert [m[1] for m in mine] == [e[1] for e in expected]
+        assert [m[0] for m in mine] == pytest.approx([e[0] for e in expected])
+    assert len({c["key"] for c in configs}) == len(configs) == 10
     assert all(c["config"]["schedule"]["div_factor"] == c["values"]["div_factor"] for c in configs)
+    # a rule that cannot apply to the curve (still falling at the end: no minimum) is dropped with a note
+    falling = {**rt, "lrs": rt["lrs"][:75], "losses": rt["losses"][:75]}
+    spec = sw.SweepSpec(tiny_config(), {"max_lr": ["loss_min", 0.01]})
+    configs, notes = sw.resolve(spec, {group["id"]: falling}, {key: group["id"]})
+    assert [c["max_lr"] for c in configs] == [0.01] and any("loss_min rule did not apply" in n for n in notes)
+
+
+def test_the_default_rule_follows_each_configurations_run_length():
+    """One range test serves a grid over epochs, but min_div_run's margin grows with the run's length."""
+    from lab.lr_finder import run_margin
+
+    spec = sw.SweepSpec(tiny_config(), {"max_lr": [sw.RULES[0]], "epochs": [1, 4, 40]})
+    (key, group), = sw.range_test_groups(spec).items()
+    rt = u_curve_test()
+    configs, _ = sw.resolve(spec, {group["id"]: rt}, {key: group["id"]})
+    steps = {c["values"]["epochs"]: c["values"]["epochs"] * math.ceil(TINY["subset"] / TINY["batch_size"])
+             for c in configs}
+    lrs = {c["values"]["epochs"]: c["max_lr"] for c in configs}
+    for epochs, lr in lrs.items():
+        assert lr == pytest.approx(rt["suggestions"]["loss_min"] / run_margin(steps[epochs], len(rt["lrs"])))
+    assert lrs[1] > lrs[4] > lrs[40]  # longer runs, a wider margin below the loss minimum
 
 
 # --------------------------------------------------------------------------------------------- summary

@@ -17,8 +17,8 @@ import pandas as pd
 
 from lab import plots
 from lab import sweep as sweep_mod
-from lab.config import CPU_PRESET, GPU_PRESET, OPTIMIZERS, PRESETS, RANGE_TEST_ITERS, SWEEP_LR_FACTORS, SWEEP_SEEDS
-from lab.config import ConfigError
+from lab.config import (CPU_PRESET, GPU_PRESET, OPTIMIZERS, PRESETS, RANGE_TEST_ITERS, RANGE_TEST_RULES,
+                        SWEEP_LR_FACTORS, SWEEP_SEEDS, ConfigError)
 from lab.data import DataError
 from lab.runs import Run
 from lab.ui.common import AppContext, error_md, fmt_seconds, has_cuda, heading
@@ -138,7 +138,7 @@ def build(ctx: AppContext) -> dict:
     gr.Markdown("Many runs at once: every max LR below × every seed, each an ordinary run folder under "
                 "`runs/sweeps/<id>/`, scheduled by **Ray Tune** over this server's cores and GPUs. Max LRs are "
                 "numbers, **x*F*** (*F* × the range test's suggestion, found first on the same preset) or rule "
-                "names (`loss_min`, `valley`, `steepest`, `min_div_10`, or `rules` for all four). The figure shows "
+                f"names ({', '.join(f'`{r}`' for r in RANGE_TEST_RULES)}, or `rules` for all). The figure shows "
                 "where the range test's suggestion lands against the sweep's best. Every trial runs its whole "
                 "One Cycle (no early stopping: One Cycle's first epochs rank LRs badly). One job at a time on this "
                 f"server; at most {MAX_TRIALS} trials per sweep. The same from a terminal: `python -m lab sweep`.")
