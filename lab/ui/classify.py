@@ -67,7 +67,8 @@ def view(ctx: AppContext, image, checkpoint, top_k, layer, opacity, cam_for):
     if image is None:
         return None, None, None, "Upload an image or pick an example below."
     try:
-        x = ins.prepare_upload(image)
+        rgb = ins.to_rgb(ins.open_image(image))
+        x = ins.to_network_input(rgb)  # as prepare_upload, keeping the size to say what was done to it
         model, cfg, metrics = load_model(ctx, checkpoint)
     except ValueError as e:
         return None, None, None, error_md(str(e))
@@ -79,8 +80,22 @@ def view(ctx: AppContext, image, checkpoint, top_k, layer, opacity, cam_for):
     acc = metrics.get("test_acc")
     about = f" (test accuracy {100 * acc:.1f}% when saved)" if isinstance(acc, (int, float)) else ""
     msg = (f"Prediction: **{top[0]}** ({100 * probs[top[0]]:.1f}%). Grad-CAM for *{CLASSES[target]}* at {layer}. "
-           f"Model: width {cfg.width:g}{about}. The image was cropped to its centre square and shrunk to 32×32.")
+           f"Model: width {cfg.width:g}{about}. {resize_note(*rgb.size)}")
     return ins.upscale(x, VIEW), {k: probs[k] for k in top}, overlay, msg
+
+
+def resize_note(width: int, height: int) -> str:
+    """What was done to an upload of this size to make the 32×32 the network sees — with a caution when it had
+    fewer pixels than that, as the network then sees a blur and still answers confidently (softmax always does)."""
+    side = min(width, height)
+    square = "its centre square" if width != height else "it"
+    if side > 32:
+        return f"The image ({width}×{height}) was cropped to its centre square and shrunk to 32×32."
+    if side == 32:
+        return f"The image ({width}×{height}) was used as it is{'' if width == height else ' (centre square)'}."
+    return (f"⚠ **The image is only {width}×{height} pixels**: {square} was enlarged to 32×32, so the network sees "
+            f"a blur with {side}×{side} pixels of detail. Its confidence says nothing about that: take the "
+            "prediction with caution and upload a larger image.")
 
 
 def build(ctx: AppContext) -> dict:

@@ -116,6 +116,7 @@ class JobManager:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._next_id = 1
+        self._data_warned = False
 
     # data -----------------------------------------------------------------------------------------------
     def data(self) -> data_mod.Cifar10:
@@ -129,11 +130,24 @@ class JobManager:
             return self._data
 
     def data_error(self) -> str | None:
-        """None when the data can be used, else the reason (without loading more than once)."""
+        """None when the data can be used, else the reason (without loading more than once). The first failure
+        also goes to the server's log, so whoever runs the server sees it, not only the people using the app."""
         try:
             self.data()
             return None
         except data_mod.DataError as e:
+            if not self._data_warned:
+                self._data_warned = True
+                if isinstance(e, data_mod.DataNotFoundError):
+                    where = ", ".join(f"{d}/" for d in data_mod.search_dirs(self.data_dir))
+                    why = f"the download failed: {e}" if self.download else "downloading is off"
+                    log.warning("CIFAR-10 not found (searched %s; %s), so the Augment, LR range test, Train and "
+                                "Insights tabs cannot work. Set CIFAR10_DIR to a folder holding cifar10.npz, "
+                                "cifar-10-batches-py/ or cifar-10-python.tar.gz, or start the app with "
+                                "LAB_DOWNLOAD=1 to download it.", where, why)
+                else:
+                    log.warning("CIFAR-10 cannot be used, so the Augment, LR range test, Train and Insights tabs "
+                                "cannot work: %s", e)
             return str(e)
 
     # state ----------------------------------------------------------------------------------------------
@@ -233,7 +247,8 @@ class JobManager:
         def on_event(event) -> None:
             with self._lock:
                 if event.kind == "step":
-                    job.steps.append(dict(event.data))
+                    # "t": when it arrived, so a poller can count elapsed time and the ETA down between steps
+                    job.steps.append({**event.data, "t": time.time()})
                     if len(job.steps) > MAX_POINTS:
                         half = len(job.steps) // 2
                         job.steps[:half] = job.steps[:half:2]
@@ -272,16 +287,35 @@ class JobManager:
                 job.points.append((int(iteration), float(lr), float(loss)))
 
         def target() -> None:
+            from lab.runs import RANGE_TEST_PREFIX, new_run_dir, write_range_test
+
             result = range_test(cfg, data, progress=progress, stop=stop, **kwargs)
+            # saved like a run, so that tests can be listed and overlaid later (a failed save loses only that)
+            try:
+                folder = new_run_dir(self.runs_root, prefix=RANGE_TEST_PREFIX)
+                write_range_test(folder, result.to_dict(), config=cfg.to_dict(), started_from="app")
+                saved = f"; saved to {folder}"
+            except OSError as e:
+                folder, saved = None, f"; not saved ({e})"
+                log.error("could not save range test %s: %s", job.id, e)
             with self._lock:
                 job.result = result.to_dict()
+                job.run_dir = str(folder) if folder is not None else None
                 stopped = stop.is_set() or result.status == "stopped"
                 job.status = "stopped" if stopped else "done"
                 job.message = (f"{'stopped' if stopped else 'finished'} after {len(result.lrs)} iterations: "
-                               f"suggested max LR {result.max_lr:.3g}, min LR {result.min_lr:.3g} ({result.rule})")
+                               f"suggested max LR {result.max_lr:.3g}, min LR {result.min_lr:.3g} ({result.rule})"
+                               f"{saved}")
 
         self._launch(job, target)
         return job
+
+    def active_run_dirs(self) -> set[Path]:
+        """The run folder the current job writes to (empty when none runs): what rename and delete must not
+        touch."""
+        with self._lock:
+            job = self._job
+            return {Path(job.run_dir)} if job is not None and job.running and job.run_dir else set()
 
     # stopping -------------------------------------------------------------------------------------------
     def stop(self) -> str:

@@ -9,7 +9,11 @@ from lab import plots
 from lab import schedule as sched
 from lab.config import (ANNEALS, BASE_MOMENTUM, DEFAULT_DIV_FACTOR, MAX_MOMENTUM, OPTIMIZERS, SPEC_BATCH_SIZE,
                         SPEC_EPOCHS, SPEC_PEAK_EPOCH, ConfigError, default_max_lr)
-from lab.ui.common import LR_MODES, error_md, partial_config, steps_per_epoch_images
+from lab.ui.common import LR_MODES, error_md, partial_config, round_lr, steps_per_epoch_images
+
+# The peak-epoch slider moves in quarter epochs from PEAK_STEP up to PEAK_STEP before the last epoch's end: even
+# a 1-epoch run has a range (0.25–0.75) — a slider whose minimum meets its maximum is an error in Gradio.
+PEAK_STEP = 0.25
 
 
 def preview(max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, batch_size, optimizer, anneal,
@@ -48,12 +52,33 @@ def zigzag(max_lr, lr_mode, div_factor, min_lr, step_size, cycles):
                                         "One Cycle makes one big one.")
 
 
-def clamp_peak(epochs, peak):
-    """Keep the peak-epoch slider inside the run when the number of epochs changes."""
-    e = max(1, int(epochs or 1))
-    top = e - 0.5
-    value = float(peak or 0.5)
-    return gr.Slider(maximum=max(top, 0.5), value=min(max(value, 0.5), top))
+def peak_slider(epochs, peak) -> gr.Slider:
+    """The peak-epoch slider for a run of `epochs`: its range ends a quarter epoch before the run does, and a
+    peak beyond it moves to half an epoch before the end (0.5 for a 1-epoch run)."""
+    try:
+        e = max(1, int(float(epochs)))
+    except (TypeError, ValueError):
+        e = 1
+    top = e - PEAK_STEP
+    try:
+        value = float(peak)
+    except (TypeError, ValueError):
+        value = top
+    if not PEAK_STEP <= value <= top:
+        value = min(max(value, PEAK_STEP), e - 0.5) if value > PEAK_STEP else PEAK_STEP
+    return gr.Slider(minimum=PEAK_STEP, maximum=top, value=value, step=PEAK_STEP)
+
+
+def lr_fields(max_lr, lr_mode, div_factor):
+    """(div factor slider, min LR box) for the LRMIN mode: the control that sets LRMIN is editable, the other is
+    greyed out; in div-factor mode the min LR box shows the LRMIN that results, so it never shows a stale value."""
+    if lr_mode == "min LR":
+        return gr.Slider(interactive=False), gr.Number(interactive=True)
+    try:
+        lo = round_lr(float(max_lr) / float(div_factor))
+    except (TypeError, ValueError, ZeroDivisionError):
+        return gr.Slider(interactive=True), gr.Number(interactive=False)
+    return gr.Slider(interactive=True), gr.Number(value=lo, interactive=False)
 
 
 def optimizer_default_lr(optimizer):
@@ -69,16 +94,20 @@ def build(defaults: dict) -> dict:
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             optimizer = gr.Radio(list(OPTIMIZERS), value=OPTIMIZERS[0], label="optimizer")
-            max_lr = gr.Number(value=default_max_lr("adam"), label="max LR (LRMAX)", minimum=0, elem_id="oc-max-lr")
-            lr_mode = gr.Radio(list(LR_MODES), value="div factor", label="LRMIN from")
-            div_factor = gr.Slider(2, 1000, value=DEFAULT_DIV_FACTOR, step=1, label="div factor (LRMIN = LRMAX / div)")
-            min_lr = gr.Number(value=default_max_lr("adam") / DEFAULT_DIV_FACTOR, label="min LR (LRMIN)", minimum=0,
-                               elem_id="oc-min-lr")
+            # LR boxes step by a small amount (the arrow keys and the spinner), not by Gradio's default of 1
+            max_lr = gr.Number(value=default_max_lr("adam"), label="max LR (LRMAX)", minimum=0, step=0.001,
+                               elem_id="oc-max-lr")
+            lr_mode = gr.Radio(list(LR_MODES), value="div factor", label="LRMIN from", elem_id="oc-lr-mode")
+            div_factor = gr.Slider(2, 1000, value=DEFAULT_DIV_FACTOR, step=1, label="div factor (LRMIN = LRMAX / div)",
+                                   elem_id="oc-div")
+            min_lr = gr.Number(value=round_lr(default_max_lr("adam") / DEFAULT_DIV_FACTOR),
+                               label="min LR (LRMIN; set it with “LRMIN from: min LR”)", minimum=0, step=0.0001,
+                               interactive=False, elem_id="oc-min-lr")
             epochs = gr.Slider(1, 100, value=defaults.get("epochs", SPEC_EPOCHS), step=1, label="epochs",
                                elem_id="oc-epochs")
-            peak_epoch = gr.Slider(0.5, max(0.5, defaults.get("epochs", SPEC_EPOCHS) - 0.5),
-                                   value=defaults.get("peak_epoch", SPEC_PEAK_EPOCH), step=0.5,
-                                   label="peak epoch (LR is highest at the end of it)")
+            first = peak_slider(defaults.get("epochs", SPEC_EPOCHS), defaults.get("peak_epoch", SPEC_PEAK_EPOCH))
+            peak_epoch = gr.Slider(first.minimum, first.maximum, value=first.value, step=PEAK_STEP,
+                                   label="peak epoch (LR is highest at the end of it)", elem_id="oc-peak")
             batch_size = gr.Slider(16, 2048, value=defaults.get("batch_size", SPEC_BATCH_SIZE), step=16,
                                    label="batch size", elem_id="oc-batch")
             anneal = gr.Radio(list(ANNEALS), value=ANNEALS[0], label="anneal")
@@ -101,7 +130,13 @@ def build(defaults: dict) -> dict:
     for c in zz_controls:
         c.change(zigzag, zz_controls, [zz_figure, zz_text], api_visibility="private", trigger_mode="always_last",
                  show_progress="hidden")
-    epochs.input(clamp_peak, [epochs, peak_epoch], peak_epoch, api_visibility="private")
+    # .change, not .input, so a preset's epochs are followed too; always_last so the final value of a fast drag
+    # is the one the peak follows (the default "once" drops changes that arrive while one is being handled)
+    epochs.change(peak_slider, [epochs, peak_epoch], peak_epoch, api_visibility="private",
+                  trigger_mode="always_last", show_progress="hidden")
+    for c in (max_lr, lr_mode, div_factor):
+        c.change(lr_fields, [max_lr, lr_mode, div_factor], [div_factor, min_lr], api_visibility="private",
+                 trigger_mode="always_last", show_progress="hidden")
     optimizer.input(optimizer_default_lr, optimizer, max_lr, api_visibility="private")
     return {"controls": controls, "zz_controls": zz_controls, "figure": figure, "summary": summary,
             "zz_figure": zz_figure, "zz_text": zz_text, "max_lr": max_lr, "lr_mode": lr_mode,
