@@ -46,7 +46,7 @@ def start(ctx: AppContext, controls: dict, iters, start_lr, end_lr, mode, optimi
         return error_md(str(e))
     except (ConfigError, DataError, DeviceError, TypeError, ValueError) as e:
         return error_md(str(e))
-    expected = f" Expected to take {estimate}." if estimate is not None else ""
+    expected = f" Expected to take {estimate.duration}." if estimate is not None else ""
     return (f"Range test started at {job.started_at}: {kwargs['iters']} iterations, LR {kwargs['start_lr']:.1e} → "
             f"{kwargs['end_lr']:.1e} ({mode}), {optimizer}, batch {cfg.batch_size}, width {cfg.width:g}.{expected}")
 

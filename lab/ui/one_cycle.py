@@ -34,7 +34,8 @@ def preview(max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, batch_size,
     mom = (f"{what} cycles {cfg.max_momentum:g} → {cfg.base_momentum:g} → {cfg.max_momentum:g} (opposite to the LR)"
            if cfg.cycle_momentum else f"{what} fixed")
     text = (f"**LRMIN {cfg.lr_min:.3g} → LRMAX {cfg.max_lr:.3g}** at the end of epoch {cfg.peak_epoch:g}, then "
-            f"{cfg.anneal} back to {cfg.lr_min:.3g} by the last step · {cfg.epochs} epochs × {spe} steps "
+            f"{cfg.anneal} back to {cfg.lr_min:.3g} by the last step · {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} "
+            f"× {spe} steps "
             f"({n:,} images / batch {bs}) = {len(curve['lr']):,} steps · {mom}.")
     fig = plots.schedule_figure(curve, cfg.peak_epoch, title="One Cycle: LR and momentum/β1 per step")
     return fig, text
@@ -55,6 +56,12 @@ def zigzag(max_lr, lr_mode, div_factor, min_lr, step_size, cycles):
 def peak_slider(epochs, peak) -> gr.Slider:
     """The peak-epoch slider for a run of `epochs`: its range ends a quarter epoch before the run does, and a
     peak beyond it moves to half an epoch before the end (0.5 for a 1-epoch run)."""
+    top, value = peak_range(epochs, peak)
+    return gr.Slider(minimum=PEAK_STEP, maximum=top, value=value, step=PEAK_STEP)
+
+
+def peak_range(epochs, peak) -> tuple[float, float]:
+    """(slider maximum, peak) for peak_slider; a plain function, as a component made inside Blocks is drawn."""
     try:
         e = max(1, int(float(epochs)))
     except (TypeError, ValueError):
@@ -66,7 +73,7 @@ def peak_slider(epochs, peak) -> gr.Slider:
         value = top
     if not PEAK_STEP <= value <= top:
         value = min(max(value, PEAK_STEP), e - 0.5) if value > PEAK_STEP else PEAK_STEP
-    return gr.Slider(minimum=PEAK_STEP, maximum=top, value=value, step=PEAK_STEP)
+    return top, value
 
 
 def lr_fields(max_lr, lr_mode, div_factor):
@@ -105,8 +112,8 @@ def build(defaults: dict) -> dict:
                                interactive=False, elem_id="oc-min-lr")
             epochs = gr.Slider(1, 100, value=defaults.get("epochs", SPEC_EPOCHS), step=1, label="epochs",
                                elem_id="oc-epochs")
-            first = peak_slider(defaults.get("epochs", SPEC_EPOCHS), defaults.get("peak_epoch", SPEC_PEAK_EPOCH))
-            peak_epoch = gr.Slider(first.minimum, first.maximum, value=first.value, step=PEAK_STEP,
+            top, peak = peak_range(defaults.get("epochs", SPEC_EPOCHS), defaults.get("peak_epoch", SPEC_PEAK_EPOCH))
+            peak_epoch = gr.Slider(PEAK_STEP, top, value=peak, step=PEAK_STEP,
                                    label="peak epoch (LR is highest at the end of it)", elem_id="oc-peak")
             batch_size = gr.Slider(16, 2048, value=defaults.get("batch_size", SPEC_BATCH_SIZE), step=16,
                                    label="batch size", elem_id="oc-batch")

@@ -68,7 +68,7 @@ def start(ctx: AppContext, confirm: bool = False, **controls) -> str:
     except (ConfigError, DataError, DeviceError, TypeError, ValueError) as e:
         return error_md(str(e))
     s = cfg.schedule
-    expected = f" Expected to take {estimate}." if estimate is not None else ""
+    expected = f" Expected to take {estimate.duration}." if estimate is not None else ""
     return (f"Run started at {job.started_at} in `{job.run_dir}`: {s.epochs} epoch{'s' * (s.epochs != 1)}, "
             f"batch {cfg.batch_size}, "
             f"width {cfg.width:g}, {cfg.subset or TRAIN_IMAGES:,} training images, {cfg.optimizer.name} "
@@ -84,8 +84,8 @@ def estimate_line(ctx: AppContext, **controls) -> str:
         return ""
     if estimate is None:
         return "Expected time: measured once this server is free (a job is running)."
-    warn = (f" — over {LONG_JOB_S // 60} min on a CPU: Start will ask you to confirm" if estimate.long else "")
-    return f"Expected time: **{fmt_seconds(estimate.seconds)}**{warn}  \n<small>{estimate}</small>"
+    warn = (f"  \nOver {LONG_JOB_S // 60} min on a CPU: Start will ask you to confirm." if estimate.long else "")
+    return f"Expected time: **{estimate.duration}** <small>{str(estimate)[len(estimate.duration):]}</small>{warn}"
 
 
 def long_job_button(message: str):
