@@ -254,16 +254,17 @@ def test_train_bad_input_and_missing_data_give_messages(ctx, no_data_ctx):
 
 def test_train_refresh_draws_the_run_and_skips_when_nothing_changed(ctx):
     out = train.refresh(ctx, None)
-    seen, line, fig, table, runs_df, picker, overlay = out
+    seen, line, fig, table, runs_df, picker, overlay, target = out
     assert "No run yet" in line and isinstance(fig, go.Figure) and table.empty
     assert list(runs_df["run"]) == ["20000101-000000"] and picker.value == ["20000101-000000"]
     assert all(is_skip(x) for x in train.refresh(ctx, seen, picker.value))
     ctx.manager.start_training(train_config(**CONTROLS))
     assert ctx.manager.wait(120)
-    seen2, line, fig, table, runs_df, picker, overlay = train.refresh(ctx, seen, ["20000101-000000"])
+    seen2, line, fig, table, runs_df, picker, overlay, target = train.refresh(ctx, seen, ["20000101-000000"])
     assert seen2 != seen and "**Done**" in line and "images/s" in line and "test acc" in line
     assert list(table.columns) == train.EPOCH_COLUMNS and len(table) == 1
     assert len(runs_df) == 2 and len(picker.value) == 2  # the finished run joins the overlay
+    assert len(target.choices) == 2  # … and the rename/delete list
     assert len([t for t in overlay.data if t.showlegend is not False]) == 2
     assert all(is_skip(x) for x in train.refresh(ctx, seen2, picker.value))
 
@@ -350,7 +351,7 @@ def test_a_run_checkpoint_downloads_under_the_run_name(ctx, runs_root):
 
 
 def test_runs_overlay_and_refresh(ctx):
-    table, picker, fig = train.refresh_runs(ctx, ["gone"])
+    table, picker, fig, target = train.refresh_runs(ctx, ["gone"])
     assert picker.value == ["20000101-000000"] and len(table) == 1
     fig = train.overlay(ctx, ["20000101-000000", "missing"])
     assert [t.name for t in fig.data if t.showlegend is not False] == ["20000101-000000"]
@@ -452,6 +453,7 @@ def test_range_tests_are_saved_and_overlaid(ctx, monkeypatch, runs_root):
     assert len(choices) == 2 and all(name.startswith("lr-finder-") for _, name in choices)
     picker, fig = lr_range.refresh_saved(ctx, None)
     assert len(picker.value) == 2
+    assert lr_range.refresh_saved(ctx, [choices[1][1]], newest=True)[0].value == [choices[0][1], choices[1][1]]
     curves = [t for t in fig.data if t.mode == "lines"]
     assert len(curves) == 2 and curves[0].line.color != curves[1].line.color and fig.layout.xaxis.type == "log"
     assert len(lr_range.compare(ctx, ["../x", choices[0][1]]).data) == 2  # unknown names are ignored: one curve

@@ -103,7 +103,9 @@ def use_these(ctx: AppContext, acknowledged=None):
     status = ctx.manager.status("lr_range")
     r = status and status.get("result")
     if not r:
-        nothing = error_md("run a range test first: there is nothing to use yet")
+        nothing = error_md("the range test is still running: wait for it to end (or stop it), then use its LRs"
+                           if status and status["status"] == "running" else
+                           "run a range test first: there is nothing to use yet")
         return (*(gr.skip(),) * 4, nothing, None, gr.skip())
     caveats = lr_finder.caveats(r)
     if caveats and acknowledged != status["id"]:
@@ -164,11 +166,15 @@ def compare(ctx: AppContext, names: list[str] | None):
     return plots.lr_finder_overlay(tests, colours=plots.run_colours(sorted(listed)))
 
 
-def refresh_saved(ctx: AppContext, selected: list[str] | None):
-    """(picker, overlay) re-read from disk; the picker keeps what still exists (the two newest when empty)."""
+def refresh_saved(ctx: AppContext, selected: list[str] | None, newest: bool = False):
+    """(picker, overlay) re-read from disk; the picker keeps what still exists (the two newest when empty), and
+    with `newest` the newest test joins it (one just ended: show it beside the others)."""
     choices = saved_choices(ctx)
     names = [c[1] for c in choices]
-    keep = [n for n in (selected or []) if n in names] or names[:2]
+    keep = [n for n in (selected or []) if n in names]
+    if newest and names and names[0] not in keep:
+        keep = [names[0], *keep]
+    keep = keep or names[:2]
     return gr.Dropdown(choices=choices, value=keep, multiselect=True), compare(ctx, keep)
 
 
@@ -215,7 +221,8 @@ def build(ctx: AppContext) -> dict:
                  show_progress="hidden")
     saved_refresh.click(lambda sel: refresh_saved(ctx, sel), saved, [saved, saved_plot], api_visibility="private")
     # the suggestions appear when a test ends, which is when it is saved: list it
-    suggestions.change(lambda sel: refresh_saved(ctx, sel), saved, [saved, saved_plot], api_visibility="private",
+    suggestions.change(lambda sel: refresh_saved(ctx, sel, newest=True), saved, [saved, saved_plot],
+                       api_visibility="private",
                        show_progress="hidden", trigger_mode="always_last")
     return {"iters": iters, "start_lr": start_lr, "end_lr": end_lr, "mode": mode, "optimizer": optimizer,
             "run": run, "stop": stop, "use": use, "message": message, "plot": plot, "line": line,

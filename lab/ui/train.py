@@ -183,8 +183,9 @@ def overlay(ctx: AppContext, names: list[str] | None, log_loss: bool = False, x:
 
 def refresh_runs(ctx: AppContext, selected: list[str] | None, newest: bool = False, log_loss: bool = False,
                  x: str = "epoch"):
-    """(run table, run picker, overlay) re-read from disk. The picker keeps its selection (the two newest runs
-    when empty); with `newest`, the newest run is added to it (a run just ended: show it)."""
+    """(run table, run picker, overlay, the rename/delete run list) re-read from disk. The picker keeps its
+    selection (the two newest runs when empty); with `newest`, the newest run is added to it (a run just ended:
+    show it). The rename/delete list keeps whatever is chosen in it."""
     choices = run_choices(ctx)
     names = [c[1] for c in choices]
     keep = [s for s in (selected or []) if s in names]
@@ -192,7 +193,7 @@ def refresh_runs(ctx: AppContext, selected: list[str] | None, newest: bool = Fal
         keep = [names[0], *keep]
     keep = keep or names[:2]
     return (runs_table(ctx), gr.Dropdown(choices=choices, value=keep, multiselect=True),
-            overlay(ctx, keep, log_loss, x))
+            overlay(ctx, keep, log_loss, x), gr.Dropdown(choices=manageable_runs(ctx)))
 
 
 def live_figure(status: dict | None, log_loss: bool = False, smoothing: float = 0.0, x: str = "epoch"):
@@ -208,7 +209,8 @@ def live_figure(status: dict | None, log_loss: bool = False, smoothing: float = 
 
 def refresh(ctx: AppContext, seen, selected: list[str] | None = None, log_loss: bool = False,
             smoothing: float = 0.0, x: str = "epoch"):
-    """Timer tick → (seen, status line, figure, epoch table, run table, run picker, overlay), skipping what has
+    """Timer tick → (seen, status line, figure, epoch table, run table, run picker, overlay, rename/delete run
+    list), skipping what has
     not changed. `seen` is (the manager's fingerprint of the training job, id of the last finished run the run list
     was refreshed for); the run list and overlay are redrawn on the first tick and whenever a run ends. While a run
     trains, the status line is redrawn on every tick (elapsed time and ETA move between steps)."""
@@ -217,8 +219,8 @@ def refresh(ctx: AppContext, seen, selected: list[str] | None = None, log_loss: 
     status = ctx.manager.status("train")
     if last_seen is not None and tuple(last_seen) == version:
         if status is not None and status["status"] == "running":
-            return (gr.skip(), describe(status), *(gr.skip(),) * 5)
-        return (gr.skip(),) * 7
+            return (gr.skip(), describe(status), *(gr.skip(),) * 6)
+        return (gr.skip(),) * 8
     busy = ctx.manager.busy_message()
     line = describe(status)
     if busy and (status is None or status["status"] != "running"):
@@ -226,7 +228,7 @@ def refresh(ctx: AppContext, seen, selected: list[str] | None = None, log_loss: 
     fig = live_figure(status, log_loss, smoothing, x)
     table = epoch_table(status["epochs"]) if status else epoch_table([])
     finished = status["id"] if status and status["status"] != "running" else None
-    runs_out: tuple = (gr.skip(),) * 3
+    runs_out: tuple = (gr.skip(),) * 4
     if finished != finished_seen or last_seen is None:
         runs_out = refresh_runs(ctx, selected if last_seen is not None else None, newest=finished != finished_seen,
                                 log_loss=log_loss, x=x)
@@ -371,7 +373,7 @@ def build(ctx: AppContext, preset: str) -> dict:
     timer = gr.Timer(1.0)
     view = [log_loss, smoothing, x_axis]
     timer.tick(lambda s, sel, lg, sm, x: refresh(ctx, s, sel, lg, sm, x), [seen, picker, *view],
-               [seen, line, figure, table, runs_df, picker, overlay_plot],
+               [seen, line, figure, table, runs_df, picker, overlay_plot, target],
                api_visibility="private", concurrency_limit=None, show_progress="hidden", queue=False)
     picker.change(lambda names, lg, x: overlay(ctx, names, lg, x), [picker, log_loss, x_axis], overlay_plot,
                   api_visibility="private", show_progress="hidden")
@@ -381,13 +383,13 @@ def build(ctx: AppContext, preset: str) -> dict:
     for c in (log_loss, x_axis):
         c.change(lambda names, lg, x: overlay(ctx, names, lg, x), [picker, log_loss, x_axis], overlay_plot,
                  api_visibility="private", show_progress="hidden", trigger_mode="always_last")
-    runs_refresh.click(lambda sel, lg, x: (*refresh_runs(ctx, sel, log_loss=lg, x=x),
-                                           gr.Dropdown(choices=manageable_runs(ctx))),
-                       [picker, log_loss, x_axis], [runs_df, picker, overlay_plot, target], api_visibility="private")
+    runs_refresh.click(lambda sel, lg, x: refresh_runs(ctx, sel, log_loss=lg, x=x), [picker, log_loss, x_axis],
+                       [runs_df, picker, overlay_plot, target], api_visibility="private")
 
     def after_change(message, sel, lg, x, current):
         names = [n for _, n in manageable_runs(ctx)]
-        return (message, *refresh_runs(ctx, sel, log_loss=lg, x=x),
+        *listing, _ = refresh_runs(ctx, sel, log_loss=lg, x=x)
+        return (message, *listing,
                 gr.Dropdown(choices=manageable_runs(ctx), value=current if current in names else None))
 
     def do_rename(name, title, sel, lg, x):
