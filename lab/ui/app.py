@@ -107,9 +107,10 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None)
 
         # -- the One Cycle preview follows its controls and the Train tab's subset (steps per epoch)
         preview_inputs = [*oc["controls"], tr["subset"]]
-        for c in preview_inputs:
-            c.change(one_cycle.preview, preview_inputs, [oc["figure"], oc["summary"]], api_visibility="private",
-                     trigger_mode="always_last", show_progress="hidden")
+        # One listener for all of them (gr.on): its calls run one at a time, the last values last, so a slow early
+        # answer can never land after, and overwrite, a later one (separate listeners each queue on their own)
+        gr.on([c.change for c in preview_inputs], one_cycle.preview, preview_inputs, [oc["figure"], oc["summary"]],
+              api_visibility="private", trigger_mode="always_last", show_progress="hidden")
 
         # -- presets fill the Train tab and the One Cycle tab
         def apply_preset(name):
@@ -146,9 +147,8 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None)
             current = dict(zip(CONTROL_NAMES, values))
             return train.estimate_line(ctx, **current)
 
-        for c in estimate_inputs:
-            c.change(estimate, controls, tr["estimate"], api_visibility="private", trigger_mode="always_last",
-                     show_progress="hidden")
+        gr.on([c.change for c in estimate_inputs], estimate, controls, tr["estimate"], api_visibility="private",
+              trigger_mode="always_last", show_progress="hidden")  # one listener: answers arrive in order
 
         # -- the LR range test runs for the run every control describes, with its own tab's optimizer
         range_own = (("iters", float), ("start_lr", float), ("end_lr", float), ("mode", str), ("optimizer", str))

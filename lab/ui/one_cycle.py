@@ -134,16 +134,15 @@ def build(defaults: dict) -> dict:
     controls = [max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, batch_size, optimizer, anneal,
                 cycle_momentum, base_momentum, max_momentum]
     zz_controls = [max_lr, lr_mode, div_factor, min_lr, step_size, cycles]
-    for c in zz_controls:
-        c.change(zigzag, zz_controls, [zz_figure, zz_text], api_visibility="private", trigger_mode="always_last",
-                 show_progress="hidden")
+    # one listener per output (gr.on), so that answers cannot arrive out of order (see app.py)
+    gr.on([c.change for c in zz_controls], zigzag, zz_controls, [zz_figure, zz_text], api_visibility="private",
+          trigger_mode="always_last", show_progress="hidden")
     # .change, not .input, so a preset's epochs are followed too; always_last so the final value of a fast drag
     # is the one the peak follows (the default "once" drops changes that arrive while one is being handled)
     epochs.change(peak_slider, [epochs, peak_epoch], peak_epoch, api_visibility="private",
                   trigger_mode="always_last", show_progress="hidden")
-    for c in (max_lr, lr_mode, div_factor):
-        c.change(lr_fields, [max_lr, lr_mode, div_factor], [div_factor, min_lr], api_visibility="private",
-                 trigger_mode="always_last", show_progress="hidden")
+    gr.on([c.change for c in (max_lr, lr_mode, div_factor)], lr_fields, [max_lr, lr_mode, div_factor],
+          [div_factor, min_lr], api_visibility="private", trigger_mode="always_last", show_progress="hidden")
     optimizer.input(optimizer_default_lr, optimizer, max_lr, api_visibility="private")
     return {"controls": controls, "zz_controls": zz_controls, "figure": figure, "summary": summary,
             "zz_figure": zz_figure, "zz_text": zz_text, "max_lr": max_lr, "lr_mode": lr_mode,

@@ -377,12 +377,13 @@ def build(ctx: AppContext, preset: str) -> dict:
                api_visibility="private", concurrency_limit=None, show_progress="hidden", queue=False)
     picker.change(lambda names, lg, x: overlay(ctx, names, lg, x), [picker, log_loss, x_axis], overlay_plot,
                   api_visibility="private", show_progress="hidden")
-    for c in view:  # a view change redraws both plots from what is already there: no training state changes
-        c.change(lambda lg, sm, x: live_figure(ctx.manager.status("train"), lg, sm, x), view, figure,
-                 api_visibility="private", show_progress="hidden", trigger_mode="always_last")
-    for c in (log_loss, x_axis):
-        c.change(lambda names, lg, x: overlay(ctx, names, lg, x), [picker, log_loss, x_axis], overlay_plot,
-                 api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+    # a view change redraws both plots from what is already there (no training state changes); one listener each
+    # (gr.on), so that answers cannot arrive out of order
+    gr.on([c.change for c in view], lambda lg, sm, x: live_figure(ctx.manager.status("train"), lg, sm, x), view,
+          figure, api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+    gr.on([log_loss.change, x_axis.change], lambda names, lg, x: overlay(ctx, names, lg, x),
+          [picker, log_loss, x_axis], overlay_plot, api_visibility="private", show_progress="hidden",
+          trigger_mode="always_last")
     runs_refresh.click(lambda sel, lg, x: refresh_runs(ctx, sel, log_loss=lg, x=x), [picker, log_loss, x_axis],
                        [runs_df, picker, overlay_plot, target], api_visibility="private")
 
