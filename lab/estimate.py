@@ -9,8 +9,8 @@ bf16 autocast and channels_last on CUDA, an Adam step) on random inputs, and sca
 
 On a CPU a step costs a fixed overhead (one dispatch per layer, whatever the batch: at width 0.125 a 32-image step
 ran at a sixth of the images/s of a 128-image one) plus a time per image, so steps are timed at two small batches
-(PROBE_BATCHES) and the line through them is extended to the run's batch: about a second of probing at width 1,
-where one 512-image step takes ten. On CUDA small batches would only time the launch overhead, so the probe uses
+(PROBE_BATCHES) and the line through them is extended to the run's batch: 160 images of probing, where one
+512-image step at width 1 takes ten seconds on two CPU cores. On CUDA small batches would only time the launch overhead, so the probe uses
 the run's own batch size (capped). Each size is timed PROBE_STEPS times after an untimed warm-up step and the
 median kept, as other work on the machine makes single steps jump. Not timed: data loading and augmentation (the
 reference loader's worker processes run beside the model on the CPU), start-up, and the machine's other work

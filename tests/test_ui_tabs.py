@@ -230,8 +230,11 @@ def test_a_short_cpu_run_starts_at_once_with_its_estimate(ctx):
     _slow_machine(ctx, 1e-4)
     line = train.estimate_line(ctx, **CONTROLS)
     assert "Expected time: **" in line and "confirm" not in line
-    msg = train.start(ctx, **CONTROLS)
+    msg = train.start(ctx, **{**CONTROLS, "epochs": 3, "peak_epoch": 1, "batch_size": 16})
     assert msg.startswith("Run started at") and "Expected to take under a minute" in msg
+    # no probe beside a running job: a width not timed yet waits for the server to be free
+    assert "once this server is free" in train.estimate_line(ctx, **{**CONTROLS, "width": 0.25})
+    ctx.manager.stop()
     assert ctx.manager.wait(120)
     assert train.estimate_line(ctx, **{**CONTROLS, "batch_size": 0}) == ""  # Start will say what is wrong
 

@@ -192,28 +192,28 @@ class AppContext:
             reason = f"Searched {places}; {tried}. {DATA_HOWTO}"
         return NO_DATA.format(reason=reason)
 
-    def timing(self, width: float, batch_size: int, device: str, measure: bool = True):
+    def timing(self, width: float, batch_size: int, device: str):
         """The measured step time (lab.estimate.StepTime) of the network at `width` on `device`, cached per
-        server; None when not measured yet and `measure` is off. A probe runs a few real steps (about a second
-        at width 1 on a CPU) and never runs beside a job, whose speed it would both slow and misread."""
+        server; None when it is not measured yet and a job runs: a probe (a few real steps, some seconds at width
+        1 on two CPU cores) never runs beside a job, whose speed it would both slow and misread."""
         dev = resolve_device(device).type
         probe = estimate_mod.PROBE_BATCH if dev == "cpu" else min(batch_size, estimate_mod.PROBE_BATCH_CUDA)
         key = (dev, float(width), probe)
-        if key not in self.timings and (not measure or self.manager.busy_message()):
+        if key not in self.timings and self.manager.busy_message():
             return None
         with self.probe_lock:
             return self.timings.get(key, lambda: estimate_mod.measure(width, batch_size, dev))
 
-    def estimate_run(self, cfg: TrainConfig, measure: bool = True):
+    def estimate_run(self, cfg: TrainConfig):
         """How long training `cfg` would take here (lab.estimate.Estimate), or None when no timing is at hand."""
-        t = self.timing(cfg.width, cfg.batch_size, cfg.device, measure)
+        t = self.timing(cfg.width, cfg.batch_size, cfg.device)
         if t is None:
             return None
         return estimate_mod.for_run(cfg, min(cfg.subset or TRAIN_IMAGES, TRAIN_IMAGES),
                                     min(cfg.test_subset or TEST_IMAGES, TEST_IMAGES), t)
 
-    def estimate_range_test(self, cfg: TrainConfig, iters: int, measure: bool = True):
-        t = self.timing(cfg.width, cfg.batch_size, cfg.device, measure)
+    def estimate_range_test(self, cfg: TrainConfig, iters: int):
+        t = self.timing(cfg.width, cfg.batch_size, cfg.device)
         return None if t is None else estimate_mod.for_range_test(cfg, iters, t)
 
     def pretrained_metrics(self) -> dict:
