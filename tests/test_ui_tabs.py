@@ -446,6 +446,19 @@ def test_a_weak_range_test_is_flagged_at_the_button_and_not_applied_silently(ctx
     assert ack is None
 
 
+def test_a_long_cpu_range_test_waits_for_run_anyway(ctx, monkeypatch):
+    from lab.estimate import LONG_JOB_S
+
+    _fake_range(monkeypatch)
+    _slow_machine(ctx, 2 * LONG_JOB_S / (100 * CONTROLS["batch_size"]))  # 100 iterations: twice the limit
+    held = lr_range.start(ctx, CONTROLS, 100, 1e-7, 10.0, "exp", "adam")
+    assert held.startswith(lr_range.LONG_JOB) and "Run anyway" in held and ctx.manager.status() is None
+    assert lr_range.long_job_button(held).visible is True
+    started = lr_range.start(ctx, CONTROLS, 100, 1e-7, 10.0, "exp", "adam", confirm=True)
+    assert started.startswith("Range test started") and lr_range.long_job_button(started).visible is False
+    assert ctx.manager.wait(30)
+
+
 def test_range_tests_are_saved_and_overlaid(ctx, monkeypatch, runs_root):
     _fake_range(monkeypatch)
     for optimizer in ("adam", "sgd"):
