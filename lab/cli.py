@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(p, allow_find=True)
     _add_range_test_flags(p, prefix="find-")
     p.add_argument("--run-dir", default=None, help="this run's folder (default: a new folder under runs/)")
+    _add_yes_flag(p)
     p.set_defaults(func=cmd_train)
 
     _add_find_lr_parser(sub)
@@ -180,6 +181,39 @@ def build_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------------------------------------ commands
 
 
+def _add_yes_flag(p: argparse.ArgumentParser) -> None:
+    from lab.estimate import LONG_JOB_S
+
+    p.add_argument("--yes", action="store_true",
+                   help=f"start without asking even when the job is expected to take over {LONG_JOB_S // 60} min on "
+                        "a CPU (the estimate comes from a few training steps timed first)")
+
+
+def _check_duration(args, cfg: C.TrainConfig, data, range_iters: int = 0, run: bool = True) -> None:
+    """Print how long the job should take (a step time measured here: lab.estimate), and on a CPU, before a job
+    expected to take over LONG_JOB_S, ask (at a terminal) or stop with how to go on (otherwise) unless --yes."""
+    from lab import estimate
+
+    timing = estimate.measure(cfg.width, cfg.batch_size, cfg.device)
+    parts = []
+    if range_iters:
+        parts.append(estimate.for_range_test(cfg, range_iters, timing))
+    if run:
+        used = data.subset(cfg.subset, cfg.test_subset)
+        parts.append(estimate.for_run(cfg, len(used.y_train), len(used.y_test), timing))
+    total = estimate.Estimate(sum(p.seconds for p in parts), timing.device, " + ".join(p.what for p in parts))
+    print(f"expected: {total}", flush=True)
+    if not total.long or args.yes:
+        return
+    ask = (f"this would take {total.duration} on the CPU (a GPU takes seconds to minutes; --preset tiny or quick "
+           "are CPU-sized)")
+    if sys.stdin.isatty():
+        if input(f"{ask}. Start anyway? [y/N] ").strip().lower() in ("y", "yes"):
+            return
+        raise CliError("not started")
+    raise CliError(f"{ask}; pass --yes to start it anyway")
+
+
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
@@ -199,6 +233,7 @@ def cmd_train(args) -> int:
     if args.run_dir and (Path(args.run_dir) / "config.json").exists():
         raise CliError(f"--run-dir {args.run_dir} already holds a run; name a new folder (runs are never overwritten)")
     data = data_mod.load(cfg.data_dir)  # before the run folder exists: no empty folders for missing data
+    _check_duration(args, cfg, data, args.find_iters if find else 0)
     found = None
     if find:  # --max-lr find: the range test picks LRMAX and LRMIN, and its result goes into config.json
         cfg, found = _find_for_train(args, cfg, data)
@@ -383,6 +418,7 @@ def _add_find_lr_parser(sub) -> None:
                    help="epochs of the run the LR is for: the default rule's margin below the loss minimum grows "
                         "with the run's length (default %(default)s)")
     p.add_argument("--out", default=None, help="output folder (default: a new runs/lr-finder-<time>/)")
+    _add_yes_flag(p)
     p.set_defaults(func=cmd_find_lr)
 
 
@@ -464,6 +500,7 @@ def cmd_find_lr(args) -> int:
     cfg = train_config(args)
     _find_settings(args, cfg)
     data = data_mod.load(cfg.data_dir)
+    _check_duration(args, cfg, data, args.find_iters, run=False)
     result = _range_test(args, cfg, data)
     out = Path(args.out) if args.out else new_run_dir(prefix="lr-finder-")  # only now: no folders for failures
     _write_range_test(result, out)

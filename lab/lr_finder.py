@@ -72,6 +72,13 @@ RULES = C.RANGE_TEST_RULES  # preference order when choosing LRMAX
 DEFAULT_RULE = RULES[0]
 MIN_POINTS = 5  # fewer points than this after trimming: no rule applies
 MODES = C.RANGE_TEST_MODES
+# What makes a finished test's LRMAX doubtful (caveats()): fewer recorded points than TRUSTED_POINTS (the rules
+# trim a tenth at the start and a few at the end, and fastai's default test has 100), a loss that fell by less
+# than WEAK_DROP over the curve, or an LRMAX in the lowest LOW_END share (log scale) of the LRs tested, where the
+# network has barely started to learn.
+TRUSTED_POINTS = 50
+WEAK_DROP = 0.02
+LOW_END = 0.2
 
 Progress = Callable[[int, float, float], None]
 
@@ -245,6 +252,41 @@ def suggest(
     if len(loss_arr) and int(loss_arr[skip_start:].argmin()) == len(loss_arr) - 1 - skip_start:
         notes.append(f"the loss was still falling at the highest LR used ({lr_arr[-1]:.3g}): raise the end LR")
     return suggestions, notes
+
+
+def caveats(result: RangeTest | dict[str, Any]) -> list[str]:
+    """Reasons not to take a finished test's LRMAX at face value, in words a person can act on; [] when there are
+    none. The app shows them at its "use these" button and asks before applying such an LRMAX."""
+    d = result if isinstance(result, dict) else result.to_dict()
+    lrs, losses = list(d.get("lrs") or []), list(d.get("losses") or [])
+    settings = d.get("settings") or {}
+    out: list[str] = []
+    if d.get("status") == "stopped":
+        out.append(f"the test was stopped after {len(lrs)} of {settings.get('iters', '?')} iterations, so the loss "
+                   "may not have reached its minimum yet")
+    if d.get("rule") == "fallback":
+        out.append(f"no rule applied to the curve: LRMAX {d.get('max_lr', 0):.3g} is the optimizer's default, not "
+                   "a measurement")
+    elif settings.get("rule") and d.get("rule") != settings["rule"]:
+        out.append(f"the {settings['rule']} rule did not apply; LRMAX comes from the {d.get('rule')} rule")
+    if len(lrs) < TRUSTED_POINTS:
+        out.append(f"only {len(lrs)} points were recorded; run at least {TRUSTED_POINTS} iterations for a curve the "
+                   "rules can read")
+    finite = [v for v in losses if math.isfinite(v)]
+    if finite:
+        first = finite[len(finite) // 10]
+        drop = (first - min(finite)) / abs(first) if first else 0.0
+        if drop < WEAK_DROP:
+            out.append(f"the loss fell by only {100 * max(drop, 0):.1f}% over the whole test: widen the LR range or "
+                       "run more iterations")
+    lo, hi = settings.get("start_lr") or (lrs[0] if lrs else None), settings.get("end_lr") or (lrs[-1] if lrs else None)
+    max_lr = d.get("max_lr")
+    if d.get("rule") != "fallback" and lo and hi and max_lr and hi > lo:
+        share = math.log(max_lr / lo) / math.log(hi / lo)
+        if share < LOW_END:
+            out.append(f"LRMAX {max_lr:.3g} lies at the very start of the tested range ({lo:.3g} → {hi:.3g}), where "
+                       "the network has barely begun to learn")
+    return out
 
 
 def choose(suggestions: dict[str, float], rule: str = DEFAULT_RULE) -> tuple[str, float] | None:

@@ -29,9 +29,11 @@ def test_the_range_test_endpoint_takes_every_training_control(tmp_path):
     demo = build_app(JobManager(runs_root=tmp_path / "runs", data_loader=_missing), pretrained=tmp_path / "none.pt")
     params = {fn.api_name: list(inspect.signature(fn.fn).parameters) for fn in demo.fns.values()
               if fn.api_name in ("train_start", "find_lr")}
-    assert params["train_start"] == list(CONTROL_NAMES)
+    # the controls keep their names and order; "confirm" (for long CPU jobs) is new, last and optional
+    assert params["train_start"] == [*CONTROL_NAMES, "confirm"]
     assert params["find_lr"][:5] == ["iters", "start_lr", "end_lr", "mode", "optimizer"]
-    assert set(params["find_lr"]) == set(CONTROL_NAMES) | {"iters", "start_lr", "end_lr", "mode"}
+    assert params["find_lr"][-1] == "confirm"
+    assert set(params["find_lr"]) == set(CONTROL_NAMES) | {"iters", "start_lr", "end_lr", "mode", "confirm"}
     for fn in demo.fns.values():
         if fn.api_name in params:
             assert len(fn.inputs) == len(params[fn.api_name])

@@ -70,8 +70,23 @@ def test_augment_bad_settings_and_missing_data_say_so(ctx, no_data_ctx):
     img, msg = augment.preview(ctx, 4, 8, 1.5, 0.5, 0)
     assert img is None and "cutout_p is a probability" in msg
     img, msg = augment.preview(no_data_ctx, 4, 8, 1.0, 0.5, 0)
-    assert img is None and "CIFAR-10 is not available" in msg and "CIFAR10_DIR" in msg
+    # the tab's notice says how to provide the data; the caption does not say it a second time
+    assert img is None and "CIFAR-10 is not available" in msg and "CIFAR10_DIR" not in msg
     assert 0 <= augment.new_seed() <= 99_999
+
+
+def test_the_missing_data_notice_speaks_to_an_app_operator(no_data_ctx):
+    notice = no_data_ctx.data_message()
+    # the app takes no flags: environment variables, and the download switch, are what its operator can use
+    assert "--data-dir" not in notice and "CIFAR10_DIR" in notice and "LAB_DOWNLOAD=1" in notice
+
+
+def test_augment_cautions_about_a_cutout_that_hides_the_image(ctx):
+    _, spec = augment.preview(ctx, 4, 8, 1.0, 0.5, seed=0, n_images=1, draws=1)
+    _, whole = augment.preview(ctx, 4, 32, 1.0, 0.5, seed=0, n_images=1, draws=1)
+    _, never = augment.preview(ctx, 4, 32, 0.0, 0.5, seed=0, n_images=1, draws=1)
+    assert "⚠" not in spec and "⚠" not in never  # the spec's 8×8, or a hole that is never cut
+    assert "32×32 hole covers 100%" in whole and "hides the whole image" in whole
 
 
 # -------------------------------------------------------------------------------------------------- One Cycle
@@ -105,9 +120,26 @@ def test_one_cycle_bad_controls_keep_the_plot_and_say_what_to_fix(change, messag
     assert is_skip(fig) and message in text
 
 
+@pytest.mark.parametrize("epochs,peak,value", [(1, 5, 0.5), (1, 0.5, 0.5), (3, 5, 2.5), (24, 5, 5), (50, 5, 5),
+                                               (2, 1.75, 1.75), ("", 5, 0.5)])
+def test_the_peak_slider_always_has_a_range_and_keeps_the_peak_inside_the_run(epochs, peak, value):
+    upd = one_cycle.peak_slider(epochs, peak)
+    e = int(epochs or 1)
+    # a slider whose minimum is not below its maximum is an error in Gradio (the 1-epoch bug)
+    assert upd.minimum < upd.maximum == e - one_cycle.PEAK_STEP and upd.value == value
+    ScheduleConfig(epochs=e, peak_epoch=upd.value)  # a peak the schedule accepts
+    gr.Slider(minimum=upd.minimum, maximum=upd.maximum, value=upd.value, step=upd.step)
+
+
+def test_the_min_lr_box_shows_the_lrmin_that_div_factor_mode_makes():
+    div, box = one_cycle.lr_fields(0.0658, "div factor", 25)
+    assert box.value == 0.00263 and box.interactive is False and div.interactive is True
+    div, box = one_cycle.lr_fields(0.01, "min LR", 25)
+    assert box.interactive is True and div.interactive is False and box.value is None  # the typed value stays
+    assert one_cycle.lr_fields(None, "div factor", 25)[1].value is None
+
+
 def test_one_cycle_helpers():
-    upd = one_cycle.clamp_peak(3, 5)
-    assert upd.maximum == 2.5 and upd.value == 2.5
     assert one_cycle.optimizer_default_lr("sgd") == DEFAULT_MAX_LR["sgd"]
     fig, text = one_cycle.zigzag(0.01, "div factor", 10, None, 20, 3)
     assert len(fig.data[0].y) == 2 * 20 * 3 + 1 and "3 cycles" in text
@@ -163,10 +195,65 @@ def test_train_start_status_and_stop_through_the_tab(ctx):
     s = ctx.manager.status_json()
     assert s["busy"] and s["kind"] == "train" and s["last_step"]["loss"] > 0
     json.dumps(s, allow_nan=False)
+    # a tick with nothing new still redraws the status line (elapsed time and the ETA move between steps)
+    _, line, *_ = train.refresh(ctx, (ctx.manager.fingerprint("train"), None))
+    assert "**Running**" in line and "ETA" in line and "elapsed" in line
     assert train.stop(ctx).startswith("stopping")
     assert ctx.manager.wait(60)
     s = ctx.manager.status_json()
     assert s["status"] in ("stopped", "done") and not s["busy"]
+
+
+def _slow_machine(ctx, seconds_per_image: float, width: float = CONTROLS["width"]) -> None:
+    """Make the app believe a step time of `seconds_per_image` was measured on this CPU for `width`."""
+    from lab.estimate import PROBE_BATCH, StepTime
+
+    ctx.timings.get(("cpu", width, PROBE_BATCH),
+                    lambda: StepTime("cpu", width, PROBE_BATCH, seconds_per_image, seconds_per_image / 3))
+
+
+def test_a_long_cpu_run_waits_for_start_anyway_and_says_what_it_costs(ctx):
+    from lab.estimate import LONG_JOB_S, for_run
+
+    # 256 images × 2 epochs at this rate: just over LONG_JOB_S
+    per_image = 1.1 * LONG_JOB_S / (2 * 256 + 2 * 128 / 3)
+    _slow_machine(ctx, per_image)
+    run = {**CONTROLS, "epochs": 2, "peak_epoch": 1}
+    expected = for_run(train_config(**run), 256, 128, ctx.timing(0.125, 64, "cpu")).seconds
+    held = train.start(ctx, **run)
+    assert held.startswith(train.LONG_JOB) and fmt_seconds(expected) in held and "Start anyway" in held
+    assert ctx.manager.status() is None  # nothing started
+    assert train.long_job_button(held).visible is True
+    line = train.estimate_line(ctx, **run)
+    assert fmt_seconds(expected) in line and "confirm" in line
+    started = train.start(ctx, confirm=True, **run)
+    assert started.startswith("Run started at") and f"Expected to take about {fmt_seconds(expected)}" in started
+    assert train.long_job_button(started).visible is False
+    ctx.manager.stop()
+    assert ctx.manager.wait(60)
+
+
+def test_a_short_cpu_run_starts_at_once_with_its_estimate(ctx):
+    _slow_machine(ctx, 1e-4)
+    line = train.estimate_line(ctx, **CONTROLS)
+    assert "Expected time: **" in line and "confirm" not in line
+    msg = train.start(ctx, **{**CONTROLS, "epochs": 3, "peak_epoch": 1, "batch_size": 16})
+    assert msg.startswith("Run started at") and "Expected to take under a minute" in msg
+    # no probe beside a running job: a width not timed yet waits for the server to be free
+    assert "once this server is free" in train.estimate_line(ctx, **{**CONTROLS, "width": 0.25})
+    ctx.manager.stop()
+    assert ctx.manager.wait(120)
+    assert train.estimate_line(ctx, **{**CONTROLS, "batch_size": 0}) == ""  # Start will say what is wrong
+
+
+def test_the_status_line_counts_elapsed_time_and_eta_between_steps():
+    step = {"epoch": 1, "step": 3, "steps_per_epoch": 10, "loss": 2.0, "lr": 1e-3, "images_per_s": 100.0,
+            "eta": 100.0, "t": 1000.0}
+    status = {"status": "running", "run_dir": "runs/x", "started_at": "12:00:00", "progress": "epoch 1/1",
+              "steps": [step], "elapsed": 40.0, "epochs": [], "message": ""}
+    assert "ETA 1 min 40 s" in train.describe(status, now=1000.0)
+    assert "ETA 1 min 30 s" in train.describe(status, now=1010.0)  # ten seconds after that step
+    assert "ETA 0 s" in train.describe(status, now=2000.0)
 
 
 def test_train_bad_input_and_missing_data_give_messages(ctx, no_data_ctx):
@@ -177,16 +264,17 @@ def test_train_bad_input_and_missing_data_give_messages(ctx, no_data_ctx):
 
 def test_train_refresh_draws_the_run_and_skips_when_nothing_changed(ctx):
     out = train.refresh(ctx, None)
-    seen, line, fig, table, runs_df, picker, overlay = out
+    seen, line, fig, table, runs_df, picker, overlay, target = out
     assert "No run yet" in line and isinstance(fig, go.Figure) and table.empty
     assert list(runs_df["run"]) == ["20000101-000000"] and picker.value == ["20000101-000000"]
     assert all(is_skip(x) for x in train.refresh(ctx, seen, picker.value))
     ctx.manager.start_training(train_config(**CONTROLS))
     assert ctx.manager.wait(120)
-    seen2, line, fig, table, runs_df, picker, overlay = train.refresh(ctx, seen, ["20000101-000000"])
+    seen2, line, fig, table, runs_df, picker, overlay, target = train.refresh(ctx, seen, ["20000101-000000"])
     assert seen2 != seen and "**Done**" in line and "images/s" in line and "test acc" in line
     assert list(table.columns) == train.EPOCH_COLUMNS and len(table) == 1
     assert len(runs_df) == 2 and len(picker.value) == 2  # the finished run joins the overlay
+    assert len(target.choices) == 2  # … and the rename/delete list
     assert len([t for t in overlay.data if t.showlegend is not False]) == 2
     assert all(is_skip(x) for x in train.refresh(ctx, seen2, picker.value))
 
@@ -198,11 +286,82 @@ def test_epoch_and_run_tables():
     assert df.iloc[0]["test acc %"] == 30.0 and df.iloc[0]["images/s"] == 1000
     assert isinstance(train.epoch_table([]), pd.DataFrame)
     assert json_safe({"a": [float("nan"), 1.0, {"b": float("inf")}]}) == {"a": [None, 1.0, {"b": None}]}
-    assert fmt_seconds(75) == "1:15" and fmt_seconds(3725) == "1:02:05" and fmt_seconds(math.nan) == "–"
+    assert fmt_seconds(75) == "1 min 15 s" and fmt_seconds(3725) == "1 h 02 min" and fmt_seconds(math.nan) == "–"
+    assert fmt_seconds(38336) == "10 h 39 min" and fmt_seconds(9) == "9 s"  # not a clock time: "10:38:56"
+
+
+def _copy_run(runs_root, name, status="done"):
+    import shutil
+
+    src = runs_root / "20000101-000000"
+    shutil.copytree(src, runs_root / name)
+    doc = json.loads((runs_root / name / "config.json").read_text())
+    doc["status"] = status
+    (runs_root / name / "config.json").write_text(json.dumps(doc))
+    return runs_root / name
+
+
+def test_a_run_keeps_its_colour_whichever_runs_are_drawn_beside_it(ctx, runs_root):
+    _copy_run(runs_root, "20000102-000000")
+    _copy_run(runs_root, "20000103-000000")
+
+    def colour_of(fig, name):
+        return next(t.line.color for t in fig.data if t.legendgroup == name)
+
+    alone = train.overlay(ctx, ["20000103-000000"])
+    both = train.overlay(ctx, ["20000101-000000", "20000103-000000"])
+    assert colour_of(alone, "20000103-000000") == colour_of(both, "20000103-000000")
+    assert colour_of(both, "20000101-000000") != colour_of(both, "20000103-000000")
+    log = train.overlay(ctx, ["20000101-000000"], log_loss=True, x="time")
+    assert log.layout.yaxis2.type == "log" and log.layout.xaxis.title.text.startswith("time")
+
+
+def test_rename_gives_a_title_and_refuses_what_it_must(ctx, runs_root):
+    assert "is now titled **baseline**" in train.rename(ctx, "20000101-000000", "  baseline ")
+    assert train.runs_table(ctx).iloc[0]["title"] == "baseline"
+    label = dict((v, k) for k, v in train.run_choices(ctx))["20000101-000000"]
+    assert label.startswith("baseline (20000101-000000)")
+    assert "no title" in train.rename(ctx, "20000101-000000", "")
+    for name in ("../20000101-000000", "/etc", "nope", None):
+        assert train.rename(ctx, name, "x").startswith("⚠")
+    assert "one line" in train.rename(ctx, "20000101-000000", "a\nb")
+    assert "at most" in train.rename(ctx, "20000101-000000", "x" * 200)
+
+
+def test_delete_asks_first_and_never_touches_a_running_run(ctx, runs_root):
+    victim = _copy_run(runs_root, "20000102-000000")
+    msg, armed = train.delete(ctx, "20000102-000000", None)
+    assert "Press **Delete** again" in msg and armed == "20000102-000000" and victim.is_dir()
+    msg, armed = train.delete(ctx, "20000102-000000", armed)
+    assert msg == "Deleted run `20000102-000000`." and armed is None and not victim.exists()
+    live = _copy_run(runs_root, "20000104-000000", status="running")  # another process's run, written just now
+    msg, _ = train.delete(ctx, "20000104-000000", "20000104-000000")
+    assert "still running" in msg and live.is_dir()
+    msg, _ = train.delete(ctx, "../runs", "../runs")
+    assert msg.startswith("⚠") and runs_root.is_dir()
+    ctx.manager.start_training(train_config(**{**CONTROLS, "epochs": 3, "peak_epoch": 1, "batch_size": 16}))
+    active = Path(ctx.manager.status("train")["run_dir"])
+    t0 = time.time()
+    while not (active / "config.json").exists() and time.time() - t0 < 60:
+        time.sleep(0.05)
+    msg, _ = train.delete(ctx, active.name, active.name)
+    assert "training right now" in msg and active.is_dir()
+    assert "training right now" in train.rename(ctx, active.name, "mine")
+    ctx.manager.stop()
+    assert ctx.manager.wait(60)
+
+
+def test_a_run_checkpoint_downloads_under_the_run_name(ctx, runs_root):
+    button = train.download_file(ctx, "20000101-000000")
+    path = Path(button.value["path"])  # Gradio's copy in its cache, served under the run's name
+    assert button.interactive and button.value["orig_name"] == "20000101-000000-model.pt"
+    assert path.read_bytes() == (runs_root / "20000101-000000" / "model.pt").read_bytes()
+    for name in (None, "../../etc", "missing"):
+        assert train.download_file(ctx, name).interactive is False
 
 
 def test_runs_overlay_and_refresh(ctx):
-    table, picker, fig = train.refresh_runs(ctx, ["gone"])
+    table, picker, fig, target = train.refresh_runs(ctx, ["gone"])
     assert picker.value == ["20000101-000000"] and len(table) == 1
     fig = train.overlay(ctx, ["20000101-000000", "missing"])
     assert [t.name for t in fig.data if t.showlegend is not False] == ["20000101-000000"]
@@ -221,12 +380,14 @@ def test_model_summary_shows_the_layer_table():
 def test_lr_tab_before_any_range_test(ctx):
     out = lr_range.use_these(ctx)
     assert all(is_skip(x) for x in out[:4]) and "run a range test first" in out[4]
-    seen, fig, line, text = lr_range.refresh(ctx, None)
+    seen, fig, line, text, button = lr_range.refresh(ctx, None)
     assert "No range test" in line and isinstance(fig, go.Figure) and text == ""
     assert all(is_skip(x) for x in lr_range.refresh(ctx, seen))
 
 
-def _fake_range(monkeypatch, stop_after=None):
+def _fake_range(monkeypatch, max_lr=1e-2, stop_at=None):
+    """lab.lr_finder.range_test replaced by a quick fake curve; with stop_at, it stops itself there, as on a
+    Stop press."""
     import lab.lr_finder as lr_finder
 
     def fake(cfg, data=None, *, iters=100, start_lr=1e-7, end_lr=10, mode="exp", progress=None, stop=None, **kw):
@@ -237,11 +398,15 @@ def _fake_range(monkeypatch, stop_after=None):
             lrs.append(lr)
             losses.append(loss)
             progress(i, lr, loss)
+            if i == stop_at:
+                stop.set()
             if stop is not None and stop.is_set():
                 break
             time.sleep(0.002)
-        return lr_finder.RangeTest(lrs, losses, {"steepest": 1e-2, "valley": 3e-3}, 1e-2, 4e-4, "steepest",
-                                   ["a note"], status="stopped" if stop.is_set() else "done")
+        settings = {"iters": iters, "start_lr": start_lr, "end_lr": end_lr, "rule": "steepest", "optimizer": "adam"}
+        return lr_finder.RangeTest(lrs, losses, {"steepest": max_lr, "valley": 3e-3}, max_lr, max_lr / 25,
+                                   "steepest", ["a note"], status="stopped" if stop.is_set() else "done",
+                                   settings=settings)
 
     monkeypatch.setattr(lr_finder, "range_test", fake)
 
@@ -263,14 +428,59 @@ def test_lr_tab_runs_the_test_and_fills_one_cycle(ctx, monkeypatch):
     assert seen_cfg["cfg"].schedule.epochs == 7 and seen_cfg["div_factor"] == pytest.approx(10)
     assert msg.startswith("Range test started at") and "50 iterations" in msg and "sgd" in msg
     assert ctx.manager.wait(30)
-    seen, fig, line, text = lr_range.refresh(ctx, None)
-    assert "**Done**" in line and "Suggested LRMAX 0.01" in text and "a note" in text
+    seen, fig, line, text, button = lr_range.refresh(ctx, None)
+    assert "**Done**" in line and "Suggested LRMAX 0.01" in text and "a note" in text and "weak" not in text
+    assert button.value == lr_range.USE
     assert any(t.x and len(t.x) == 50 for t in fig.data)
-    max_lr, mode, min_lr, opt, note = lr_range.use_these(ctx)
+    max_lr, mode, min_lr, opt, note, ack, button = lr_range.use_these(ctx)  # a sound test: applied at once
     assert (max_lr, mode, min_lr, opt) == (1e-2, "min LR", 4e-4, "sgd") and "LRMAX 0.01" in note
     assert "busy" not in lr_range.start(ctx, run, 10, 1e-6, 10.0, "exp", "adam")
     ctx.manager.wait(30)
     assert "must be" in lr_range.start(ctx, {**run, "batch_size": 0}, 10, 1e-6, 10.0, "exp", "adam")
+
+
+def test_a_weak_range_test_is_flagged_at_the_button_and_not_applied_silently(ctx, monkeypatch):
+    # stopped after 31 of 100 iterations, suggesting an LR barely above the start: the issue's case
+    _fake_range(monkeypatch, max_lr=0.06579332246575682, stop_at=31)
+    assert lr_range.start(ctx, CONTROLS, 100, 1e-7, 10.0, "exp", "adam").startswith("Range test started")
+    assert ctx.manager.wait(30)
+    seen, fig, line, text, button = lr_range.refresh(ctx, None)
+    assert button.value == lr_range.USE_WEAK and "weak test" in text and "stopped after 31 of 100" in text
+    *values, note, ack, button = lr_range.use_these(ctx)
+    assert all(is_skip(v) for v in values) and "Not applied" in note and button.value == lr_range.USE_ANYWAY
+    max_lr, mode, min_lr, opt, note, ack, button = lr_range.use_these(ctx, ack)  # the second press: "anyway"
+    assert (max_lr, mode, min_lr) == (0.0658, "min LR", 0.00263) and "despite the warnings" in note
+    assert ack is None
+
+
+def test_a_long_cpu_range_test_waits_for_run_anyway(ctx, monkeypatch):
+    from lab.estimate import LONG_JOB_S
+
+    _fake_range(monkeypatch)
+    _slow_machine(ctx, 2 * LONG_JOB_S / (100 * CONTROLS["batch_size"]))  # 100 iterations: twice the limit
+    held = lr_range.start(ctx, CONTROLS, 100, 1e-7, 10.0, "exp", "adam")
+    assert held.startswith(lr_range.LONG_JOB) and "Run anyway" in held and ctx.manager.status() is None
+    assert lr_range.long_job_button(held).visible is True
+    started = lr_range.start(ctx, CONTROLS, 100, 1e-7, 10.0, "exp", "adam", confirm=True)
+    assert started.startswith("Range test started") and lr_range.long_job_button(started).visible is False
+    assert ctx.manager.wait(30)
+
+
+def test_range_tests_are_saved_and_overlaid(ctx, monkeypatch, runs_root):
+    _fake_range(monkeypatch)
+    for optimizer in ("adam", "sgd"):
+        lr_range.start(ctx, CONTROLS, 60, 1e-7, 10.0, "exp", optimizer)
+        assert ctx.manager.wait(30)
+    assert "saved to" in ctx.manager.status("lr_range")["message"]
+    choices = lr_range.saved_choices(ctx)
+    assert len(choices) == 2 and all(name.startswith("lr-finder-") for _, name in choices)
+    picker, fig = lr_range.refresh_saved(ctx, None)
+    assert len(picker.value) == 2
+    assert lr_range.refresh_saved(ctx, [choices[1][1]], newest=True)[0].value == [choices[0][1], choices[1][1]]
+    curves = [t for t in fig.data if t.mode == "lines"]
+    assert len(curves) == 2 and curves[0].line.color != curves[1].line.color and fig.layout.xaxis.type == "log"
+    assert len(lr_range.compare(ctx, ["../x", choices[0][1]]).data) == 2  # unknown names are ignored: one curve
+    assert "20000101-000000" not in [n for _, n in choices]  # training runs are not range tests
 
 
 def test_lr_tab_curve_grows_while_the_test_runs(ctx):

@@ -30,6 +30,21 @@ def pipeline_text(cfg: AugmentConfig) -> str:
     return " → ".join(ops) + " → normalise"
 
 
+# A CutOut hole wider than this share of the 32-pixel side hides most of the image on many draws (its centre
+# falls anywhere in the image; at 32 a centred hole covers all of it): such a draw teaches the network nothing.
+CUTOUT_CAUTION = 0.5
+
+
+def cutout_caution(cfg: AugmentConfig) -> str:
+    """A warning for a CutOut hole so large that many training images lose most of their pixels."""
+    if cfg.cutout <= CUTOUT_CAUTION * 32 or cfg.cutout_p == 0:
+        return ""
+    whole = " — centred, it hides the whole image" if cfg.cutout >= 32 else ""
+    return (f"  \n⚠ **A {cfg.cutout}×{cfg.cutout} hole covers {cfg.cutout ** 2 / 1024:.0%} of a 32×32 image**"
+            f"{whole}: many draws keep too little to learn from. The spec uses 8×8; above "
+            f"{int(CUTOUT_CAUTION * 32)} px, expect lower accuracy.")
+
+
 def grid(originals: np.ndarray, augmented: list[list[np.ndarray]], labels: list[str]) -> np.ndarray:
     """One row per image: class name, the original, then its augmented draws; a header names the columns."""
     draws = len(augmented[0]) if augmented else 0
@@ -59,8 +74,9 @@ def preview(ctx: AppContext, pad: float, cutout: float, cutout_p: float, flip_p:
         return None, error_md(str(e))
     try:
         data = ctx.manager.data()
-    except DataError as e:
-        return None, error_md(f"CIFAR-10 is not available, so there is nothing to augment. {e}")
+    except DataError:
+        # the tab's notice above already says what is missing and how to provide it: not twice
+        return None, error_md("Nothing to show: CIFAR-10 is not available on this server (see the notice above).")
     seed = int(seed or 0)
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(data.x_train), size=int(n_images), replace=False)
@@ -69,7 +85,8 @@ def preview(ctx: AppContext, pad: float, cutout: float, cutout_p: float, flip_p:
     augmented = [[pipe(image=img)["image"] for _ in range(int(draws))] for img in originals]
     labels = [CLASSES[int(y)] for y in data.y_train[idx]]
     caption = (f"Training images {', '.join(f'#{i}' for i in idx)} (seed {seed}). Pipeline: "
-               f"{pipeline_text(cfg)}. The same settings are used when you train in the *Train* tab.")
+               f"{pipeline_text(cfg)}. The same settings are used when you train in the *Train* tab."
+               f"{cutout_caution(cfg)}")
     return grid(originals, augmented, labels), caption
 
 

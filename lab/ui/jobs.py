@@ -135,7 +135,8 @@ def _run_training(job: Job, lock, cfg: TrainConfig, data: data_mod.Cifar10, stop
     def on_event(event) -> None:
         with lock:
             if event.kind == "step":
-                job.steps.append(dict(event.data))
+                # "t": when it arrived, so a poller can count elapsed time and the ETA down between steps
+                job.steps.append({**event.data, "t": time.time()})
                 if len(job.steps) > MAX_POINTS:
                     half = len(job.steps) // 2
                     job.steps[:half] = job.steps[:half:2]
@@ -155,20 +156,32 @@ def _run_training(job: Job, lock, cfg: TrainConfig, data: data_mod.Cifar10, stop
 
 
 def _run_range_test(job: Job, lock, cfg: TrainConfig, data: data_mod.Cifar10, stop: threading.Event,
-                    kwargs: dict[str, Any]) -> None:
+                    kwargs: dict[str, Any], runs_root: Path | None = None) -> None:
     from lab.lr_finder import range_test
+    from lab.runs import RANGE_TEST_PREFIX, new_run_dir, write_range_test
 
     def progress(iteration: int, lr: float, loss: float) -> None:
         with lock:
             job.points.append((int(iteration), float(lr), float(loss)))
 
     result = range_test(cfg, data, progress=progress, stop=stop, **kwargs)
+    folder, saved = None, ""
+    if runs_root is not None:  # saved like a run, so tests can be listed and overlaid later (a failed save loses only that)
+        try:
+            folder = new_run_dir(runs_root, prefix=RANGE_TEST_PREFIX)
+            write_range_test(folder, result.to_dict(), config=cfg.to_dict(), started_from="app")
+            saved = f"; saved to {folder}"
+        except OSError as e:
+            folder, saved = None, f"; not saved ({e})"
+            log.error("could not save range test %s: %s", job.id, e)
     with lock:
         job.result = result.to_dict()
+        if folder is not None:
+            job.run_dir = str(folder)
         stopped = stop.is_set() or result.status == "stopped"
         job.status = "stopped" if stopped else "done"
         job.message = (f"{'stopped' if stopped else 'finished'} after {len(result.lrs)} iterations: "
-                       f"suggested max LR {result.max_lr:.3g}, min LR {result.min_lr:.3g} ({result.rule})")
+                       f"suggested max LR {result.max_lr:.3g}, min LR {result.min_lr:.3g} ({result.rule}){saved}")
 
 
 def _guarded(job: Job, lock, body: Callable[[], None]) -> None:
@@ -273,6 +286,7 @@ class JobManager:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._next_id = 1
+        self._data_warned = False
 
     # data -----------------------------------------------------------------------------------------------
     def data(self) -> data_mod.Cifar10:
@@ -295,11 +309,24 @@ class JobManager:
         return data_mod.load(self.data_dir, download=self.download)
 
     def data_error(self) -> str | None:
-        """None when the data can be used, else the reason (without loading more than once)."""
+        """None when the data can be used, else the reason (without loading more than once). The first failure
+        also goes to the server's log, so whoever runs the server sees it, not only the people using the app."""
         try:
             self.data()
             return None
         except data_mod.DataError as e:
+            if not self._data_warned:
+                self._data_warned = True
+                if isinstance(e, data_mod.DataNotFoundError):
+                    where = ", ".join(f"{d}/" for d in data_mod.search_dirs(self.data_dir))
+                    why = f"the download failed: {e}" if self.download else "downloading is off"
+                    log.warning("CIFAR-10 not found (searched %s; %s), so the Augment, LR range test, Train and "
+                                "Insights tabs cannot work. Set CIFAR10_DIR to a folder holding cifar10.npz, "
+                                "cifar-10-batches-py/ or cifar-10-python.tar.gz, or start the app with "
+                                "LAB_DOWNLOAD=1 to download it.", where, why)
+                else:
+                    log.warning("CIFAR-10 cannot be used, so the Augment, LR range test, Train and Insights tabs "
+                                "cannot work: %s", e)
             return str(e)
 
     # state ----------------------------------------------------------------------------------------------
@@ -400,7 +427,7 @@ class JobManager:
         """Start lab.lr_finder.range_test(cfg, data, **kwargs) in the background."""
         job, data = self._range_job(cfg, kwargs)
         stop = self._stop
-        self._launch(job, lambda: _run_range_test(job, self._lock, cfg, data, stop, kwargs))
+        self._launch(job, lambda: _run_range_test(job, self._lock, cfg, data, stop, kwargs, self.runs_root))
         return job
 
     def start_sweep(self, spec) -> Job:
@@ -529,6 +556,14 @@ class JobManager:
                     job.status, job.message = "error", job.message or "the GPU task ended without a result"
                 job.finished = job.finished or time.time()
         yield job
+
+
+    def active_run_dirs(self) -> set[Path]:
+        """The run folder the current job writes to (empty when none runs): what rename and delete must not
+        touch."""
+        with self._lock:
+            job = self._job
+            return {Path(job.run_dir)} if job is not None and job.running and job.run_dir else set()
 
     # stopping -------------------------------------------------------------------------------------------
     def stop(self) -> str:
