@@ -19,7 +19,7 @@ from lab.data import DataError
 from lab.insights import MAX_UPLOAD_BYTES
 from lab.ui import augment, classify, insights, lr_range, one_cycle, train
 from lab.ui import sweep as sweep_tab
-from lab.ui.common import CONTROL_NAMES, TRAIN_CONTROLS, AppContext, has_cuda
+from lab.ui.common import CONTROL_NAMES, TRAIN_CONTROLS, AppContext, control_defaults, has_cuda
 from lab.ui.jobs import JobManager
 from lab.ui.zerogpu import ZeroGPU, on_zerogpu
 
@@ -27,6 +27,10 @@ from lab.ui.zerogpu import ZeroGPU, on_zerogpu
 # expected to run over lab.estimate.LONG_JOB_S on a CPU starts only with confirm=True, and otherwise returns a
 # message saying what it would cost.
 CONFIRM = (("confirm", bool),)
+# Parameters added to train_start and find_lr after their first release are optional, so scripts written against
+# the first API keep working: the loss controls (issue 11) at the lab's defaults, and the confirmation.
+API_DEFAULTS = {**{n: v for n, v in control_defaults().items()
+                   if n in ("weight_decay", "label_smoothing", "logit_scale")}, "confirm": False}
 
 TITLE = "CIFAR-10 super-convergence lab"
 CSS = """
@@ -170,7 +174,7 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
                                        "message. A run expected to take over 10 min on a CPU starts only with "
                                        "confirm=True; without it, the message says how long it would take. On a "
                                        "ZeroGPU Space the run is one GPU call: this streams its message until the run "
-                                       "ends.", stream=streamed, defaults={"confirm": False}),
+                                       "ends.", stream=streamed, defaults=API_DEFAULTS),
                           [*controls, tr["confirm"]], tr["message"], api_name="train_start", concurrency_limit=None,
                           ).then(train.long_job_button, tr["message"], tr["anyway"], api_visibility="private")
         tr["anyway"].click(lambda *v: train.start(ctx, True, **dict(zip(CONTROL_NAMES, v))), controls, tr["message"],
@@ -206,7 +210,7 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
                                      "its result holds the curve and the suggested max_lr / min_lr). A test "
                                      "expected to take over 10 min on a CPU starts only with confirm=True. On a "
                                      "ZeroGPU Space it is one GPU call, and this streams its message until it ends.",
-                                     stream=streamed, defaults={"confirm": False}),
+                                     stream=streamed, defaults=API_DEFAULTS),
                         [*range_inputs, lr["confirm"]], lr["message"], api_name="find_lr", concurrency_limit=None,
                         ).then(lr_range.long_job_button, lr["message"], lr["anyway"], api_visibility="private")
         lr["anyway"].click(lambda *v: find_lr({**dict(zip((n for n, _ in range_params), v)), "confirm": True}),
