@@ -3,8 +3,11 @@
     python app.py            # http://127.0.0.1:7860; GRADIO_SERVER_NAME / GRADIO_SERVER_PORT change host and port
 
 Environment: CIFAR10_DIR (where the data is), LAB_RUNS_DIR (where runs are saved, default runs/), LAB_DOWNLOAD=1
-(download CIFAR-10 on first use when it is not found).
+(download CIFAR-10 on first use when it is not found). On a ZeroGPU Space (SPACES_ZERO_GPU, set by the Hub) each
+job runs as one @spaces.GPU call (lab/ui/zerogpu.py); LAB_ZEROGPU_MAX_S caps a call's length (default 120 s).
 """
+
+import spaces  # noqa: F401  first: on a ZeroGPU Space it patches torch before anything initialises CUDA; elsewhere inert
 
 from lab.ui.app import build_app, launch_kwargs
 

@@ -87,13 +87,6 @@ def to_chw_tensor(images: np.ndarray, device: torch.device | str) -> torch.Tenso
     return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).contiguous()
 
 
-def pad_reflect(images: torch.Tensor, pad: int) -> torch.Tensor:
-    """Reflect-pad uint8 (N, 3, H, W) images once, up front (F.pad's reflect mode wants floats)."""
-    if pad == 0:
-        return images
-    return torch.nn.functional.pad(images.float(), (pad,) * 4, mode="reflect").to(torch.uint8)
-
-
 def draw_params(n: int, cfg: AugmentConfig, generator: torch.Generator, device) -> dict[str, torch.Tensor]:
     """Every random choice of one epoch's augmentation at once: crop offsets, flips, CutOut holes."""
     hi = 2 * cfg.pad + 1

@@ -4,6 +4,9 @@ speed:    the reference (albumentations, per image on the CPU) and fast (device-
           measured in the same process: seconds per epoch, images/s, achieved TFLOP/s and the share of
           training time spent waiting for the next batch.
 accuracy: the full recipe over several seeds: per-seed final test accuracy, mean ± std, wall time.
+end to end: `python -m lab train …` as its own process per seed, timed from its start to its exit — interpreter
+          start, imports, data loading, training and every evaluation — with the final test accuracy read from
+          its run folder: what a user waits for, e.g. a preset's promise (`--preset learner --end-to-end`).
 
 Timing notes. Device work is asynchronous: every figure comes from the engine's per-epoch records, whose epoch
 boundaries synchronise with the device (the loss is read there). A warm-up epoch on the same shapes runs first
@@ -17,7 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -158,3 +165,58 @@ def save_pretrained(result: Result, cfg: TrainConfig, data: data_mod.Cifar10, pa
     atomic_write_text(path.with_suffix(".json"), json.dumps(doc, indent=2) + "\n")
     return doc
 
+
+
+def end_to_end(train_argv: list[str], seeds: list[int], log=print) -> dict[str, Any]:
+    """Run `python -m lab train TRAIN_ARGV --seed S` once per seed, each as a fresh process, and time it from spawn
+    to exit. Beside the wall time: the process's CPU time (user + system, all its threads) and the 1-minute load
+    average before and after. On a shared machine other work stretches the wall time but not the CPU time, so
+    CPU seconds ÷ cores is what the run would take alone if its threads kept every core busy (a lower bound)."""
+    rows = []
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")) if p)}
+    with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
+        for seed in seeds:
+            run_dir = Path(tmp) / f"seed-{seed}"
+            cmd = [sys.executable, "-m", "lab", "train", *train_argv, "--seed", str(seed), "--run-dir", str(run_dir)]
+            load_before = os.getloadavg()[0]
+            cpu_before = _children_cpu_seconds()
+            t = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            wall = time.perf_counter() - t
+            cpu = _children_cpu_seconds() - cpu_before
+            load_after = os.getloadavg()[0]
+            if proc.returncode != 0:
+                raise RuntimeError(f"`{' '.join(cmd[1:])}` failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+            config = json.loads((run_dir / "config.json").read_text())
+            last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+            rows.append({"seed": seed, "test_acc": last["test_acc"], "test_images": config["data"]["test_images"],
+                         "train_images": config["data"]["train_images"], "epochs": last["epoch"],
+                         "wall_s": wall, "cpu_s": cpu, "train_s": config["seconds"], "device": config["device"],
+                         "load_before": load_before, "load_after": load_after})
+            log(f"  seed {seed}: {100 * last['test_acc']:.2f}% on {rows[-1]['test_images']:,} test images, "
+                f"{wall:.1f} s wall, {cpu:.1f} CPU s (load {load_before:.2f} → {load_after:.2f})")
+    accs = [r["test_acc"] for r in rows]
+    return {"command": ["python", "-m", "lab", "train", *train_argv], "rows": rows, "mean": statistics.mean(accs),
+            "std": statistics.stdev(accs) if len(accs) > 1 else 0.0, "cpu_count": os.cpu_count()}
+
+
+def _children_cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # finished children, all their threads
+    return usage.ru_utime + usage.ru_stime
+
+
+def format_end_to_end(summary: dict[str, Any]) -> str:
+    head = (f"| {'seed':>4} | {'test acc':>8} | {'test images':>11} | {'wall s':>7} | {'CPU s':>7} | "
+            f"{'in train() s':>12} | {'load avg before → after':>23} |")
+    lines = [head, "|" + "|".join("-" * len(c) for c in head.split("|")[1:-1]) + "|"]
+    for r in summary["rows"]:
+        lines.append(f"| {r['seed']:>4} | {100 * r['test_acc']:>7.2f}% | {r['test_images']:>11,} | {r['wall_s']:>7.1f} | "
+                     f"{r['cpu_s']:>7.1f} | {r['train_s']:>12.1f} | {r['load_before']:>10.2f} → {r['load_after']:<10.2f} |")
+    walls = [r["wall_s"] for r in summary["rows"]]
+    lines.append(f"\nmean {100 * summary['mean']:.2f}% ± {100 * summary['std']:.2f} (std) over {len(walls)} seed(s); "
+                 f"wall {min(walls):.1f}–{max(walls):.1f} s on {summary['rows'][0]['device']} "
+                 f"({summary['cpu_count']} CPU cores visible)")
+    return "\n".join(lines)

@@ -77,6 +77,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                                                       "auto: fast on CUDA, reference on the CPU (default %(default)s)")
     p.add_argument("--workers", type=int, default=d.workers,
                    help="reference loader processes (default: chosen from the machine's cores)")
+    p.add_argument("--precision", default=d.precision,
+                   help=f"{' | '.join(C.PRECISIONS)}; auto: bf16 autocast on a GPU that has bf16, fp16 autocast "
+                        "with loss scaling on one that does not (T4, V100), fp32 on the CPU (default %(default)s)")
 
 
 def train_config(args, max_lr: float | None = None) -> C.TrainConfig:
@@ -129,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(p, allow_find=True)
     _add_range_test_flags(p, prefix="find-")
     p.add_argument("--run-dir", default=None, help="this run's folder (default: a new folder under runs/)")
+    _add_yes_flag(p)
     p.set_defaults(func=cmd_train)
 
     _add_find_lr_parser(sub)
@@ -159,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-epochs", type=int, default=None,
                    help="epochs for the (slow) reference loader; default: --epochs")
     p.add_argument("--accuracy", action="store_true", help="accuracy over seeds instead of speed")
+    p.add_argument("--end-to-end", action="store_true",
+                   help="time `python -m lab train` with these flags as its own process per seed, from start to "
+                        "exit (imports, data, training, evaluation), and read its final test accuracy")
     p.add_argument("--seeds", type=int, default=5, help="with --accuracy: seeds 0..N-1 (default %(default)s)")
     p.add_argument("--save-best", default=None, help="with --accuracy: write the best seed's fp16 checkpoint "
                                                      "here, with a JSON of its accuracy beside it")
@@ -172,6 +179,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------------------------------------ commands
+
+
+def _add_yes_flag(p: argparse.ArgumentParser) -> None:
+    from lab.estimate import LONG_JOB_S
+
+    p.add_argument("--yes", action="store_true",
+                   help=f"start without asking even when the job is expected to take over {LONG_JOB_S // 60} min on "
+                        "a CPU (the estimate comes from a few training steps timed first)")
+
+
+def _check_duration(args, cfg: C.TrainConfig, data, range_iters: int = 0, run: bool = True) -> None:
+    """Print how long the job should take (a step time measured here: lab.estimate), and on a CPU, before a job
+    expected to take over LONG_JOB_S, ask (at a terminal) or stop with how to go on (otherwise) unless --yes."""
+    from lab import estimate
+
+    timing = estimate.measure(cfg.width, cfg.batch_size, cfg.device)
+    parts = []
+    if range_iters:
+        parts.append(estimate.for_range_test(cfg, range_iters, timing))
+    if run:
+        used = data.subset(cfg.subset, cfg.test_subset)
+        parts.append(estimate.for_run(cfg, len(used.y_train), len(used.y_test), timing))
+    total = estimate.Estimate(sum(p.seconds for p in parts), timing.device, " + ".join(p.what for p in parts))
+    print(f"expected: {total}", flush=True)
+    if not total.long or args.yes:
+        return
+    ask = (f"this would take {total.duration} on the CPU (a GPU takes seconds to minutes; --preset tiny or quick "
+           "are CPU-sized)")
+    if sys.stdin.isatty():
+        if input(f"{ask}. Start anyway? [y/N] ").strip().lower() in ("y", "yes"):
+            return
+        raise CliError("not started")
+    raise CliError(f"{ask}; pass --yes to start it anyway")
 
 
 def cmd_train(args) -> int:
@@ -193,6 +233,7 @@ def cmd_train(args) -> int:
     if args.run_dir and (Path(args.run_dir) / "config.json").exists():
         raise CliError(f"--run-dir {args.run_dir} already holds a run; name a new folder (runs are never overwritten)")
     data = data_mod.load(cfg.data_dir)  # before the run folder exists: no empty folders for missing data
+    _check_duration(args, cfg, data, args.find_iters if find else 0)
     found = None
     if find:  # --max-lr find: the range test picks LRMAX and LRMIN, and its result goes into config.json
         cfg, found = _find_for_train(args, cfg, data)
@@ -279,14 +320,21 @@ def cmd_bench(args) -> int:
         raise CliError(f"--reference-epochs must be ≥ 1, got {args.reference_epochs}")
     if args.seeds < 1:
         raise CliError(f"--seeds must be ≥ 1, got {args.seeds}")
-    data = data_mod.load(cfg.data_dir)
-    if args.accuracy:
+    if args.end_to_end:  # each run loads the data itself: that is part of what it times
+        train_argv = _train_argv(args)
+        print(f"end to end: python -m lab train {' '.join(train_argv)} --seed S, seeds 0..{args.seeds - 1}",
+              flush=True)
+        result = bench.end_to_end(train_argv, list(range(args.seeds)))
+        print(bench.format_end_to_end(result))
+    elif args.accuracy:
+        data = data_mod.load(cfg.data_dir)
         name = f"{cfg.optimizer.name} max_lr {cfg.schedule.max_lr:g}"
         print(f"accuracy: {name}, {cfg.schedule.epochs} epochs, batch {cfg.batch_size}, seeds 0..{args.seeds - 1}",
               flush=True)
         result = bench.accuracy(cfg, data, list(range(args.seeds)), save_best=args.save_best)
         print(bench.format_accuracy(name, result))
     else:
+        data = data_mod.load(cfg.data_dir)
         loaders = [k.strip() for k in args.bench_loaders.split(",") if k.strip()]
         for k in loaders:
             if k not in ("reference", "fast"):
@@ -299,6 +347,28 @@ def cmd_bench(args) -> int:
     if args.json:
         atomic_write_text(Path(args.json), json.dumps(result, indent=2) + "\n")
     return 0
+
+
+# bench's own options: everything else on its command line is a training flag, passed on by --end-to-end
+_BENCH_ONLY = {"accuracy", "end_to_end", "seeds", "save_best", "json", "bench_loaders", "reference_epochs", "seed"}
+
+
+def _train_argv(args) -> list[str]:
+    """bench's command line without bench's own options (and --seed, set per run): the flags for `train`."""
+    sub = _subparser(build_parser(), "bench")
+    takes_value = {o: a.nargs != 0 for a in sub._actions for o in a.option_strings}
+    dest_of = {o: a.dest for a in sub._actions for o in a.option_strings}
+    argv, out, i = list(args.argv), [], 0
+    argv = argv[argv.index("bench") + 1:] if "bench" in argv else argv
+    while i < len(argv):
+        token = argv[i]
+        option = token.split("=", 1)[0]
+        if dest_of.get(option) in _BENCH_ONLY:
+            i += 1 if "=" in token or not takes_value.get(option) else 2
+            continue
+        out.append(token)
+        i += 1
+    return out
 
 
 def cmd_summary(args) -> int:
@@ -348,6 +418,7 @@ def _add_find_lr_parser(sub) -> None:
                    help="epochs of the run the LR is for: the default rule's margin below the loss minimum grows "
                         "with the run's length (default %(default)s)")
     p.add_argument("--out", default=None, help="output folder (default: a new runs/lr-finder-<time>/)")
+    _add_yes_flag(p)
     p.set_defaults(func=cmd_find_lr)
 
 
@@ -429,6 +500,7 @@ def cmd_find_lr(args) -> int:
     cfg = train_config(args)
     _find_settings(args, cfg)
     data = data_mod.load(cfg.data_dir)
+    _check_duration(args, cfg, data, args.find_iters, run=False)
     result = _range_test(args, cfg, data)
     out = Path(args.out) if args.out else new_run_dir(prefix="lr-finder-")  # only now: no folders for failures
     _write_range_test(result, out)
@@ -441,11 +513,11 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "preset", None):
-        command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        sub = command.choices[args.command]
+        sub = _subparser(parser, args.command)
         dests = {a.dest for a in sub._actions}
         sub.set_defaults(**{k: v for k, v in C.PRESETS[args.preset].knobs.items() if k in dests})
         args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # bench --end-to-end passes it on to train
     return args
 # ------------------------------------------------------------------------------------------------- sweeps
 # `python -m lab sweep`: a grid of runs × seeds through Ray Tune; the work lives in lab.sweep.
@@ -508,6 +580,10 @@ def cmd_sweep(args) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

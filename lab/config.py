@@ -48,6 +48,9 @@ ANNEALS = ("linear", "cos")
 LOADERS = ("auto", "fast", "reference")
 DEVICES = ("auto", "cpu", "cuda")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# auto: bf16 autocast on a GPU that computes in bf16 (Ampere and later), fp16 autocast with loss scaling on one that
+# does not (T4, V100), fp32 on the CPU (lab.engine.resolve_precision)
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 PAD_MAX = 16  # augmentation bounds: beyond these a 32×32 crop or hole no longer makes sense
 CUTOUT_MAX = 32
 
@@ -210,6 +213,7 @@ class TrainConfig:
     # Flip test-time augmentation: each evaluation also reports the accuracy of averaging the logits of every test
     # image and its mirror image (test_acc_tta), always beside the plain figure (test_acc), never instead of it.
     tta: bool = False
+    precision: str = "auto"  # PRECISIONS
     compile: bool = False
     compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune
     data_dir: str | None = None
@@ -241,6 +245,8 @@ class TrainConfig:
         )
         _positive_finite("logit scale", self.logit_scale)
         _check(isinstance(self.tta, bool), f"tta is on or off (true/false), got {self.tta!r}")
+        _check(self.precision in PRECISIONS,
+               f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         _check(
             self.compile_mode in COMPILE_MODES,
             f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}",

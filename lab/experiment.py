@@ -20,7 +20,8 @@ from torch import nn
 
 from lab import data as data_mod
 from lab.config import TrainConfig
-from lab.engine import Callback, Diverged, Event, fit, make_optimizer, prepare_model, resolve_device, seed_everything
+from lab.engine import (Callback, Diverged, Event, Precision, fit, make_optimizer, prepare_model, resolve_device,
+                        resolve_precision, seed_everything)
 from lab.loaders import FastLoader, reference_loader
 from lab.model import Net
 from lab.runs import Run
@@ -57,17 +58,17 @@ def choose_loader(cfg: TrainConfig, device: torch.device) -> str:
 
 
 def build_loaders(cfg: TrainConfig, data: data_mod.Cifar10, device: torch.device, kind: str,
-                  with_test: bool = True):
-    """(train batches, test batches or None) of the chosen kind."""
+                  with_test: bool = True, precision: Precision | None = None):
+    """(train batches, test batches or None) of the chosen kind. The fast loader hands out batches already in
+    the precision's dtype and in channels_last, as the model takes them."""
     test = None
     if kind == "fast":
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        cl = device.type == "cuda"
+        dtype = (precision or resolve_precision(cfg.precision, device)).dtype
         train = FastLoader(data.x_train, data.y_train, cfg.batch_size, True, device, cfg.augment, cfg.seed,
-                           dtype, cl)
+                           dtype, True)
         if with_test:
             test = FastLoader(data.x_test, data.y_test, max(cfg.batch_size, EVAL_BATCH), False, device,
-                              dtype=dtype, channels_last=cl)
+                              dtype=dtype, channels_last=True)
         return train, test
     pin = device.type == "cuda"
     train = reference_loader(data.x_train, data.y_train, cfg.batch_size, True, cfg.augment, cfg.seed,
@@ -86,6 +87,7 @@ class Prepared:
     source: data_mod.Cifar10  # the whole dataset (its source and checksum go into the run's record)
     data: data_mod.Cifar10  # the images this run uses (cfg.subset / cfg.test_subset of the source)
     loader: str  # "fast" | "reference"
+    precision: Precision
     train_batches: Any
     test_batches: Any  # None when prepared without a test set (the range test)
     model: nn.Module
@@ -98,13 +100,14 @@ def prepare(cfg: TrainConfig, data: data_mod.Cifar10 | None = None, *, with_test
     `data`: CIFAR-10 (loaded from cfg.data_dir when None). `model`: start from a deep copy of these weights
     instead of a freshly initialised network (the caller's model is never modified)."""
     device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
     full = data if data is not None else data_mod.load(cfg.data_dir)
     used = full.subset(cfg.subset, cfg.test_subset if with_test else 0)
     seed_everything(cfg.seed)
     kind = choose_loader(cfg, device)
-    train_batches, test_batches = build_loaders(cfg, used, device, kind, with_test)
+    train_batches, test_batches = build_loaders(cfg, used, device, kind, with_test, precision)
     net = prepare_model(Net(width=cfg.width) if model is None else copy.deepcopy(model), device)
-    return Prepared(device, full, used, kind, train_batches, test_batches, net)
+    return Prepared(device, full, used, kind, precision, train_batches, test_batches, net)
 
 
 def train(
@@ -131,6 +134,7 @@ def train(
                  "test_images": len(p.data.y_test)},
         "device": device_name(device),
         "loader": p.loader,
+        "precision": p.precision.name,
         "steps_per_epoch": len(train_batches),
         **(extra_config or {}),
     }
@@ -148,7 +152,8 @@ def train(
     status = "error"
     try:
         _, status = fit(step_model, optimizer, schedule, train_batches, p.test_batches, cfg.schedule.epochs, device,
-                        label_smoothing=cfg.label_smoothing, logit_scale=cfg.logit_scale, tta=cfg.tta, callbacks=[persist, *callbacks], stop=stop,
+                        label_smoothing=cfg.label_smoothing, logit_scale=cfg.logit_scale, tta=cfg.tta,
+                        precision=p.precision, callbacks=[persist, *callbacks], stop=stop,
                         step_every=step_every)
     except KeyboardInterrupt:
         status = "stopped"  # Ctrl-C: the finished epochs and their checkpoint stay, as with the stop flag

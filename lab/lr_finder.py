@@ -62,7 +62,7 @@ from torch import nn
 from lab import config as C
 from lab import data as data_mod
 from lab.config import DEFAULT_MAX_LR, ConfigError, TrainConfig
-from lab.engine import Loss, make_optimizer
+from lab.engine import Loss, make_optimizer, to_model_layout
 from lab.experiment import device_name, prepare
 
 DEFAULT_ITERS = C.RANGE_TEST_ITERS  # ≈ 2 epochs of the full training set at batch 512: enough points for the rules
@@ -72,6 +72,13 @@ RULES = C.RANGE_TEST_RULES  # preference order when choosing LRMAX
 DEFAULT_RULE = RULES[0]
 MIN_POINTS = 5  # fewer points than this after trimming: no rule applies
 MODES = C.RANGE_TEST_MODES
+# What makes a finished test's LRMAX doubtful (caveats()): fewer recorded points than TRUSTED_POINTS (the rules
+# trim a tenth at the start and a few at the end, and fastai's default test has 100), a loss that fell by less
+# than WEAK_DROP over the curve, or an LRMAX in the lowest LOW_END share (log scale) of the LRs tested, where the
+# network has barely started to learn.
+TRUSTED_POINTS = 50
+WEAK_DROP = 0.02
+LOW_END = 0.2
 
 Progress = Callable[[int, float, float], None]
 
@@ -247,6 +254,41 @@ def suggest(
     return suggestions, notes
 
 
+def caveats(result: RangeTest | dict[str, Any]) -> list[str]:
+    """Reasons not to take a finished test's LRMAX at face value, in words a person can act on; [] when there are
+    none. The app shows them at its "use these" button and asks before applying such an LRMAX."""
+    d = result if isinstance(result, dict) else result.to_dict()
+    lrs, losses = list(d.get("lrs") or []), list(d.get("losses") or [])
+    settings = d.get("settings") or {}
+    out: list[str] = []
+    if d.get("status") == "stopped":
+        out.append(f"the test was stopped after {len(lrs)} of {settings.get('iters', '?')} iterations, so the loss "
+                   "may not have reached its minimum yet")
+    if d.get("rule") == "fallback":
+        out.append(f"no rule applied to the curve: LRMAX {d.get('max_lr', 0):.3g} is the optimizer's default, not "
+                   "a measurement")
+    elif settings.get("rule") and d.get("rule") != settings["rule"]:
+        out.append(f"the {settings['rule']} rule did not apply; LRMAX comes from the {d.get('rule')} rule")
+    if len(lrs) < TRUSTED_POINTS:
+        out.append(f"only {len(lrs)} points were recorded; run at least {TRUSTED_POINTS} iterations for a curve the "
+                   "rules can read")
+    finite = [v for v in losses if math.isfinite(v)]
+    if finite:
+        first = finite[len(finite) // 10]
+        drop = (first - min(finite)) / abs(first) if first else 0.0
+        if drop < WEAK_DROP:
+            out.append(f"the loss fell by only {100 * max(drop, 0):.1f}% over the whole test: widen the LR range or "
+                       "run more iterations")
+    lo, hi = settings.get("start_lr") or (lrs[0] if lrs else None), settings.get("end_lr") or (lrs[-1] if lrs else None)
+    max_lr = d.get("max_lr")
+    if d.get("rule") != "fallback" and lo and hi and max_lr and hi > lo:
+        share = math.log(max_lr / lo) / math.log(hi / lo)
+        if share < LOW_END:
+            out.append(f"LRMAX {max_lr:.3g} lies at the very start of the tested range ({lo:.3g} → {hi:.3g}), where "
+                       "the network has barely begun to learn")
+    return out
+
+
 def choose(suggestions: dict[str, float], rule: str = DEFAULT_RULE) -> tuple[str, float] | None:
     """(rule, LR) for LRMAX: `rule` when it applied, else the first of RULES that did; None when none did."""
     for name in (rule, *RULES):
@@ -296,9 +338,7 @@ class Batches(tlf.TrainDataLoaderIter):
 
     def inputs_labels_from_batch(self, batch):
         x, y = batch
-        if self.device.type == "cuda":  # as the engine feeds the model (lab.engine._to_device)
-            x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        return x, y
+        return to_model_layout(x.to(self.device, non_blocking=True)), y  # as the engine feeds the model
 
 
 class _Stop(Exception):
@@ -381,9 +421,10 @@ def range_test(
     optimizer = make_optimizer(net, cfg.optimizer, start_lr)
     criterion = Loss(cfg.label_smoothing, cfg.logit_scale)  # training's loss, temperature included
     amp: dict[str, Any] = {}
-    if device.type == "cuda":  # bf16 autocast as in training; a disabled scaler (bf16 needs none) to satisfy the API
-        amp = {"amp_backend": "torch", "amp_config": {"device_type": "cuda", "dtype": torch.bfloat16},
-               "grad_scaler": torch.amp.GradScaler("cuda", enabled=False)}
+    if p.precision.name != "fp32":  # training's autocast, and its GradScaler (live for fp16, a pass-through for bf16)
+        amp = {"amp_backend": "torch", "amp_config": {"device_type": p.precision.device_type,
+                                                      "dtype": p.precision.dtype},
+               "grad_scaler": p.precision.grad_scaler()}
 
     finder = tlf.LRFinder(net, optimizer, criterion, device=device, **amp)
     batches = Batches(p.train_batches, device, finder, progress, stop)

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -23,6 +24,9 @@ TEMPLATE = "plotly_white"
 HEIGHT = 360
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
           "#bcbd22", "#17becf")
+# Runs compared on one plot: 24 colours that stay apart, handed out by run_colours.
+RUN_COLOURS = tuple(plotly.colors.qualitative.Dark24)
+X_AXES = ("epoch", "time")  # what the training curves are drawn against
 
 
 def _layout(fig: go.Figure, title: str | None = None, height: int = HEIGHT, legend_below: bool = False) -> go.Figure:
@@ -84,20 +88,77 @@ def _epoch_x(step: Mapping[str, Any]) -> float:
     return step["epoch"] - 1 + step["step"] / step["steps_per_epoch"]
 
 
+def smooth(values: Sequence[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average with weight `weight` in [0, 1), debiased so the
+    first points are not dragged towards 0. Non-finite values pass through and do not enter the average."""
+    if not 0 <= weight < 1:
+        raise ValueError(f"smoothing weight must lie in [0, 1), got {weight!r}")
+    out, last, n = [], 0.0, 0
+    for v in values:
+        if v is None or not math.isfinite(v):
+            out.append(v)
+            continue
+        last, n = last * weight + (1 - weight) * v, n + 1
+        out.append(last / (1 - weight ** n))
+    return out
+
+
+def _time_unit(seconds: float) -> tuple[float, str]:
+    """(divisor, unit) that keeps a time axis' numbers short."""
+    return (1, "s") if seconds < 300 else (60, "min") if seconds < 3 * 3600 else (3600, "h")
+
+
+def elapsed_of(records: Sequence[Mapping[str, Any]]) -> list[float]:
+    """Seconds since training began at each epoch record: its own "elapsed" when recorded, else the running sum
+    of the epochs' "seconds" (records written before "elapsed" existed)."""
+    out, total = [], 0.0
+    for r in records:
+        total += float(r.get("seconds") or 0.0)
+        e = r.get("elapsed")
+        out.append(float(e) if isinstance(e, (int, float)) else total)
+    return out
+
+
+def run_colours(names: Sequence[str]) -> dict[str, str]:
+    """A colour for each run, from its place in `names` — every run on the server, oldest first — so a run keeps
+    its colour whichever others are drawn beside it."""
+    return {name: RUN_COLOURS[i % len(RUN_COLOURS)] for i, name in enumerate(names)}
+
+
+def _check_view(smoothing: float, x: str) -> None:
+    if x not in X_AXES:
+        raise ValueError(f"x must be one of {', '.join(X_AXES)}, got {x!r}")
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"smoothing must lie in [0, 1), got {smoothing!r}")
+
+
 def training_figure(steps: Sequence[Mapping[str, Any]], epochs: Sequence[Mapping[str, Any]],
-                    title: str | None = None) -> go.Figure:
+                    title: str | None = None, *, log_loss: bool = False, smoothing: float = 0.0,
+                    x: str = "epoch") -> go.Figure:
     """Loss, accuracy and LR of one run as it trains: per-step train loss and LR from the engine's step events,
-    per-epoch train/test loss and accuracy from its epoch records. x is in epochs."""
+    per-epoch train/test loss and accuracy from its epoch records. As in TensorBoard: `log_loss` puts the loss on
+    a log axis (one spike no longer flattens the rest), `smoothing` draws the per-step loss smoothed (smooth())
+    over its faint raw curve, and `x` is "epoch" or "time" (seconds since training began)."""
+    _check_view(smoothing, x)
     fig = make_subplots(rows=1, cols=3, subplot_titles=("loss", "accuracy (%)", "learning rate"),
                         horizontal_spacing=0.08)
+    span = max([s.get("elapsed") or 0 for s in steps] + elapsed_of(epochs) + [0])
+    div, unit = _time_unit(span)
     if steps:
-        xs = [_epoch_x(s) for s in steps]
-        fig.add_trace(go.Scatter(x=xs, y=[s["loss"] for s in steps], mode="lines", name="train loss (step)",
-                                 line=dict(color=COLORS[0], width=1), opacity=0.45), row=1, col=1)
+        xs = ([_epoch_x(s) for s in steps] if x == "epoch"
+              else [(s.get("elapsed") or 0) / div for s in steps])
+        loss = [s["loss"] for s in steps]
+        fig.add_trace(go.Scatter(x=xs, y=loss, mode="lines", name="train loss (step)",
+                                 line=dict(color=COLORS[0], width=1), opacity=0.25 if smoothing else 0.45),
+                      row=1, col=1)
+        if smoothing:
+            fig.add_trace(go.Scatter(x=xs, y=smooth(loss, smoothing), mode="lines",
+                                     name=f"train loss (step, smoothed {smoothing:g})",
+                                     line=dict(color=COLORS[0], width=2)), row=1, col=1)
         fig.add_trace(go.Scatter(x=xs, y=[s["lr"] for s in steps], mode="lines", name="LR",
                                  line=dict(color=COLORS[2], width=2), showlegend=False), row=1, col=3)
     if epochs:
-        ex = [e["epoch"] for e in epochs]
+        ex = [e["epoch"] for e in epochs] if x == "epoch" else [t / div for t in elapsed_of(epochs)]
         fig.add_trace(go.Scatter(x=ex, y=[e["train_loss"] for e in epochs], mode="lines+markers",
                                  name="train loss", line=dict(color=COLORS[0], width=2)), row=1, col=1)
         fig.add_trace(go.Scatter(x=ex, y=[e["test_loss"] for e in epochs], mode="lines+markers",
@@ -109,34 +170,46 @@ def training_figure(steps: Sequence[Mapping[str, Any]], epochs: Sequence[Mapping
     if not steps and not epochs:
         fig.add_annotation(text="no run yet — press Start", x=0.5, y=0.5, xref="paper", yref="paper",
                            showarrow=False, font=dict(size=14, color="#888"))
-    fig.update_xaxes(title_text="epoch", rangemode="tozero")
+    fig.update_xaxes(title_text="epoch" if x == "epoch" else f"time ({unit})", rangemode="tozero")
     fig.update_yaxes(exponentformat="e", row=1, col=3)
+    if log_loss:
+        fig.update_yaxes(type="log", row=1, col=1)
     return _layout(fig, title, legend_below=True)
 
 
-def runs_overlay_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str | None = None) -> go.Figure:
+def runs_overlay_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str | None = None, *,
+                        colours: Mapping[str, str] | None = None, labels: Mapping[str, str] | None = None,
+                        log_loss: bool = False, x: str = "epoch") -> go.Figure:
     """Several runs' per-epoch curves on shared axes: test accuracy, test loss (solid) and train loss (dotted).
-    `runs` maps a run's name to its metrics.jsonl records."""
+    `runs` maps a run's name to its metrics.jsonl records; `colours` (run_colours) and `labels` (legend text) map
+    the same names — a run missing from `colours` takes a colour by its place in `runs`. `log_loss` and `x` as in
+    training_figure."""
+    _check_view(0.0, x)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("test accuracy (%)", "loss (solid: test, dotted: train)"),
                         horizontal_spacing=0.1)
+    span = max([max(elapsed_of(r), default=0) for r in runs.values()] + [0])
+    div, unit = _time_unit(span)
     shown = 0
     for i, (name, records) in enumerate(runs.items()):
         if not records:
             continue
         shown += 1
-        color = COLORS[i % len(COLORS)]
-        ex = [r["epoch"] for r in records]
-        fig.add_trace(go.Scatter(x=ex, y=[100 * r["test_acc"] for r in records], mode="lines+markers", name=name,
+        color = (colours or {}).get(name) or RUN_COLOURS[i % len(RUN_COLOURS)]
+        label = (labels or {}).get(name, name)
+        ex = [r["epoch"] for r in records] if x == "epoch" else [t / div for t in elapsed_of(records)]
+        fig.add_trace(go.Scatter(x=ex, y=[100 * r["test_acc"] for r in records], mode="lines+markers", name=label,
                                  legendgroup=name, line=dict(color=color, width=2)), row=1, col=1)
-        fig.add_trace(go.Scatter(x=ex, y=[r["test_loss"] for r in records], mode="lines+markers", name=name,
+        fig.add_trace(go.Scatter(x=ex, y=[r["test_loss"] for r in records], mode="lines+markers", name=label,
                                  legendgroup=name, showlegend=False, line=dict(color=color, width=2)), row=1, col=2)
-        fig.add_trace(go.Scatter(x=ex, y=[r["train_loss"] for r in records], mode="lines", name=name,
+        fig.add_trace(go.Scatter(x=ex, y=[r["train_loss"] for r in records], mode="lines", name=label,
                                  legendgroup=name, showlegend=False, line=dict(color=color, width=1, dash="dot")),
                       row=1, col=2)
     if not shown:
         fig.add_annotation(text="pick runs with finished epochs to compare", x=0.5, y=0.5, xref="paper",
                            yref="paper", showarrow=False, font=dict(size=14, color="#888"))
-    fig.update_xaxes(title_text="epoch")
+    fig.update_xaxes(title_text="epoch" if x == "epoch" else f"time ({unit})")
+    if log_loss:
+        fig.update_yaxes(type="log", row=1, col=2)
     return _layout(fig, title, legend_below=True)
 
 
@@ -144,19 +217,52 @@ def runs_overlay_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], title: 
 
 
 def confusion_figure(matrix: np.ndarray, classes: Sequence[str] = CLASSES, normalize: bool = True,
-                     title: str | None = "Confusion matrix (rows: true class, columns: predicted)") -> go.Figure:
-    """Heatmap of a (C, C) count matrix; colour = share of each true class (row), text = counts."""
+                     title: str | None = None) -> go.Figure:
+    """Heatmap of a (C, C) count matrix, rows = true class, columns = predicted. normalize: each cell as a
+    share of its true class (a row sums to 100%, so classes with fewer test images compare fairly), written
+    in percent; else raw counts. The hover gives both."""
     m = np.asarray(matrix, dtype=np.int64)
     totals = m.sum(1, keepdims=True)
-    z = np.divide(m, totals, out=np.zeros(m.shape, dtype=float), where=totals > 0) if normalize else m
+    share = np.divide(m, totals, out=np.zeros(m.shape, dtype=float), where=totals > 0)
+    if normalize:
+        # whole percents fit a cell of a 10×10 grid; a share that rounds to 0 is still a mistake: "<1"
+        text = [[("<1" if 0 < v < 0.005 else f"{100 * v:.0f}") for v in row] for row in share]
+        z, bar, zmax = share * 100, "% of true class", 100
+    else:
+        text, z, bar, zmax = m.astype(str).tolist(), m, "images", None
     fig = go.Figure(go.Heatmap(
-        z=z, x=list(classes), y=list(classes), colorscale="Blues", text=m, texttemplate="%{text}",
-        hovertemplate="true %{y}<br>predicted %{x}<br>%{text} images<extra></extra>",
-        colorbar=dict(title="share" if normalize else "count"), zmin=0, zmax=1 if normalize else None,
+        z=z, x=list(classes), y=list(classes), colorscale="Blues", text=text, texttemplate="%{text}",
+        customdata=np.dstack([m, share * 100]),
+        hovertemplate="true %{y}, predicted %{x}<br>%{customdata[0]} images, %{customdata[1]:.1f}% of %{y}"
+                      "<extra></extra>",
+        colorbar=dict(title=bar), zmin=0, zmax=zmax,
     ))
     fig.update_yaxes(autorange="reversed", title_text="true class")
     fig.update_xaxes(title_text="predicted class", side="bottom")
+    title = title or ("Confusion matrix, % of each true class" if normalize else "Confusion matrix, image counts")
     return _layout(fig, title, height=480)
+
+
+def most_confused_figure(pairs: Sequence[tuple[int, int, int]], totals: Sequence[int] | None = None,
+                         classes: Sequence[str] = CLASSES, limit: int = 12,
+                         title: str | None = "Most confused pairs (true → predicted)") -> go.Figure:
+    """Horizontal bars of the `limit` most frequent confusions, most frequent on top, from
+    Evaluation.most_confused ((true, predicted, count), most first); `totals` (images per true class) adds each
+    count's share of its class."""
+    shown = list(pairs)[:limit]
+    if not shown:
+        return empty_figure("no mistakes: nothing is confused", height=340)
+    labels = [f"{classes[t]} → {classes[p]}" for t, p, _ in shown]
+    counts = [c for _, _, c in shown]
+    text = [f"{c}" + (f" ({100 * c / totals[t]:.1f}% of {classes[t]})" if totals is not None and totals[t] else "")
+            for t, _, c in shown]
+    fig = go.Figure(go.Bar(x=counts, y=labels, orientation="h", marker_color=COLORS[3], text=text,
+                           textposition="outside", cliponaxis=False,
+                           hovertemplate="%{y}: %{x} images<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", automargin=True)  # room for the longest "class → class" label
+    # the counts are written beside their bars, at a readable size: leave them room on the right
+    fig.update_xaxes(title_text="images", range=[0, max(counts) * (1.45 if totals is not None else 1.15)])
+    return _layout(fig, title, height=max(260, 60 + 28 * len(shown)))
 
 
 def per_class_figure(accuracy: Mapping[str, float], title: str | None = "Per-class accuracy") -> go.Figure:
@@ -192,14 +298,9 @@ def lr_finder_figure(result: RangeTest | dict[str, Any]) -> go.Figure:
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=lrs, y=losses, mode="lines", name="loss (smoothed)", line={"color": "#1f77b4"},
                              hovertemplate="LR %{x:.3g}<br>loss %{y:.4f}<extra></extra>"))
-    finite = [v for v in losses if math.isfinite(v)]
-    if finite:
-        # The y range covers the descent and a little above the start, not the blow-up at the end, which would
-        # flatten everything interesting into a line (zoom out to see it).
-        lo = min(finite)
-        hi = max(finite[: finite.index(lo) + 1])
-        pad = 0.08 * (hi - lo) or 0.05 * abs(hi) or 0.1
-        y0, y1 = lo - pad, min(hi + 3 * pad, max(finite) + pad)
+    visible = _visible_range(losses)
+    if visible:
+        y0, y1 = visible
         fig.update_yaxes(range=[y0, y1])
         for name, lr in suggestions.items():
             colour = SUGGESTION_COLOURS.get(name, "#7f7f7f")
@@ -321,3 +422,51 @@ def sweep_figure(doc: Mapping[str, Any], title: str | None = None) -> go.Figure:
     fig.update_yaxes(title_text="final test accuracy (%), mean ± std over seeds", range=[y0, y1], secondary_y=False)
     fig.update_yaxes(title_text="range-test loss (smoothed)", showgrid=False, secondary_y=True)
     return _layout(fig, title, height=460, legend_below=True)
+
+
+def _visible_range(losses: Sequence[float]) -> tuple[float, float] | None:
+    """(low, high) of a range-test curve's descent: from its minimum to a little above where it started, leaving
+    out the blow-up at the end, which would flatten everything interesting into a line (zoom out to see it)."""
+    finite = [v for v in losses if math.isfinite(v)]
+    if not finite:
+        return None
+    lo = min(finite)
+    hi = max(finite[: finite.index(lo) + 1])
+    pad = 0.08 * (hi - lo) or 0.05 * abs(hi) or 0.1
+    return lo - pad, min(hi + 3 * pad, max(finite) + pad)
+
+
+def lr_finder_overlay(tests: Mapping[str, Mapping[str, Any]], colours: Mapping[str, str] | None = None,
+                      labels: Mapping[str, str] | None = None,
+                      title: str | None = "LR range tests compared") -> go.Figure:
+    """Several range tests' loss-vs-LR curves on one log axis, each with its LRMAX marked by a dot of its colour.
+    `tests` maps a name to a saved test (RangeTest.to_dict()); `colours` and `labels` as in runs_overlay_figure."""
+    fig = go.Figure()
+    ranges = []
+    for i, (name, d) in enumerate(tests.items()):
+        lrs, losses = list(d.get("lrs") or []), list(d.get("losses") or [])
+        if not lrs:
+            continue
+        colour = (colours or {}).get(name) or RUN_COLOURS[i % len(RUN_COLOURS)]
+        label = (labels or {}).get(name, name)
+        fig.add_trace(go.Scatter(x=lrs, y=losses, mode="lines", name=label, legendgroup=name,
+                                 line={"color": colour, "width": 2},
+                                 hovertemplate=f"{label}<br>LR %{{x:.3g}}<br>loss %{{y:.4f}}<extra></extra>"))
+        r = _visible_range(losses)
+        if r:
+            ranges.append(r)
+        max_lr = d.get("max_lr")
+        if max_lr and lrs[0] <= max_lr <= lrs[-1]:
+            j = min(range(len(lrs)), key=lambda k: abs(math.log(lrs[k]) - math.log(max_lr)))
+            fig.add_trace(go.Scatter(x=[max_lr], y=[losses[j]], mode="markers", legendgroup=name, showlegend=False,
+                                     marker={"color": colour, "size": 11, "line": {"color": "#000", "width": 1}},
+                                     hovertemplate=f"{label}<br>LRMAX %{{x:.3g}} ({d.get('rule', '?')})"
+                                                   "<extra></extra>"))
+    if ranges:
+        fig.update_yaxes(range=[min(r[0] for r in ranges), max(r[1] for r in ranges)])
+    else:
+        fig.add_annotation(text="pick saved range tests to compare", x=0.5, y=0.5, xref="paper", yref="paper",
+                           showarrow=False, font=dict(size=14, color="#888"))
+    fig.update_xaxes(type="log", exponentformat="power", title_text="learning rate (log scale)")
+    fig.update_yaxes(title_text="training loss (smoothed)")
+    return _layout(fig, title)

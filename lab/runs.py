@@ -11,6 +11,8 @@ import io
 import json
 import os
 import platform
+import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -34,11 +36,24 @@ DEFAULT_ROOT = Path("runs")
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 PRETRAINED_CHECKPOINT = ASSETS / "cifar10_resnet9.pt"
 PRETRAINED_METRICS = PRETRAINED_CHECKPOINT.with_suffix(".json")  # beside every bundled checkpoint: recorded_metrics
+RANGE_TEST = "lr_finder.json"  # an LR range test's folder holds this instead of config.json
+RANGE_TEST_PREFIX = "lr-finder-"
+# A run's name is its folder's name; names a caller sends are matched against the listed folders, never joined into
+# a path, so this pattern only decides which strings are worth looking up.
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+TITLE_MAX = 80  # characters in a run's display title
+# A run whose config says "running" but whose files have not changed for this long is taken for the leftover of a
+# process that died (an epoch of the spec recipe on two CPU cores takes ~15 min, so a live run writes more often).
+STALE_RUNNING_S = 3600
 PACKAGES = ("torch", "torchvision", "albumentations", "numpy", "torch-lr-finder", "grad-cam", "gradio")
 
 
 class CheckpointError(RuntimeError):
     pass
+
+
+class RunError(ValueError):
+    """A request about a run folder (rename, delete, look up) that cannot be done; the message says why."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -128,6 +143,7 @@ class RunSummary:
     train_images: int | None
     seconds: float | None
     has_checkpoint: bool
+    title: str | None = None  # a display name given in the app (config.json "title"); the folder keeps its name
 
 
 @dataclass
@@ -196,9 +212,16 @@ class Run:
                               self.checkpoint.is_file())
         seconds = doc.get("seconds")
         images = doc.get("data", {}).get("train_images") if isinstance(doc.get("data"), dict) else None
+        title = doc.get("title")
         return RunSummary(self.name, str(doc.get("status", "?")), len(metrics), cfg.schedule.epochs, acc, cfg.width,
                           cfg.optimizer.name, cfg.schedule.max_lr, cfg.batch_size, images,
-                          float(seconds) if isinstance(seconds, (int, float)) else None, self.checkpoint.is_file())
+                          float(seconds) if isinstance(seconds, (int, float)) else None, self.checkpoint.is_file(),
+                          title if isinstance(title, str) and title else None)
+
+    def last_written(self) -> float:
+        """The newest modification time of the folder's files (seconds since the epoch); 0 for an empty folder."""
+        times = [f.stat().st_mtime for f in self.path.iterdir() if f.is_file()] if self.path.is_dir() else []
+        return max(times, default=0.0)
 
     @property
     def name(self) -> str:
@@ -241,8 +264,101 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 def list_runs(root: Path = DEFAULT_ROOT) -> list[Run]:
     """Run folders under root (those with a config.json), newest first."""
+    return _folders_with(root, CONFIG)
+
+
+def list_range_tests(root: Path = DEFAULT_ROOT) -> list[Run]:
+    """LR range test folders under root (those with an lr_finder.json), newest first."""
+    return _folders_with(root, RANGE_TEST)
+
+
+def _folders_with(root: Path, marker: str) -> list[Run]:
     root = Path(root)
     if not root.is_dir():
         return []
-    runs = [Run(p) for p in root.iterdir() if (p / CONFIG).is_file()]
-    return sorted(runs, key=lambda r: (r.path / CONFIG).stat().st_mtime, reverse=True)
+    found = [Run(p) for p in root.iterdir() if (p / marker).is_file()]
+    return sorted(found, key=lambda r: (r.path / marker).stat().st_mtime, reverse=True)
+
+
+def read_range_test(folder: Run | Path) -> dict[str, Any]:
+    """A saved range test (lab.lr_finder.RangeTest.to_dict(), plus "config" and "title" when the app saved it);
+    RunError when the file is missing or not a range test."""
+    path = Path(getattr(folder, "path", folder)) / RANGE_TEST
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise RunError(f"{path} cannot be read as a range test ({e})") from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("lrs"), list) or not isinstance(doc.get("losses"), list):
+        raise RunError(f"{path} is not a range test: it lacks the lrs and losses lists")
+    return doc
+
+
+def write_range_test(folder: Path, result: dict[str, Any], **extra: Any) -> Path:
+    """Save a range test (RangeTest.to_dict() and `extra`, e.g. the config it ran with) as folder/lr_finder.json,
+    atomically; the folder then lists among the range tests. Returns the file written."""
+    path = Path(folder) / RANGE_TEST
+    doc = {**result, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
+    atomic_write_text(path, json.dumps(doc, indent=2, default=str) + "\n")
+    return path
+
+
+def find_run(root: Path, name: str, range_tests: bool = False) -> Run:
+    """The training run (or, with range_tests, the range test) called `name` directly under `root`. The name is
+    compared with the folders found there, never turned into a path itself, so no string a caller sends ('..',
+    '/etc', 'a/../../b') can name anything outside the runs root; RunError when no listed folder has that name."""
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
+        raise RunError(f"{str(name)[:120]!r} is not a run name (letters, digits, '.', '_' and '-'; pick one from the "
+                       "list)")
+    for run in (list_range_tests(root) if range_tests else list_runs(root)):
+        if run.name == name:
+            if run.path.is_symlink() or run.path.resolve().parent != Path(root).resolve():
+                raise RunError(f"{name} is a link to a folder elsewhere; this lab only changes folders inside "
+                               f"{root}")
+            return run
+    raise RunError(f"there is no {'range test' if range_tests else 'run'} called {name} in {root}; refresh the list")
+
+
+def check_title(title: str) -> str:
+    """A display title, stripped; '' clears it. RunError for one that is too long or has control characters."""
+    if not isinstance(title, str):
+        raise RunError("a title must be text")
+    title = title.strip()
+    if len(title) > TITLE_MAX:
+        raise RunError(f"a title has at most {TITLE_MAX} characters, this one {len(title)}; shorten it")
+    if any(not ch.isprintable() for ch in title):
+        raise RunError("a title cannot hold line breaks or control characters; type it on one line")
+    return title
+
+
+def _check_idle(run: Run, active: set[Path], what: str) -> None:
+    """RunError when `run` is training now: in this process (`active`) or, as far as its files tell, in another."""
+    if run.path.resolve() in {Path(a).resolve() for a in active}:
+        raise RunError(f"{run.name} is training right now; stop it first, then {what} it")
+    status = run.summary().status if (run.path / CONFIG).is_file() else "done"
+    age = time.time() - run.last_written()
+    if status == "running" and age < STALE_RUNNING_S:
+        raise RunError(f"{run.name} says it is still running (its files changed {int(age // 60)} min ago): another "
+                       f"process may be training it. Stop that process first, then {what} it (a run that has "
+                       f"written nothing for {STALE_RUNNING_S // 60} min counts as dead)")
+
+
+def set_title(root: Path, name: str, title: str, active: set[Path] = frozenset()) -> str:
+    """Give the run `name` a display title ('' clears it); the folder, and so every path to it, keeps its name.
+    Returns the title stored. Refused (RunError) for a run that is training."""
+    title = check_title(title)
+    run = find_run(root, name)
+    _check_idle(run, active, "rename")
+    run.update_config(title=title or None)
+    return title
+
+
+def delete_run(root: Path, name: str, active: set[Path] = frozenset(), range_test: bool = False) -> Path:
+    """Delete the run (or range test) `name` under `root` and everything in its folder; returns the folder removed.
+    Refused (RunError) for a run that is training, and for anything not listed directly under `root`."""
+    run = find_run(root, name, range_tests=range_test)
+    if range_test and (run.path / CONFIG).is_file():
+        raise RunError(f"the range test {name} belongs to the training run of that name (train --max-lr find); "
+                       "delete the run to remove both")
+    _check_idle(run, active, "delete")
+    shutil.rmtree(run.path)
+    return run.path

@@ -60,11 +60,11 @@ def test_the_app_classifies_trains_reports_and_stops(client, tmp_path):
     # nothing has run yet
     assert client.predict(api_name="/train_status")["status"] == "idle"
 
-    # a tiny CPU run, in the background: train_start returns at once
-    t0 = time.time()
+    # a tiny CPU run, in the background: train_start returns as soon as the job starts (the first start on a
+    # server also times a few steps for its estimate, so the reply's own delay is not the measure)
     msg = client.predict(**TINY_RUN, api_name="/train_start")
-    assert msg.startswith("Run started at"), msg
-    assert time.time() - t0 < 10
+    assert msg.startswith("Run started at") and "Expected to take" in msg, msg
+    assert client.predict(api_name="/train_status")["elapsed"] < 10
     status = poll(client, lambda s: s["status"] != "running" or s["last_step"])
     assert status["kind"] == "train"
 

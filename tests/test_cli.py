@@ -159,3 +159,22 @@ def test_a_preset_sets_the_defaults_and_explicit_flags_win():
     assert cli.train_config(cli.parse(["train"])) == PRESETS["spec"].config()  # no preset: the spec defaults
     find = cli.train_config(cli.parse(["find-lr", "--preset", "quick", "--optimizer", "sgd"]))
     assert find.width == PRESETS["quick"].config().width and find.schedule.max_lr == DEFAULT_MAX_LR["sgd"]
+
+
+def test_a_long_cpu_job_states_its_cost_and_waits_for_yes(cifar10_dir, tmp_path, monkeypatch, capsys):
+    from lab import estimate
+
+    # as if this CPU took an hour per image: every job here is "long"
+    slow = estimate.StepTime("cpu", 0.125, estimate.PROBE_BATCH, 3600.0, 1.0)
+    monkeypatch.setattr(estimate, "measure", lambda *a, **k: slow)
+    monkeypatch.chdir(tmp_path)
+    small = ["--subset", "128", "--test-subset", "64", "--width", "0.125", "--batch-size", "32", "--device", "cpu",
+             "--data-dir", str(cifar10_dir)]
+    for command in (["train", "--epochs", "1", "--peak-epoch", "0.5"], ["find-lr", "--iters", "5"]):
+        assert cli.main([*command, *small]) == 2
+        out, err = capsys.readouterr()
+        assert out.startswith("expected: about ") and "on the CPU" in out
+        assert err.startswith("error: this would take about") and "pass --yes" in err
+        assert not (tmp_path / "runs").exists()  # nothing started, no folder left behind
+    assert cli.main(["train", "--epochs", "1", "--peak-epoch", "0.5", "--yes", *small]) == 0
+    assert "final test accuracy" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 
 import numpy as np
@@ -28,7 +29,7 @@ def images():
 # ------------------------------------------------------------------------------------------------ evaluation
 
 
-def test_evaluation_confusion_per_class_and_misclassified():
+def test_evaluation_confusion_and_per_class():
     probs = np.full((4, 10), 0.01)
     probs[0, 0] = probs[1, 1] = probs[2, 3] = probs[3, 2] = 0.9
     probs[3, 2] = 0.5
@@ -37,7 +38,43 @@ def test_evaluation_confusion_per_class_and_misclassified():
     m = ev.confusion()
     assert m[2, 3] == 1 and m[2, 2] == 1 and m.sum() == 4
     assert ev.per_class_accuracy()["bird"] == 0.5
-    assert list(ev.misclassified()) == [2]  # index 3 is right (argmax 2)
+    assert list(ev.predictions) == [0, 1, 3, 2]  # index 3 is right (argmax 2)
+
+
+def _evaluation():
+    """Six images of classes 0, 0, 1, 1, 2, 3 with known probabilities: three mistakes, 1→0 twice."""
+    labels = np.array([0, 0, 1, 1, 2, 3])
+    probs = np.full((6, 10), 0.0)
+    rows = {0: {0: 0.9, 1: 0.1}, 1: {0: 0.6, 2: 0.4}, 2: {0: 0.7, 1: 0.3}, 3: {0: 0.95, 1: 0.05},
+            4: {2: 1.0}, 5: {3: 0.2, 5: 0.8}}
+    for i, row in rows.items():
+        for c, p in row.items():
+            probs[i, c] = p
+    return ins.Evaluation(labels, probs)
+
+
+def test_losses_are_minus_log_p_of_the_true_class_and_never_inf():
+    ev = _evaluation()
+    assert ev.losses() == pytest.approx(-np.log([0.9, 0.6, 0.3, 0.05, 1.0, 0.2]))
+    ev.probs[4, 2] = 0.0  # a probability that underflowed (bf16 softmax) gives a large, finite loss
+    assert np.isfinite(ev.losses()).all() and ev.losses()[4] > 80
+
+
+def test_top_losses_rank_by_loss_and_filter_by_pair():
+    ev = _evaluation()
+    assert list(ev.top_losses()) == [3, 5, 2, 1, 0, 4]  # losses 3.0, 1.6, 1.2, 0.51, 0.11, 0
+    assert list(ev.top_losses(2)) == [3, 5]
+    assert list(ev.top_losses(pair=(1, 0))) == [3, 2]  # the two 1 → 0 mistakes, the worse first
+    assert list(ev.top_losses(pair=(3, 5))) == [5]
+    assert len(ev.top_losses(pair=(4, 4))) == 0
+
+
+def test_most_confused_counts_off_diagonal_pairs_most_first():
+    ev = _evaluation()
+    assert ev.most_confused() == [(1, 0, 2), (3, 5, 1)]
+    assert ev.most_confused(min_count=2) == [(1, 0, 2)]
+    perfect = ins.Evaluation(np.array([0, 1]), np.eye(10)[[0, 1]])
+    assert perfect.most_confused() == []
 
 
 def test_classify_is_sorted_probabilities(net, images):
@@ -55,6 +92,39 @@ def test_gradcam_gives_one_normalised_32x32_map_per_image(net, images, layer):
     cams = ins.gradcam(net, images, [0, 1, 2], layer)
     assert cams.shape == (3, 32, 32) and cams.dtype == np.float32
     assert cams.min() >= 0 and cams.max() <= 1 and np.isfinite(cams).all()
+
+
+@pytest.mark.parametrize("method", ins.CAM_METHODS)
+def test_every_cam_method_is_its_pytorch_grad_cam_class(net, images, method, monkeypatch):
+    import pytorch_grad_cam
+
+    cls = getattr(pytorch_grad_cam, ins.CAM_METHODS[method].cls)
+    used = []
+    forward = cls.forward
+    monkeypatch.setattr(cls, "forward", lambda self, *a, **k: used.append(type(self)) or forward(self, *a, **k))
+    cams = ins.gradcam(net, images, [0, 1, 2], "layer2", method)
+    assert used == [cls]
+    assert cams.shape == (3, 32, 32) and cams.dtype == np.float32 and np.isfinite(cams).all()
+    assert cams.min() >= 0 and cams.max() <= 1 and cams.max() > 0.5  # each map scaled to its own maximum
+    other = ins.gradcam(net, images, [5, 5, 5], "layer2", method)
+    # a method that reads gradients answers for the class asked; EigenCAM's map is the same for every class
+    assert np.allclose(cams, other) == (not ins.CAM_METHODS[method].uses_target)
+
+
+def test_methods_differ_from_one_another(net, images):
+    maps = {m: ins.gradcam(net, images[:1], [3], "layer1", m) for m in ("gradcam", "gradcam++", "eigencam")}
+    assert not np.allclose(maps["gradcam"], maps["gradcam++"]) and not np.allclose(maps["gradcam"], maps["eigencam"])
+
+
+def test_cams_are_computed_in_fp32_on_a_reduced_precision_model(images):
+    torch.manual_seed(0)
+    half = Net(width=0.125).eval().to(torch.bfloat16)  # as a bf16-trained checkpoint might hold it
+    cams = ins.gradcam(half, images, [0, 1, 2], "layer2")
+    assert cams.dtype == np.float32 and np.isfinite(cams).all()
+    # the same weights widened to fp32 give the same maps: nothing ran in bf16
+    wide = copy.deepcopy(half).float()  # (Module.float() converts in place)
+    assert np.allclose(cams, ins.gradcam(wide, images, [0, 1, 2], "layer2"), atol=1e-6)
+    assert next(half.parameters()).dtype == torch.bfloat16  # the caller's model is left as it was
 
 
 def test_gradcam_runs_on_a_snapshot_and_leaves_the_model_alone(images):
@@ -81,6 +151,8 @@ def test_gradcam_rejects_bad_input(net, images):
         ins.gradcam(net, images, [0], "layer3")
     with pytest.raises(ValueError, match="uint8"):
         ins.gradcam(net, images.astype(np.float32), [0, 0, 0])
+    with pytest.raises(ValueError, match="unknown CAM method 'scorecam'"):
+        ins.gradcam(net, images, [0, 0, 0], "layer3", "scorecam")
     assert ins.gradcam(net, images[:0], [], "layer3").shape == (0, 32, 32)
 
 
@@ -99,6 +171,15 @@ def test_cam_overlay_blends_image_and_heat_map(images):
     assert np.abs(plain.astype(int) - ins.upscale(images[0], 64).astype(int)).max() <= 1
     with pytest.raises(ValueError, match="opacity"):
         ins.cam_overlay(images[0], cam, opacity=1.5)
+
+
+def test_original_and_cam_puts_the_image_beside_its_overlay(images):
+    cam = np.ones((32, 32), dtype=np.float32)
+    out = ins.original_and_cam(images[0], cam, opacity=0.5, size=64, gap=4)
+    assert out.shape == (64, 132, 3) and out.dtype == np.uint8
+    assert np.array_equal(out[:, :64], ins.upscale(images[0], 64))
+    assert (out[:, 64:68] == 255).all()
+    assert np.array_equal(out[:, 68:], ins.cam_overlay(images[0], cam, 0.5, 64))
 
 
 # --------------------------------------------------------------------------------------------------- uploads
@@ -222,6 +303,34 @@ def test_bad_files_give_a_clear_image_error(raw, message, tmp_path):
         ins.prepare_upload(p)
     if raw:
         assert "upload.png" in str(e.value)  # the message names the file
+
+
+@pytest.mark.parametrize("size,words,caution", [
+    ((1, 1), "The 1×1 image was upscaled to 32×32.", "one pixel"),
+    ((5, 9), "cropped to its centre 5×5 square and upscaled to 32×32", "no shape survives"),
+    ((20, 20), "The 20×20 image was upscaled to 32×32.", "with care"),
+    ((32, 32), "32×32 already", None),
+    ((64, 32), "cropped to its centre 32×32 square.", None),
+    ((300, 200), "The 300×200 image was cropped to its centre 200×200 square and shrunk to 32×32.", None),
+])
+def test_resize_note_says_what_happened_and_cautions_on_tiny_images(size, words, caution):
+    note, warn = ins.resize_note(*size)
+    assert words in note
+    assert ("shrunk" in note) == (min(size) > 32) and ("upscaled" in note) == (min(size) < 32)
+    if caution is None:
+        assert warn is None
+    else:
+        assert caution in warn and "at least 32×32" in warn
+
+
+def test_read_upload_reports_the_upright_size():
+    x, size = ins.read_upload(encode(Image.new("RGB", (1, 1), (200, 30, 30)), "PNG"))
+    check(x)
+    assert size == (1, 1) and (x == (200, 30, 30)).all()
+    im = Image.fromarray(np.zeros((40, 80, 3), dtype=np.uint8))
+    exif = im.getexif()
+    exif[0x0112] = 6  # shown rotated: 40 wide, 80 high
+    assert ins.read_upload(encode(im, "JPEG", exif=exif))[1] == (40, 80)
 
 
 def test_a_missing_file_is_an_image_error(tmp_path):

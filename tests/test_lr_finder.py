@@ -297,3 +297,47 @@ def test_range_test_suggests_for_the_run_its_config_describes(curve):
     result, _ = curve
     s = result.settings
     assert s["run_steps"] == TrainConfig(**SMALL).schedule.epochs * math.ceil(s["train_images"] / s["batch_size"])
+
+
+# ------------------------------------------------------------------------------------------------ caveats
+
+
+def _result(n=200, **change) -> dict:
+    """A finished test on the U-shaped curve, as RangeTest.to_dict() gives it, with `change` applied."""
+    from lab.lr_finder import choose
+
+    lrs, losses = _u_curve(n)
+    s, notes = suggest(lrs, losses)
+    rule, max_lr = choose(s)
+    d = {"lrs": lrs, "losses": losses, "suggestions": s, "max_lr": max_lr, "min_lr": max_lr / 25, "rule": rule,
+         "notes": notes, "status": "done",
+         "settings": {"iters": n, "start_lr": lrs[0], "end_lr": lrs[-1], "rule": "loss_min"}}
+    return {**d, **change}
+
+
+def test_a_sound_test_has_no_caveats():
+    from lab.lr_finder import caveats
+
+    assert caveats(_result()) == []
+
+
+@pytest.mark.parametrize("change,words", [
+    ({"status": "stopped"}, "stopped after 200 of 200"),
+    ({"rule": "fallback", "max_lr": 0.01}, "optimizer's default"),
+    ({"rule": "valley"}, "loss_min rule did not apply"),
+    ({"max_lr": 1.75e-7}, "very start of the tested range"),
+    ({"losses": [2.3] * 200}, "fell by only 0.0%"),
+])
+def test_caveats_name_what_makes_a_test_weak(change, words):
+    from lab.lr_finder import caveats
+
+    found = caveats(_result(**change))
+    assert len(found) == 1 and words in found[0], found
+
+
+def test_a_short_test_is_weak():
+    from lab.lr_finder import TRUSTED_POINTS, caveats
+
+    found = caveats(_result(n=TRUSTED_POINTS - 1))
+    assert any(f"only {TRUSTED_POINTS - 1} points" in c for c in found)
+    assert not any("points" in c for c in caveats(_result(n=TRUSTED_POINTS)))

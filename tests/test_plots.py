@@ -79,15 +79,36 @@ def test_runs_overlay_has_one_colour_and_legend_entry_per_run():
     assert not plots.runs_overlay_figure({}).data
 
 
-def test_confusion_figure_colours_rows_by_share_and_writes_counts():
-    m = np.array([[8, 2], [1, 9]])
+def test_confusion_figure_normalised_shows_each_true_class_in_percent():
+    m = np.array([[8, 2], [1, 999]])
     fig = plots.confusion_figure(m, classes=["a", "b"])
     heat = fig.data[0]
-    assert np.allclose(np.asarray(heat.z), [[0.8, 0.2], [0.1, 0.9]])
-    assert np.array_equal(np.asarray(heat.text), m)
-    assert list(heat.x) == ["a", "b"] and list(heat.y) == ["a", "b"]
+    assert np.allclose(np.asarray(heat.z), [[80, 20], [0.1, 99.9]]) and heat.zmax == 100
+    assert np.asarray(heat.text).tolist() == [["80", "20"], ["<1", "100"]]  # a rare mistake is not shown as 0
+    assert np.asarray(heat.customdata)[:, :, 0].tolist() == m.tolist()  # the hover still gives the counts
+    assert list(heat.x) == ["a", "b"] and list(heat.y) == ["a", "b"] and "%" in fig.layout.title.text
     full = plots.confusion_figure(np.zeros((10, 10), dtype=int))  # an empty row must not divide by zero
     assert np.isfinite(np.asarray(full.data[0].z, dtype=float)).all()
+    json.loads(fig.to_json())
+
+
+def test_confusion_figure_in_counts():
+    m = np.array([[8, 2], [1, 999]])
+    heat = plots.confusion_figure(m, classes=["a", "b"], normalize=False).data[0]
+    assert np.array_equal(np.asarray(heat.z), m) and heat.zmax is None
+    assert np.asarray(heat.text).tolist() == [["8", "2"], ["1", "999"]]
+
+
+def test_most_confused_figure_lists_pairs_most_frequent_on_top():
+    pairs = [(3, 5, 40), (5, 3, 31), (1, 9, 7)]
+    fig = plots.most_confused_figure(pairs, totals=[1000] * 10, limit=2)
+    bar = fig.data[0]
+    assert list(bar.y) == ["cat → dog", "dog → cat"] and list(bar.x) == [40, 31]
+    assert fig.layout.yaxis.autorange == "reversed"  # the first (most frequent) pair at the top
+    assert bar.text[0] == "40 (4.0% of cat)"
+    json.loads(fig.to_json())
+    empty = plots.most_confused_figure([])
+    assert not empty.data and "no mistakes" in empty.layout.annotations[0].text
 
 
 def test_per_class_figure_in_percent_with_missing_classes():
@@ -102,3 +123,42 @@ def test_per_class_figure_in_percent_with_missing_classes():
 def test_empty_figure_says_why():
     fig = plots.empty_figure("nothing here")
     assert fig.layout.annotations[0].text == "nothing here"
+
+
+def test_smoothing_is_tensorboards_debiased_average():
+    assert plots.smooth([1.0, 1.0, 1.0], 0.9) == pytest.approx([1.0, 1.0, 1.0])  # no pull towards 0 at the start
+    assert plots.smooth([0.0, 10.0], 0.5) == pytest.approx([0.0, 10 * 0.5 / 0.75])
+    assert plots.smooth([1.0, float("nan"), 3.0], 0.0)[2] == 3.0
+    with pytest.raises(ValueError):
+        plots.smooth([1.0], 1.0)
+
+
+def test_training_figure_view_options():
+    steps = [{**s, "elapsed": 10.0 * i} for i, s in enumerate(_steps(), 1)]
+    epochs = [{**e, "elapsed": 40.0 * e["epoch"]} for e in _epochs()]
+    fig = plots.training_figure(steps, epochs, log_loss=True, smoothing=0.6, x="time")
+    assert fig.layout.yaxis.type == "log" and fig.layout.xaxis.title.text == "time (s)"
+    raw, smoothed = fig.data[0], fig.data[1]
+    assert smoothed.name == "train loss (step, smoothed 0.6)" and list(smoothed.y) == plots.smooth(raw.y, 0.6)
+    assert list(raw.x) == [10.0 * i for i in range(1, 9)]
+    assert [t.x[-1] for t in fig.data if t.name == "test acc"] == [80.0]
+    with pytest.raises(ValueError):
+        plots.training_figure(steps, epochs, x="steps")
+
+
+def test_run_colours_follow_the_full_list_and_times_fall_back_to_seconds():
+    assert plots.run_colours(["a", "b"])["b"] == plots.run_colours(["a", "b", "c"])["b"]
+    assert plots.elapsed_of([{"seconds": 2.0}, {"seconds": 3.0}]) == [2.0, 5.0]
+    fig = plots.runs_overlay_figure({"a": _epochs(3)}, colours={"a": "#123456"}, labels={"a": "nice"}, x="time")
+    assert fig.data[0].line.color == "#123456" and fig.data[0].name == "nice"
+
+
+def test_lr_finder_overlay_draws_each_test_with_its_lrmax():
+    d = {"lrs": [1e-4, 1e-3, 1e-2, 1e-1], "losses": [2.3, 2.0, 1.5, 4.0], "max_lr": 1e-2, "rule": "loss_min"}
+    fig = plots.lr_finder_overlay({"t1": d, "t2": {**d, "losses": [2.2, 1.9, 1.6, 3.0]}}, colours={"t1": "#111111"})
+    lines = [t for t in fig.data if t.mode == "lines"]
+    dots = [t for t in fig.data if t.mode == "markers"]
+    assert [t.name for t in lines] == ["t1", "t2"] and lines[0].line.color == "#111111"
+    assert [d.x[0] for d in dots] == [1e-2, 1e-2] and fig.layout.xaxis.type == "log"
+    assert fig.layout.yaxis.range[1] < 4.0  # the blow-up is left out of the view
+    assert not plots.lr_finder_overlay({}).data

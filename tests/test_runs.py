@@ -217,3 +217,75 @@ def test_summary_is_the_one_reading_of_a_run_folder(tmp_path):
 def test_checkpoint_file_names_the_model_in_a_folder_or_the_file_itself(tmp_path):
     assert runs.checkpoint_file(tmp_path) == tmp_path / "model.pt"
     assert runs.checkpoint_file(tmp_path / "x.pt") == tmp_path / "x.pt"
+
+
+# ------------------------------------------------------------------------------- titles, deleting, range tests
+
+
+def _run(root, name, status="done"):
+    run = Run(root / name)
+    run.write_config(CFG, status=status)
+    return run
+
+
+def test_find_run_matches_listed_names_and_nothing_else(tmp_path):
+    root = tmp_path / "runs"
+    _run(root, "a")
+    outside = _run(tmp_path, "outside")
+    assert runs.find_run(root, "a").path == root / "a"
+    for name in ("../outside", "/etc", "a/..", "", "b", ".", "..", 3, None):
+        with pytest.raises(runs.RunError):
+            runs.find_run(root, name)
+    (root / "link").symlink_to(outside.path, target_is_directory=True)
+    with pytest.raises(runs.RunError, match="link to a folder elsewhere"):
+        runs.find_run(root, "link")
+    with pytest.raises(runs.RunError, match="link"):
+        runs.delete_run(root, "link")
+    assert (outside.path / "config.json").is_file()
+
+
+def test_a_title_is_kept_beside_the_run_and_the_folder_keeps_its_name(tmp_path):
+    root = tmp_path / "runs"
+    _run(root, "a")
+    assert runs.set_title(root, "a", "  first try  ") == "first try"
+    assert Run(root / "a").summary().title == "first try" and (root / "a").is_dir()
+    assert runs.set_title(root, "a", "") == "" and Run(root / "a").summary().title is None
+    for bad in ("x" * (runs.TITLE_MAX + 1), "two\nlines", "tab\there"):
+        with pytest.raises(runs.RunError):
+            runs.set_title(root, "a", bad)
+
+
+def test_delete_spares_running_runs_unless_they_died_long_ago(tmp_path):
+    root = tmp_path / "runs"
+    _run(root, "done")
+    live = _run(root, "live", status="running")
+    mine = _run(root, "mine")
+    with pytest.raises(runs.RunError, match="training right now"):
+        runs.delete_run(root, "mine", active={mine.path})
+    with pytest.raises(runs.RunError, match="still running"):
+        runs.delete_run(root, "live")
+    old = time.time() - runs.STALE_RUNNING_S - 60  # a run that said "running" and then wrote nothing for long
+    for f in live.path.iterdir():
+        os.utime(f, (old, old))
+    assert runs.delete_run(root, "live") == live.path and not live.path.exists()
+    runs.delete_run(root, "done")
+    assert [r.name for r in list_runs(root)] == ["mine"]
+
+
+def test_range_tests_are_listed_read_and_deleted_apart_from_runs(tmp_path):
+    root = tmp_path / "runs"
+    _run(root, "trained")
+    runs.write_range_test(root / "trained", {"lrs": [1e-3], "losses": [2.0]})  # train --max-lr find keeps one
+    runs.write_range_test(root / "lr-finder-1", {"lrs": [1e-3, 1e-2], "losses": [2.0, 1.5]}, config={"width": 1})
+    assert sorted(r.name for r in runs.list_range_tests(root)) == ["lr-finder-1", "trained"]
+    assert [r.name for r in list_runs(root)] == ["trained"]
+    doc = runs.read_range_test(root / "lr-finder-1")
+    assert doc["losses"] == [2.0, 1.5] and doc["config"] == {"width": 1} and "created" in doc
+    with pytest.raises(runs.RunError, match="belongs to the training run"):
+        runs.delete_run(root, "trained", range_test=True)
+    runs.delete_run(root, "lr-finder-1", range_test=True)
+    assert not (root / "lr-finder-1").exists() and (root / "trained").is_dir()
+    (root / "bad").mkdir()
+    (root / "bad" / "lr_finder.json").write_text("{}")
+    with pytest.raises(runs.RunError, match="not a range test"):
+        runs.read_range_test(root / "bad")

@@ -29,9 +29,11 @@ def test_the_range_test_endpoint_takes_every_training_control(tmp_path):
     demo = build_app(JobManager(runs_root=tmp_path / "runs", data_loader=_missing), pretrained=tmp_path / "none.pt")
     params = {fn.api_name: list(inspect.signature(fn.fn).parameters) for fn in demo.fns.values()
               if fn.api_name in ("train_start", "find_lr")}
-    assert params["train_start"] == list(CONTROL_NAMES)
+    # the controls keep their names and order; "confirm" (for long CPU jobs) is new, last and optional
+    assert params["train_start"] == [*CONTROL_NAMES, "confirm"]
     assert params["find_lr"][:5] == ["iters", "start_lr", "end_lr", "mode", "optimizer"]
-    assert set(params["find_lr"]) == set(CONTROL_NAMES) | {"iters", "start_lr", "end_lr", "mode"}
+    assert params["find_lr"][-1] == "confirm"
+    assert set(params["find_lr"]) == set(CONTROL_NAMES) | {"iters", "start_lr", "end_lr", "mode", "confirm"}
     for fn in demo.fns.values():
         if fn.api_name in params:
             assert len(fn.inputs) == len(params[fn.api_name])
@@ -51,3 +53,16 @@ def test_without_data_or_checkpoint_the_app_builds_and_says_what_is_missing(tmp_
     tabs = [b.label for b in demo.blocks.values() if isinstance(b, gr.Tab)]
     assert tabs == ["Augment", "LR range test", "One Cycle", "Train", "Sweep", "Insights", "Classify"]
     assert isinstance(launch_kwargs()["theme"], gr.themes.Base)
+
+
+def test_classify_takes_uploads_webcam_and_clipboard_through_one_stable_endpoint(tmp_path):
+    import inspect
+
+    from lab.ui.classify import AnyImage
+
+    demo = build_app(JobManager(runs_root=tmp_path / "runs", data_loader=_missing), pretrained=tmp_path / "none.pt")
+    (fn,) = [fn for fn in demo.fns.values() if fn.api_name == "classify"]
+    assert list(inspect.signature(fn.fn).parameters) == ["image"] and len(fn.inputs) == 1
+    image = fn.inputs[0]
+    # the webcam snapshot and the pasted image arrive as uploads: the same raw pass-through and checks apply
+    assert isinstance(image, AnyImage) and image.sources == ["upload", "webcam", "clipboard"]

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from lab.config import DEFAULT_MAX_LR, PRESETS, ScheduleConfig, TrainConfig
+from lab import insights as ins_mod
 from lab.data import CLASSES
 from lab.ui import augment, classify, insights, lr_range, one_cycle, train
 from lab.ui.common import NO_CHECKPOINT, control_defaults, fmt_seconds, train_config
@@ -69,8 +70,23 @@ def test_augment_bad_settings_and_missing_data_say_so(ctx, no_data_ctx):
     img, msg = augment.preview(ctx, 4, 8, 1.5, 0.5, 0)
     assert img is None and "cutout_p is a probability" in msg
     img, msg = augment.preview(no_data_ctx, 4, 8, 1.0, 0.5, 0)
-    assert img is None and "CIFAR-10 is not available" in msg and "CIFAR10_DIR" in msg
+    # the tab's notice says how to provide the data; the caption does not say it a second time
+    assert img is None and "CIFAR-10 is not available" in msg and "CIFAR10_DIR" not in msg
     assert 0 <= augment.new_seed() <= 99_999
+
+
+def test_the_missing_data_notice_speaks_to_an_app_operator(no_data_ctx):
+    notice = no_data_ctx.data_message()
+    # the app takes no flags: environment variables, and the download switch, are what its operator can use
+    assert "--data-dir" not in notice and "CIFAR10_DIR" in notice and "LAB_DOWNLOAD=1" in notice
+
+
+def test_augment_cautions_about_a_cutout_that_hides_the_image(ctx):
+    _, spec = augment.preview(ctx, 4, 8, 1.0, 0.5, seed=0, n_images=1, draws=1)
+    _, whole = augment.preview(ctx, 4, 32, 1.0, 0.5, seed=0, n_images=1, draws=1)
+    _, never = augment.preview(ctx, 4, 32, 0.0, 0.5, seed=0, n_images=1, draws=1)
+    assert "⚠" not in spec and "⚠" not in never  # the spec's 8×8, or a hole that is never cut
+    assert "32×32 hole covers 100%" in whole and "hides the whole image" in whole
 
 
 # -------------------------------------------------------------------------------------------------- One Cycle
@@ -104,9 +120,26 @@ def test_one_cycle_bad_controls_keep_the_plot_and_say_what_to_fix(change, messag
     assert is_skip(fig) and message in text
 
 
+@pytest.mark.parametrize("epochs,peak,value", [(1, 5, 0.5), (1, 0.5, 0.5), (3, 5, 2.5), (24, 5, 5), (50, 5, 5),
+                                               (2, 1.75, 1.75), ("", 5, 0.5)])
+def test_the_peak_slider_always_has_a_range_and_keeps_the_peak_inside_the_run(epochs, peak, value):
+    upd = one_cycle.peak_slider(epochs, peak)
+    e = int(epochs or 1)
+    # a slider whose minimum is not below its maximum is an error in Gradio (the 1-epoch bug)
+    assert upd.minimum < upd.maximum == e - one_cycle.PEAK_STEP and upd.value == value
+    ScheduleConfig(epochs=e, peak_epoch=upd.value)  # a peak the schedule accepts
+    gr.Slider(minimum=upd.minimum, maximum=upd.maximum, value=upd.value, step=upd.step)
+
+
+def test_the_min_lr_box_shows_the_lrmin_that_div_factor_mode_makes():
+    div, box = one_cycle.lr_fields(0.0658, "div factor", 25)
+    assert box.value == 0.00263 and box.interactive is False and div.interactive is True
+    div, box = one_cycle.lr_fields(0.01, "min LR", 25)
+    assert box.interactive is True and div.interactive is False and box.value is None  # the typed value stays
+    assert one_cycle.lr_fields(None, "div factor", 25)[1].value is None
+
+
 def test_one_cycle_helpers():
-    upd = one_cycle.clamp_peak(3, 5)
-    assert upd.maximum == 2.5 and upd.value == 2.5
     assert one_cycle.optimizer_default_lr("sgd") == DEFAULT_MAX_LR["sgd"]
     fig, text = one_cycle.zigzag(0.01, "div factor", 10, None, 20, 3)
     assert len(fig.data[0].y) == 2 * 20 * 3 + 1 and "3 cycles" in text
@@ -119,7 +152,7 @@ def test_one_cycle_helpers():
 CONTROLS = dict(width=0.125, subset=256, test_subset=128, seed=0, device="cpu", loader="auto", max_lr=0.01,
                 lr_mode="div factor", div_factor=25, min_lr=None, epochs=1, peak_epoch=0.5, batch_size=64,
                 optimizer="adam", anneal="linear", cycle_momentum=True, base_momentum=0.85, max_momentum=0.95,
-                pad=4, cutout=8, cutout_p=1.0, flip_p=0.5)
+                pad=4, cutout=8, cutout_p=1.0, flip_p=0.5, weight_decay=None, label_smoothing=0.0, logit_scale=1.0)
 
 
 def test_train_config_gathers_the_three_tabs():
@@ -135,11 +168,17 @@ def test_train_config_gathers_the_three_tabs():
     assert train_config(**control_defaults()) == TrainConfig()  # the controls' defaults are the lab's
 
 
-def test_presets_fit_their_schedules():
+def test_presets_set_every_control_but_seed_and_device_and_train_what_they_name():
     for name in PRESETS:
         v = train.preset_values(name)
         ScheduleConfig(epochs=v["epochs"], peak_epoch=v["peak_epoch"])  # valid
-        assert train_config(**{**CONTROLS, **v}) == PRESETS[name].config(seed=0, device="cpu", loader="auto")
+        assert set(v) == set(train.PRESET_CONTROLS) and not {"seed", "device"} & set(v)
+        got, want = train_config(**{**CONTROLS, **v}), PRESETS[name].config(seed=CONTROLS["seed"],
+                                                                           device=CONTROLS["device"])
+        # LRMIN may be shown as a min LR where the div factor lies beyond the slider (Page's 1e4): the same LRMIN
+        assert got.schedule.lr_min == pytest.approx(want.schedule.lr_min)
+        drop = lambda c: {k: x for k, x in c.flat().items() if k not in ("min_lr", "div_factor")}  # noqa: E731
+        assert drop(got) == drop(want), name
     assert train.default_preset() in PRESETS
 
 
@@ -156,10 +195,65 @@ def test_train_start_status_and_stop_through_the_tab(ctx):
     s = ctx.manager.status_json()
     assert s["busy"] and s["kind"] == "train" and s["last_step"]["loss"] > 0
     json.dumps(s, allow_nan=False)
+    # a tick with nothing new still redraws the status line (elapsed time and the ETA move between steps)
+    _, line, *_ = train.refresh(ctx, (ctx.manager.fingerprint("train"), None))
+    assert "**Running**" in line and "ETA" in line and "elapsed" in line
     assert train.stop(ctx).startswith("stopping")
     assert ctx.manager.wait(60)
     s = ctx.manager.status_json()
     assert s["status"] in ("stopped", "done") and not s["busy"]
+
+
+def _slow_machine(ctx, seconds_per_image: float, width: float = CONTROLS["width"]) -> None:
+    """Make the app believe a step time of `seconds_per_image` was measured on this CPU for `width`."""
+    from lab.estimate import PROBE_BATCH, StepTime
+
+    ctx.timings.get(("cpu", width, PROBE_BATCH),
+                    lambda: StepTime("cpu", width, PROBE_BATCH, seconds_per_image, seconds_per_image / 3))
+
+
+def test_a_long_cpu_run_waits_for_start_anyway_and_says_what_it_costs(ctx):
+    from lab.estimate import LONG_JOB_S, for_run
+
+    # 256 images × 2 epochs at this rate: just over LONG_JOB_S
+    per_image = 1.1 * LONG_JOB_S / (2 * 256 + 2 * 128 / 3)
+    _slow_machine(ctx, per_image)
+    run = {**CONTROLS, "epochs": 2, "peak_epoch": 1}
+    expected = for_run(train_config(**run), 256, 128, ctx.timing(0.125, 64, "cpu")).seconds
+    held = train.start(ctx, **run)
+    assert held.startswith(train.LONG_JOB) and fmt_seconds(expected) in held and "Start anyway" in held
+    assert ctx.manager.status() is None  # nothing started
+    assert train.long_job_button(held).visible is True
+    line = train.estimate_line(ctx, **run)
+    assert fmt_seconds(expected) in line and "confirm" in line
+    started = train.start(ctx, confirm=True, **run)
+    assert started.startswith("Run started at") and f"Expected to take about {fmt_seconds(expected)}" in started
+    assert train.long_job_button(started).visible is False
+    ctx.manager.stop()
+    assert ctx.manager.wait(60)
+
+
+def test_a_short_cpu_run_starts_at_once_with_its_estimate(ctx):
+    _slow_machine(ctx, 1e-4)
+    line = train.estimate_line(ctx, **CONTROLS)
+    assert "Expected time: **" in line and "confirm" not in line
+    msg = train.start(ctx, **{**CONTROLS, "epochs": 3, "peak_epoch": 1, "batch_size": 16})
+    assert msg.startswith("Run started at") and "Expected to take under a minute" in msg
+    # no probe beside a running job: a width not timed yet waits for the server to be free
+    assert "once this server is free" in train.estimate_line(ctx, **{**CONTROLS, "width": 0.25})
+    ctx.manager.stop()
+    assert ctx.manager.wait(120)
+    assert train.estimate_line(ctx, **{**CONTROLS, "batch_size": 0}) == ""  # Start will say what is wrong
+
+
+def test_the_status_line_counts_elapsed_time_and_eta_between_steps():
+    step = {"epoch": 1, "step": 3, "steps_per_epoch": 10, "loss": 2.0, "lr": 1e-3, "images_per_s": 100.0,
+            "eta": 100.0, "t": 1000.0}
+    status = {"status": "running", "run_dir": "runs/x", "started_at": "12:00:00", "progress": "epoch 1/1",
+              "steps": [step], "elapsed": 40.0, "epochs": [], "message": ""}
+    assert "ETA 1 min 40 s" in train.describe(status, now=1000.0)
+    assert "ETA 1 min 30 s" in train.describe(status, now=1010.0)  # ten seconds after that step
+    assert "ETA 0 s" in train.describe(status, now=2000.0)
 
 
 def test_train_bad_input_and_missing_data_give_messages(ctx, no_data_ctx):
@@ -170,16 +264,17 @@ def test_train_bad_input_and_missing_data_give_messages(ctx, no_data_ctx):
 
 def test_train_refresh_draws_the_run_and_skips_when_nothing_changed(ctx):
     out = train.refresh(ctx, None)
-    seen, line, fig, table, runs_df, picker, overlay = out
+    seen, line, fig, table, runs_df, picker, overlay, target = out
     assert "No run yet" in line and isinstance(fig, go.Figure) and table.empty
     assert list(runs_df["run"]) == ["20000101-000000"] and picker.value == ["20000101-000000"]
     assert all(is_skip(x) for x in train.refresh(ctx, seen, picker.value))
     ctx.manager.start_training(train_config(**CONTROLS))
     assert ctx.manager.wait(120)
-    seen2, line, fig, table, runs_df, picker, overlay = train.refresh(ctx, seen, ["20000101-000000"])
+    seen2, line, fig, table, runs_df, picker, overlay, target = train.refresh(ctx, seen, ["20000101-000000"])
     assert seen2 != seen and "**Done**" in line and "images/s" in line and "test acc" in line
     assert list(table.columns) == train.EPOCH_COLUMNS and len(table) == 1
     assert len(runs_df) == 2 and len(picker.value) == 2  # the finished run joins the overlay
+    assert len(target.choices) == 2  # … and the rename/delete list
     assert len([t for t in overlay.data if t.showlegend is not False]) == 2
     assert all(is_skip(x) for x in train.refresh(ctx, seen2, picker.value))
 
@@ -191,11 +286,82 @@ def test_epoch_and_run_tables():
     assert df.iloc[0]["test acc %"] == 30.0 and df.iloc[0]["images/s"] == 1000
     assert isinstance(train.epoch_table([]), pd.DataFrame)
     assert json_safe({"a": [float("nan"), 1.0, {"b": float("inf")}]}) == {"a": [None, 1.0, {"b": None}]}
-    assert fmt_seconds(75) == "1:15" and fmt_seconds(3725) == "1:02:05" and fmt_seconds(math.nan) == "–"
+    assert fmt_seconds(75) == "1 min 15 s" and fmt_seconds(3725) == "1 h 02 min" and fmt_seconds(math.nan) == "–"
+    assert fmt_seconds(38336) == "10 h 39 min" and fmt_seconds(9) == "9 s"  # not a clock time: "10:38:56"
+
+
+def _copy_run(runs_root, name, status="done"):
+    import shutil
+
+    src = runs_root / "20000101-000000"
+    shutil.copytree(src, runs_root / name)
+    doc = json.loads((runs_root / name / "config.json").read_text())
+    doc["status"] = status
+    (runs_root / name / "config.json").write_text(json.dumps(doc))
+    return runs_root / name
+
+
+def test_a_run_keeps_its_colour_whichever_runs_are_drawn_beside_it(ctx, runs_root):
+    _copy_run(runs_root, "20000102-000000")
+    _copy_run(runs_root, "20000103-000000")
+
+    def colour_of(fig, name):
+        return next(t.line.color for t in fig.data if t.legendgroup == name)
+
+    alone = train.overlay(ctx, ["20000103-000000"])
+    both = train.overlay(ctx, ["20000101-000000", "20000103-000000"])
+    assert colour_of(alone, "20000103-000000") == colour_of(both, "20000103-000000")
+    assert colour_of(both, "20000101-000000") != colour_of(both, "20000103-000000")
+    log = train.overlay(ctx, ["20000101-000000"], log_loss=True, x="time")
+    assert log.layout.yaxis2.type == "log" and log.layout.xaxis.title.text.startswith("time")
+
+
+def test_rename_gives_a_title_and_refuses_what_it_must(ctx, runs_root):
+    assert "is now titled **baseline**" in train.rename(ctx, "20000101-000000", "  baseline ")
+    assert train.runs_table(ctx).iloc[0]["title"] == "baseline"
+    label = dict((v, k) for k, v in train.run_choices(ctx))["20000101-000000"]
+    assert label.startswith("baseline (20000101-000000)")
+    assert "no title" in train.rename(ctx, "20000101-000000", "")
+    for name in ("../20000101-000000", "/etc", "nope", None):
+        assert train.rename(ctx, name, "x").startswith("⚠")
+    assert "one line" in train.rename(ctx, "20000101-000000", "a\nb")
+    assert "at most" in train.rename(ctx, "20000101-000000", "x" * 200)
+
+
+def test_delete_asks_first_and_never_touches_a_running_run(ctx, runs_root):
+    victim = _copy_run(runs_root, "20000102-000000")
+    msg, armed = train.delete(ctx, "20000102-000000", None)
+    assert "Press **Delete** again" in msg and armed == "20000102-000000" and victim.is_dir()
+    msg, armed = train.delete(ctx, "20000102-000000", armed)
+    assert msg == "Deleted run `20000102-000000`." and armed is None and not victim.exists()
+    live = _copy_run(runs_root, "20000104-000000", status="running")  # another process's run, written just now
+    msg, _ = train.delete(ctx, "20000104-000000", "20000104-000000")
+    assert "still running" in msg and live.is_dir()
+    msg, _ = train.delete(ctx, "../runs", "../runs")
+    assert msg.startswith("⚠") and runs_root.is_dir()
+    ctx.manager.start_training(train_config(**{**CONTROLS, "epochs": 3, "peak_epoch": 1, "batch_size": 16}))
+    active = Path(ctx.manager.status("train")["run_dir"])
+    t0 = time.time()
+    while not (active / "config.json").exists() and time.time() - t0 < 60:
+        time.sleep(0.05)
+    msg, _ = train.delete(ctx, active.name, active.name)
+    assert "training right now" in msg and active.is_dir()
+    assert "training right now" in train.rename(ctx, active.name, "mine")
+    ctx.manager.stop()
+    assert ctx.manager.wait(60)
+
+
+def test_a_run_checkpoint_downloads_under_the_run_name(ctx, runs_root):
+    button = train.download_file(ctx, "20000101-000000")
+    path = Path(button.value["path"])  # Gradio's copy in its cache, served under the run's name
+    assert button.interactive and button.value["orig_name"] == "20000101-000000-model.pt"
+    assert path.read_bytes() == (runs_root / "20000101-000000" / "model.pt").read_bytes()
+    for name in (None, "../../etc", "missing"):
+        assert train.download_file(ctx, name).interactive is False
 
 
 def test_runs_overlay_and_refresh(ctx):
-    table, picker, fig = train.refresh_runs(ctx, ["gone"])
+    table, picker, fig, target = train.refresh_runs(ctx, ["gone"])
     assert picker.value == ["20000101-000000"] and len(table) == 1
     fig = train.overlay(ctx, ["20000101-000000", "missing"])
     assert [t.name for t in fig.data if t.showlegend is not False] == ["20000101-000000"]
@@ -214,12 +380,14 @@ def test_model_summary_shows_the_layer_table():
 def test_lr_tab_before_any_range_test(ctx):
     out = lr_range.use_these(ctx)
     assert all(is_skip(x) for x in out[:4]) and "run a range test first" in out[4]
-    seen, fig, line, text = lr_range.refresh(ctx, None)
+    seen, fig, line, text, button = lr_range.refresh(ctx, None)
     assert "No range test" in line and isinstance(fig, go.Figure) and text == ""
     assert all(is_skip(x) for x in lr_range.refresh(ctx, seen))
 
 
-def _fake_range(monkeypatch, stop_after=None):
+def _fake_range(monkeypatch, max_lr=1e-2, stop_at=None):
+    """lab.lr_finder.range_test replaced by a quick fake curve; with stop_at, it stops itself there, as on a
+    Stop press."""
     import lab.lr_finder as lr_finder
 
     def fake(cfg, data=None, *, iters=100, start_lr=1e-7, end_lr=10, mode="exp", progress=None, stop=None, **kw):
@@ -230,11 +398,15 @@ def _fake_range(monkeypatch, stop_after=None):
             lrs.append(lr)
             losses.append(loss)
             progress(i, lr, loss)
+            if i == stop_at:
+                stop.set()
             if stop is not None and stop.is_set():
                 break
             time.sleep(0.002)
-        return lr_finder.RangeTest(lrs, losses, {"steepest": 1e-2, "valley": 3e-3}, 1e-2, 4e-4, "steepest",
-                                   ["a note"], status="stopped" if stop.is_set() else "done")
+        settings = {"iters": iters, "start_lr": start_lr, "end_lr": end_lr, "rule": "steepest", "optimizer": "adam"}
+        return lr_finder.RangeTest(lrs, losses, {"steepest": max_lr, "valley": 3e-3}, max_lr, max_lr / 25,
+                                   "steepest", ["a note"], status="stopped" if stop.is_set() else "done",
+                                   settings=settings)
 
     monkeypatch.setattr(lr_finder, "range_test", fake)
 
@@ -256,14 +428,59 @@ def test_lr_tab_runs_the_test_and_fills_one_cycle(ctx, monkeypatch):
     assert seen_cfg["cfg"].schedule.epochs == 7 and seen_cfg["div_factor"] == pytest.approx(10)
     assert msg.startswith("Range test started at") and "50 iterations" in msg and "sgd" in msg
     assert ctx.manager.wait(30)
-    seen, fig, line, text = lr_range.refresh(ctx, None)
-    assert "**Done**" in line and "Suggested LRMAX 0.01" in text and "a note" in text
+    seen, fig, line, text, button = lr_range.refresh(ctx, None)
+    assert "**Done**" in line and "Suggested LRMAX 0.01" in text and "a note" in text and "weak" not in text
+    assert button.value == lr_range.USE
     assert any(t.x and len(t.x) == 50 for t in fig.data)
-    max_lr, mode, min_lr, opt, note = lr_range.use_these(ctx)
+    max_lr, mode, min_lr, opt, note, ack, button = lr_range.use_these(ctx)  # a sound test: applied at once
     assert (max_lr, mode, min_lr, opt) == (1e-2, "min LR", 4e-4, "sgd") and "LRMAX 0.01" in note
     assert "busy" not in lr_range.start(ctx, run, 10, 1e-6, 10.0, "exp", "adam")
     ctx.manager.wait(30)
     assert "must be" in lr_range.start(ctx, {**run, "batch_size": 0}, 10, 1e-6, 10.0, "exp", "adam")
+
+
+def test_a_weak_range_test_is_flagged_at_the_button_and_not_applied_silently(ctx, monkeypatch):
+    # stopped after 31 of 100 iterations, suggesting an LR barely above the start: the issue's case
+    _fake_range(monkeypatch, max_lr=0.06579332246575682, stop_at=31)
+    assert lr_range.start(ctx, CONTROLS, 100, 1e-7, 10.0, "exp", "adam").startswith("Range test started")
+    assert ctx.manager.wait(30)
+    seen, fig, line, text, button = lr_range.refresh(ctx, None)
+    assert button.value == lr_range.USE_WEAK and "weak test" in text and "stopped after 31 of 100" in text
+    *values, note, ack, button = lr_range.use_these(ctx)
+    assert all(is_skip(v) for v in values) and "Not applied" in note and button.value == lr_range.USE_ANYWAY
+    max_lr, mode, min_lr, opt, note, ack, button = lr_range.use_these(ctx, ack)  # the second press: "anyway"
+    assert (max_lr, mode, min_lr) == (0.0658, "min LR", 0.00263) and "despite the warnings" in note
+    assert ack is None
+
+
+def test_a_long_cpu_range_test_waits_for_run_anyway(ctx, monkeypatch):
+    from lab.estimate import LONG_JOB_S
+
+    _fake_range(monkeypatch)
+    _slow_machine(ctx, 2 * LONG_JOB_S / (100 * CONTROLS["batch_size"]))  # 100 iterations: twice the limit
+    held = lr_range.start(ctx, CONTROLS, 100, 1e-7, 10.0, "exp", "adam")
+    assert held.startswith(lr_range.LONG_JOB) and "Run anyway" in held and ctx.manager.status() is None
+    assert lr_range.long_job_button(held).visible is True
+    started = lr_range.start(ctx, CONTROLS, 100, 1e-7, 10.0, "exp", "adam", confirm=True)
+    assert started.startswith("Range test started") and lr_range.long_job_button(started).visible is False
+    assert ctx.manager.wait(30)
+
+
+def test_range_tests_are_saved_and_overlaid(ctx, monkeypatch, runs_root):
+    _fake_range(monkeypatch)
+    for optimizer in ("adam", "sgd"):
+        lr_range.start(ctx, CONTROLS, 60, 1e-7, 10.0, "exp", optimizer)
+        assert ctx.manager.wait(30)
+    assert "saved to" in ctx.manager.status("lr_range")["message"]
+    choices = lr_range.saved_choices(ctx)
+    assert len(choices) == 2 and all(name.startswith("lr-finder-") for _, name in choices)
+    picker, fig = lr_range.refresh_saved(ctx, None)
+    assert len(picker.value) == 2
+    assert lr_range.refresh_saved(ctx, [choices[1][1]], newest=True)[0].value == [choices[0][1], choices[1][1]]
+    curves = [t for t in fig.data if t.mode == "lines"]
+    assert len(curves) == 2 and curves[0].line.color != curves[1].line.color and fig.layout.xaxis.type == "log"
+    assert len(lr_range.compare(ctx, ["../x", choices[0][1]]).data) == 2  # unknown names are ignored: one curve
+    assert "20000101-000000" not in [n for _, n in choices]  # training runs are not range tests
 
 
 def test_lr_tab_curve_grows_while_the_test_runs(ctx):
@@ -279,30 +496,87 @@ def test_lr_tab_curve_grows_while_the_test_runs(ctx):
 # ---------------------------------------------------------------------------------------------------- Insights
 
 
-def test_insights_evaluates_a_run_and_shows_its_mistakes_with_grad_cam(ctx, runs_root):
+GALLERY = ("gradcam", "layer3", 0.5, "predicted class", 8)  # method, layer, opacity, CAM target, images
+CAPTION = re.compile(r"(\w+) → (\w+) \d+% · loss (\d+\.\d\d)")
+
+
+def test_insights_evaluates_a_run_fastai_style(ctx, runs_root):
     ckpt = str(runs_root / "20000101-000000")
-    summary, conf, per_class, gallery = insights.analyse(ctx, ckpt, 200, "layer3", 0.5, "predicted class", 8)
+    summary, conf, per_class, confused, pair, note, gallery = insights.analyse(
+        ctx, ckpt, 200, insights.CONFUSION_VIEWS[0], *GALLERY)
     assert "Test accuracy" in summary and "first 200 test images" in summary and "run 20000101-000000" in summary
+    ev = insights.evaluate(ctx, ckpt, 200)
     heat = conf.data[0]
-    assert np.asarray(heat.text).sum() == 200 and list(heat.x) == list(CLASSES)
+    assert np.asarray(heat.customdata)[:, :, 0].sum() == 200 and list(heat.x) == list(CLASSES)
+    rows = np.asarray(heat.z, dtype=float).sum(1)
+    assert np.allclose(rows[rows > 0], 100)  # normalised: each true class's row is 100%
     assert list(per_class.data[0].x) == list(CLASSES)
-    assert 0 < len(gallery) <= 8
+    # most confused: the evaluation's own off-diagonal pairs, most frequent first; the same pairs filter the gallery
+    pairs = ev.evaluation.most_confused()
+    assert list(confused.data[0].x) == [c for *_, c in pairs[:12]]
+    assert list(confused.data[0].y) == [f"{CLASSES[t]} → {CLASSES[p]}" for t, p, _ in pairs[:12]]
+    assert pair.choices[0][1] == insights.ALL_PAIRS and len(pair.choices) == 1 + min(len(pairs), 20)
+    assert pair.value == insights.ALL_PAIRS  # a new evaluation shows every image again
+    assert "The 8 highest losses of 200 test images" in note and "Grad-CAM at layer3 for the predicted class" in note
+    # top losses: the original beside its CAM, captions that say true → predicted, confidence and loss, worst first
+    assert len(gallery) == 8
     img, caption = gallery[0]
-    assert img.shape == (128, 128, 3) and re.fullmatch(r"\w+ → \w+ \d+%", caption)
-    again = insights.regallery(ctx, ckpt, 200, "prep", 0.9, "true class", 4)
-    assert len(again) == 4 and not np.array_equal(again[0][0], img)
-    assert is_skip(insights.regallery(ctx, ckpt, 300, "prep", 0.9, "true class", 4))  # not evaluated yet
+    assert img.shape == (128, 2 * 128 + 4, 3) and np.array_equal(img[:, :128], ins_mod.upscale(ev.images[
+        ev.evaluation.top_losses(1)[0]], 128))
+    losses = [float(CAPTION.fullmatch(c).group(3)) for _, c in gallery]
+    assert losses == sorted(losses, reverse=True)
+    assert losses[0] == pytest.approx(ev.evaluation.losses().max(), abs=0.005)
+
+
+def test_insights_gallery_follows_its_controls_from_the_cached_evaluation(ctx, runs_root):
+    ckpt = str(runs_root / "20000101-000000")
+    *_, first = insights.analyse(ctx, ckpt, 200, insights.CONFUSION_VIEWS[0], *GALLERY)
+    note, again = insights.regallery(ctx, ckpt, 200, insights.ALL_PAIRS, "gradcam++", "prep", 0.9, "true class", 4)
+    assert len(again) == 4 and "Grad-CAM++ at prep for the true class" in note
+    assert [c for _, c in again] == [c for _, c in first[:4]] and not np.array_equal(again[0][0], first[0][0])
+    note, eigen = insights.regallery(ctx, ckpt, 200, insights.ALL_PAIRS, "eigencam", "layer2", 0.5,
+                                     "predicted class", 4)
+    assert "EigenCAM at layer2 —" in note and "same map for every class" in note
+    t, p, n = insights.evaluate(ctx, ckpt, 200).evaluation.most_confused()[0]
+    note, only = insights.regallery(ctx, ckpt, 200, f"{t},{p}", *GALLERY)
+    assert len(only) == min(n, 8) and f"{CLASSES[t]} predicted as {CLASSES[p]}: {len(only)} of {n}" in note
+    assert all(CAPTION.fullmatch(c).group(1, 2) == (CLASSES[t], CLASSES[p]) for _, c in only)
+    counts = insights.reconfuse(ctx, ckpt, 200, insights.CONFUSION_VIEWS[1]).data[0]
+    assert np.asarray(counts.z).sum() == 200
+    # nothing is computed for settings that were not evaluated yet
+    assert all(is_skip(x) for x in insights.regallery(ctx, ckpt, 300, insights.ALL_PAIRS, *GALLERY))
+    assert is_skip(insights.reconfuse(ctx, ckpt, 300, insights.CONFUSION_VIEWS[1]))
+
+
+@pytest.mark.parametrize("change,words", [
+    ({"method": "scorecam"}, "unknown CAM method 'scorecam'"), ({"layer": "fc"}, "unknown layer 'fc'"),
+    ({"opacity": 2}, "opacity must lie between 0 and 1"), ({"count": 0}, "whole number from 1 to 48"),
+    ({"count": 10_000}, "whole number from 1 to 48"), ({"count": "many"}, "must be numbers"),
+    ({"target": "dog"}, "CAM for 'dog'"), ({"pair": "3,99"}, "unknown class pair '3,99'"),
+    ({"pair": "x"}, "unknown class pair"),
+])
+def test_insights_bad_gallery_requests_get_one_line_and_no_work(ctx, runs_root, change, words):
+    ckpt = str(runs_root / "20000101-000000")
+    insights.evaluate(ctx, ckpt, 100)
+    args = {"pair": insights.ALL_PAIRS, **dict(zip(("method", "layer", "opacity", "target", "count"), GALLERY)),
+            **change}
+    note, gallery = insights.regallery(ctx, ckpt, 100, *args.values())
+    assert note.startswith("⚠") and re.search(words, note) and gallery == []
+    if "pair" not in change:
+        summary, *_, gallery = insights.analyse(ctx, ckpt, 100, insights.CONFUSION_VIEWS[0],
+                                                *[args[k] for k in ("method", "layer", "opacity", "target", "count")])
+        assert summary.startswith("⚠") and re.search(words, summary) and gallery == []
 
 
 def test_insights_without_checkpoint_or_data(ctx, no_data_ctx, tmp_path, runs_root):
-    summary, *_ = insights.analyse(ctx, None, 100, "layer3", 0.5, "predicted class", 8)
+    summary, *_ = insights.analyse(ctx, None, 100, insights.CONFUSION_VIEWS[0], *GALLERY)
     assert "No checkpoint yet" in summary and "python -m lab train" in summary
     empty_run = tmp_path / "runs" / "empty"
     empty_run.mkdir(parents=True)
-    summary, *_ = insights.analyse(ctx, str(empty_run), 100, "layer3", 0.5, "predicted class", 8)
+    summary, *_ = insights.analyse(ctx, str(empty_run), 100, insights.CONFUSION_VIEWS[0], *GALLERY)
     assert "no checkpoint yet" in summary
-    summary, *_ = insights.analyse(no_data_ctx, str(runs_root / "20000101-000000"), 100, "layer3", 0.5,
-                                   "predicted class", 8)
+    summary, *_ = insights.analyse(no_data_ctx, str(runs_root / "20000101-000000"), 100,
+                                   insights.CONFUSION_VIEWS[0], *GALLERY)
     assert "CIFAR-10 is not available" in summary
 
 
@@ -335,8 +609,14 @@ def test_classify_view_shows_input_label_and_cam(ctx, uploads):
     assert seen.shape == (classify.VIEW, classify.VIEW, 3) and cam.shape == seen.shape
     assert len(label) == 3 and list(label.values()) == sorted(label.values(), reverse=True)
     assert "Prediction: **" in msg and "width 0.125" in msg
+    w, h = Image.open(p).size
+    assert f"The {w}×{h} image was" in msg and "shrunk to 32×32" in msg and "⚠" not in msg
     _, _, cam_cat, msg = classify.view(ctx, p, None, 3, "layer2", 0.5, "cat")
     assert "Grad-CAM for *cat* at layer2" in msg
+    _, _, cam_pp, msg = classify.view(ctx, p, None, 3, "layer2", 0.5, "cat", "gradcam++")
+    assert "Grad-CAM++ for *cat* at layer2" in msg and not np.array_equal(cam_pp, cam_cat)
+    *_, msg = classify.view(ctx, p, None, 3, "layer2", 0.5, "cat", "eigencam")
+    assert "EigenCAM (the same for every class) at layer2" in msg
     img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 500, 3), dtype=np.uint8)).convert("CMYK")
     img.save(uploads / "cmyk.jpg")
     assert classify.view(ctx, str(uploads / "cmyk.jpg"), None, 5, "prep", 1.0, classify.TOP)[1] is not None
@@ -354,6 +634,25 @@ def test_classify_bad_uploads_give_a_message(ctx, uploads, raw, words):
     with pytest.raises(ValueError):
         classify.predict(ctx, str(p))
     assert classify.view(ctx, None, None, 3, "layer3", 0.5, classify.TOP)[3].startswith("Upload an image")
+
+
+@pytest.mark.parametrize("side,caution", [(1, "Only one pixel reaches the network"), (4, "no shape survives"),
+                                          (16, "take this prediction with care")])
+def test_classify_a_tiny_upload_is_cautioned_and_called_upscaled(ctx, uploads, side, caution):
+    p = uploads / "tiny.png"
+    Image.new("RGB", (side, side), (40, 90, 200)).save(p)
+    seen, label, cam, msg = classify.view(ctx, str(p), None, 3, "layer3", 0.5, classify.TOP)
+    assert label is not None  # still answered, with the caution first
+    assert msg.startswith("⚠ Only") and caution in msg and "at least 32×32" in msg
+    assert f"The {side}×{side} image was upscaled to 32×32." in msg and "shrunk" not in msg
+
+
+@pytest.mark.parametrize("args,words", [(("layer3", 0.5, classify.TOP, "scorecam"), "unknown CAM method"),
+                                        (("fc", 0.5, classify.TOP, "gradcam"), "unknown CAM layer 'fc'"),
+                                        (("layer3", 0.5, "unicorn", "gradcam"), "CAM for 'unicorn'")])
+def test_classify_bad_cam_settings_give_one_line(ctx, args, words):
+    seen, label, cam, msg = classify.view(ctx, classify.examples()[0], None, 3, *args)
+    assert seen is None and label is None and msg.startswith("⚠") and words in msg
 
 
 def test_classify_without_any_checkpoint_says_how_to_get_one(no_data_ctx):

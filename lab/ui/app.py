@@ -19,13 +19,35 @@ from lab.data import DataError
 from lab.insights import MAX_UPLOAD_BYTES
 from lab.ui import augment, classify, insights, lr_range, one_cycle, train
 from lab.ui import sweep as sweep_tab
-from lab.ui.common import CONTROL_NAMES, TRAIN_CONTROLS, AppContext, has_cuda
+from lab.ui.common import CONTROL_NAMES, TRAIN_CONTROLS, AppContext, control_defaults, has_cuda
 from lab.ui.jobs import JobManager
+from lab.ui.zerogpu import ZeroGPU, on_zerogpu
+
+# The confirmation the train_start and find_lr APIs take last (new in issue 12; optional, default False): a job
+# expected to run over lab.estimate.LONG_JOB_S on a CPU starts only with confirm=True, and otherwise returns a
+# message saying what it would cost.
+CONFIRM = (("confirm", bool),)
+# Parameters added to train_start and find_lr after their first release are optional, so scripts written against
+# the first API keep working: the loss controls (issue 11) at the lab's defaults, and the confirmation.
+API_DEFAULTS = {**{n: v for n, v in control_defaults().items()
+                   if n in ("weight_decay", "label_smoothing", "logit_scale")}, "confirm": False}
 
 TITLE = "CIFAR-10 super-convergence lab"
 CSS = """
 .gradio-container {max-width: 1400px !important}
 #classify-label {min-height: 120px}
+/* Insights' top losses: each item is a 2:1 picture (test image | its CAM) whose caption must be read whole, so
+   a thumbnail takes the picture's shape and the caption sits under it, wrapped, instead of over it, cut. */
+#mistakes-gallery .thumbnail-item {aspect-ratio: auto; height: auto; display: flex; flex-direction: column;
+  align-items: stretch}
+#mistakes-gallery .thumbnail-item img {width: 100%; height: auto; object-fit: contain}
+#mistakes-gallery .caption-label {position: static; max-width: none; white-space: normal; overflow: visible;
+  text-overflow: clip; border: none; border-radius: 0; opacity: 1}
+#mistakes-gallery .caption {white-space: normal}
+#mistakes-gallery .grid-wrap {padding-top: var(--size-10)}  /* below the block label, not under it */
+/* table headers wrap between words, never inside one ("test acc %" broke into "te|st" at 1024 px) */
+#train-epochs th, #runs-table th, #train-epochs th *, #runs-table th * {word-break: normal !important;
+  overflow-wrap: normal !important; hyphens: none}
 """
 
 
@@ -50,45 +72,61 @@ def default_manager() -> JobManager:
 
 
 def header(ctx: AppContext) -> str:
-    device = "CUDA GPU" if has_cuda() else "CPU only (use a small preset)"
-    try:
-        data = ctx.manager.data()
-        data_line = f"CIFAR-10 from `{data.source}`"
-    except DataError:
-        data_line = ("**CIFAR-10 not found** — Augment, LR range test, Train and Insights need it (set CIFAR10_DIR); "
-                     "Classify works with a checkpoint")
+    if ctx.zerogpu is not None:
+        device = f"ZeroGPU (each job is one GPU call of at most {ctx.zerogpu.max_call_s} s)"
+    else:
+        device = "CUDA GPU" if has_cuda() else "CPU only (use a small preset)"
+    if ctx.manager.data_error() is None:
+        data_line = f"CIFAR-10 from `{ctx.manager.data().source}`"
+    else:
+        data_line = ("**CIFAR-10 not found** — Augment, LR range test, Train and Insights need it (the server needs "
+                     "CIFAR10_DIR, or LAB_DOWNLOAD=1 to download it); Classify works with a checkpoint")
     return (f"# {TITLE}\nA ResNet-9 trained with One Cycle, the way Leslie Smith's *super-convergence* does it — "
             f"look at the augmentation, find the LR range, design the cycle, train, then see what the network "
             f"learned. Device: {device} · {data_line}.")
 
 
-def api_function(name: str, params: tuple[tuple[str, type], ...], body: Callable[[dict], Any], doc: str):
+def api_function(name: str, params: tuple[tuple[str, type], ...], body: Callable[[dict], Any], doc: str,
+                 stream: bool = False, defaults: dict[str, Any] | None = None):
     """A handler whose signature is `params` (Gradio names an endpoint's API parameters after its handler's
     signature), calling body({name: value}) — so the controls are listed once, in TRAIN_CONTROLS, and not
-    spelled again as a parameter list, a dict and a call."""
-    def handler(*values):
-        return body(dict(zip((n for n, _ in params), values)))
+    spelled again as a parameter list, a dict and a call. With `stream`, body returns an iterator and the handler
+    is a generator function (Gradio streams what a generator function yields)."""
+    if stream:
+        def handler(*values):
+            yield from body(dict(zip((n for n, _ in params), values)))
+    else:
+        def handler(*values):
+            return body(dict(zip((n for n, _ in params), values)))
 
     handler.__name__ = handler.__qualname__ = name
     handler.__doc__ = doc
+    defaults = defaults or {}  # optional parameters (API clients may leave them out)
     handler.__signature__ = inspect.Signature(
-        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=t) for n, t in params],
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=t,
+                           default=defaults.get(n, inspect.Parameter.empty)) for n, t in params],
         return_annotation=str)
     handler.__annotations__ = {**{n: t for n, t in params}, "return": str}
     return handler
 
 
-def build_app(manager: JobManager | None = None, pretrained: Path | None = None) -> gr.Blocks:
+def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
+              zerogpu: ZeroGPU | None = None) -> gr.Blocks:
+    """`zerogpu`: run jobs as GPU calls (default: when this is a ZeroGPU Space); otherwise in a background thread."""
     ctx = AppContext(manager or default_manager())
     if pretrained is not None:
         ctx.pretrained = Path(pretrained)
+    ctx.zerogpu = zerogpu if zerogpu is not None else (ZeroGPU(ctx.manager) if on_zerogpu() else None)
+    streamed = ctx.zerogpu is not None
     preset = train.default_preset()
     pv = train.preset_values(preset)
-    with gr.Blocks(title=TITLE) as demo:
+    # Gradio copies every file it serves (checkpoint downloads, uploads, images) into its cache: files older than an
+    # hour are deleted every hour, so a stream of requests cannot fill the disk.
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(header(ctx))
         with gr.Tabs():
             with gr.Tab("Augment", id="augment"):
-                aug = augment.build(ctx)
+                aug = augment.build(ctx, pv)
             with gr.Tab("LR range test", id="lr"):
                 lr = lr_range.build(ctx)
             with gr.Tab("One Cycle", id="one_cycle"):
@@ -104,51 +142,85 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None)
 
         # -- the One Cycle preview follows its controls and the Train tab's subset (steps per epoch)
         preview_inputs = [*oc["controls"], tr["subset"]]
-        for c in preview_inputs:
-            c.change(one_cycle.preview, preview_inputs, [oc["figure"], oc["summary"]], api_visibility="private",
-                     trigger_mode="always_last", show_progress="hidden")
+        # One listener for all of them (gr.on): its calls run one at a time, the last values last, so a slow early
+        # answer can never land after, and overwrite, a later one (separate listeners each queue on their own)
+        gr.on([c.change for c in preview_inputs], one_cycle.preview, preview_inputs, [oc["figure"], oc["summary"]],
+              api_visibility="private", trigger_mode="always_last", show_progress="hidden")
 
-        # -- presets fill the Train tab and the One Cycle tab
+        # -- presets fill every training control of the three tabs but the seed and the device
+        tabs = {**aug, **oc, **tr}
+        preset_outputs = [tabs[name] for name in train.PRESET_CONTROLS]
+
         def apply_preset(name):
             v = train.preset_values(name)
-            return (v["width"], v["subset"], v["test_subset"], v["epochs"],
-                    gr.Slider(maximum=max(0.5, v["epochs"] - 0.5), value=v["peak_epoch"]), v["batch_size"])
+            out = {n: v[n] for n in train.PRESET_CONTROLS}
+            out["peak_epoch"] = one_cycle.peak_slider(v["epochs"], v["peak_epoch"])
+            return [out[n] for n in train.PRESET_CONTROLS]
 
-        tr["preset"].input(apply_preset, tr["preset"],
-                           [tr["width"], tr["subset"], tr["test_subset"], oc["epochs"], oc["peak_epoch"],
-                            oc["batch_size"]], api_visibility="private")
+        tr["preset"].input(apply_preset, tr["preset"], preset_outputs, api_visibility="private")
 
         # -- every training control of the three tabs, in TRAIN_CONTROLS order (the train_start API's parameters)
-        tabs = {**aug, **oc, **tr}
         controls = [tabs[name] for name in CONTROL_NAMES]
 
-        def train_start(values: dict) -> str:
+        def train_start(values: dict):
+            if streamed:  # a GPU call is bounded by its own limit: no CPU-time confirmation
+                values.pop("confirm", None)
+                return train.start_streamed(ctx, **values)
             return train.start(ctx, **values)
 
-        tr["start"].click(api_function("train_start", TRAIN_CONTROLS, train_start,
+        tr["start"].click(api_function("train_start", (*TRAIN_CONTROLS, *CONFIRM), train_start,
                                        "Start a training run in the background (returns at once; poll train_status, "
                                        "stop with train_stop). A second start while a job runs returns a 'busy — …' "
-                                       "message."),
-                          controls, tr["message"], api_name="train_start", concurrency_limit=None)
+                                       "message. A run expected to take over 10 min on a CPU starts only with "
+                                       "confirm=True; without it, the message says how long it would take. On a "
+                                       "ZeroGPU Space the run is one GPU call: this streams its message until the run "
+                                       "ends.", stream=streamed, defaults=API_DEFAULTS),
+                          [*controls, tr["confirm"]], tr["message"], api_name="train_start", concurrency_limit=None,
+                          ).then(train.long_job_button, tr["message"], tr["anyway"], api_visibility="private")
+        tr["anyway"].click(lambda *v: train.start(ctx, True, **dict(zip(CONTROL_NAMES, v))), controls, tr["message"],
+                           api_visibility="private", concurrency_limit=None,
+                           ).then(train.long_job_button, tr["message"], tr["anyway"], api_visibility="private")
+
+        # -- what Start would cost, before it is pressed (the step time is measured once per width and device)
+        estimate_inputs = [tabs[n] for n in ("width", "subset", "test_subset", "device", "epochs", "batch_size")]
+
+        def estimate(*values):
+            current = dict(zip(CONTROL_NAMES, values))
+            return train.estimate_line(ctx, **current)
+
+        gr.on([c.change for c in estimate_inputs], estimate, controls, tr["estimate"], api_visibility="private",
+              trigger_mode="always_last", show_progress="hidden")  # one listener: answers arrive in order
 
         # -- the LR range test runs for the run every control describes, with its own tab's optimizer
         range_own = (("iters", float), ("start_lr", float), ("end_lr", float), ("mode", str), ("optimizer", str))
-        range_params = (*range_own, *((n, t) for n, t in TRAIN_CONTROLS if n != "optimizer"))
+        range_params = (*range_own, *((n, t) for n, t in TRAIN_CONTROLS if n != "optimizer"), *CONFIRM)
+        range_inputs = [lr[n] for n, _ in range_own] + [tabs[n] for n, _ in range_params[len(range_own):-1]]
 
-        def find_lr(values: dict) -> str:
+        def find_lr(values: dict):
             own = {n: values.pop(n) for n, _ in range_own}
+            confirm = bool(values.pop("confirm", False))
+            if streamed:  # a GPU call is bounded by its own limit: no CPU-time confirmation
+                return lr_range.start_streamed(ctx, {**values, "optimizer": own["optimizer"]}, own["iters"],
+                                               own["start_lr"], own["end_lr"], own["mode"], own["optimizer"])
             return lr_range.start(ctx, {**values, "optimizer": own["optimizer"]}, own["iters"], own["start_lr"],
-                                  own["end_lr"], own["mode"], own["optimizer"])
+                                  own["end_lr"], own["mode"], own["optimizer"], confirm)
 
         lr["run"].click(api_function("find_lr", range_params, find_lr,
                                      "Start the LR range test in the background (poll train_status: kind 'lr_range'; "
-                                     "its result holds the curve and the suggested max_lr / min_lr)."),
-                        [lr[n] for n, _ in range_own] + [tabs[n] for n, _ in range_params[len(range_own):]],
-                        lr["message"], api_name="find_lr", concurrency_limit=None)
+                                     "its result holds the curve and the suggested max_lr / min_lr). A test "
+                                     "expected to take over 10 min on a CPU starts only with confirm=True. On a "
+                                     "ZeroGPU Space it is one GPU call, and this streams its message until it ends.",
+                                     stream=streamed, defaults=API_DEFAULTS),
+                        [*range_inputs, lr["confirm"]], lr["message"], api_name="find_lr", concurrency_limit=None,
+                        ).then(lr_range.long_job_button, lr["message"], lr["anyway"], api_visibility="private")
+        lr["anyway"].click(lambda *v: find_lr({**dict(zip((n for n, _ in range_params), v)), "confirm": True}),
+                           range_inputs, lr["message"], api_visibility="private", concurrency_limit=None,
+                           ).then(lr_range.long_job_button, lr["message"], lr["anyway"], api_visibility="private")
         lr["stop"].click(lambda: ctx.manager.stop(), None, lr["message"], api_visibility="private",
                          concurrency_limit=None)
-        lr["use"].click(lambda: lr_range.use_these(ctx), None,
-                        [oc["max_lr"], oc["lr_mode"], oc["min_lr"], oc["optimizer"], lr["message"]],
+        lr["use"].click(lambda ack: lr_range.use_these(ctx, ack), lr["acknowledged"],
+                        [oc["max_lr"], oc["lr_mode"], oc["min_lr"], oc["optimizer"], lr["message"],
+                         lr["acknowledged"], lr["use"]],
                         api_visibility="private")
 
         # -- checkpoint lists are re-read whenever their tab is opened (a run may have finished meanwhile)
@@ -159,4 +231,9 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None)
         demo.load(aug["show"], aug["controls"], [aug["image"], aug["caption"]], api_visibility="private")
         demo.load(one_cycle.preview, preview_inputs, [oc["figure"], oc["summary"]], api_visibility="private")
         demo.load(one_cycle.zigzag, oc["zz_controls"], [oc["zz_figure"], oc["zz_text"]], api_visibility="private")
+        demo.load(estimate, controls, tr["estimate"], api_visibility="private")
+        demo.load(lambda sel: lr_range.refresh_saved(ctx, sel), lr["saved"], [lr["saved"], lr["saved_plot"]],
+                  api_visibility="private")
+        demo.load(lambda: gr.Dropdown(choices=train.manageable_runs(ctx)), None, tr["target"],
+                  api_visibility="private")
     return demo

@@ -30,6 +30,21 @@ def pipeline_text(cfg: AugmentConfig) -> str:
     return " → ".join(ops) + " → normalise"
 
 
+# A CutOut hole wider than this share of the 32-pixel side hides most of the image on many draws (its centre
+# falls anywhere in the image; at 32 a centred hole covers all of it): such a draw teaches the network nothing.
+CUTOUT_CAUTION = 0.5
+
+
+def cutout_caution(cfg: AugmentConfig) -> str:
+    """A warning for a CutOut hole so large that many training images lose most of their pixels."""
+    if cfg.cutout <= CUTOUT_CAUTION * 32 or cfg.cutout_p == 0:
+        return ""
+    whole = " — centred, it hides the whole image" if cfg.cutout >= 32 else ""
+    return (f"  \n⚠ **A {cfg.cutout}×{cfg.cutout} hole covers {cfg.cutout ** 2 / 1024:.0%} of a 32×32 image**"
+            f"{whole}: many draws keep too little to learn from. The spec uses 8×8; above "
+            f"{int(CUTOUT_CAUTION * 32)} px, expect lower accuracy.")
+
+
 def grid(originals: np.ndarray, augmented: list[list[np.ndarray]], labels: list[str]) -> np.ndarray:
     """One row per image: class name, the original, then its augmented draws; a header names the columns."""
     draws = len(augmented[0]) if augmented else 0
@@ -59,8 +74,9 @@ def preview(ctx: AppContext, pad: float, cutout: float, cutout_p: float, flip_p:
         return None, error_md(str(e))
     try:
         data = ctx.manager.data()
-    except DataError as e:
-        return None, error_md(f"CIFAR-10 is not available, so there is nothing to augment. {e}")
+    except DataError:
+        # the tab's notice above already says what is missing and how to provide it: not twice
+        return None, error_md("Nothing to show: CIFAR-10 is not available on this server (see the notice above).")
     seed = int(seed or 0)
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(data.x_train), size=int(n_images), replace=False)
@@ -69,7 +85,8 @@ def preview(ctx: AppContext, pad: float, cutout: float, cutout_p: float, flip_p:
     augmented = [[pipe(image=img)["image"] for _ in range(int(draws))] for img in originals]
     labels = [CLASSES[int(y)] for y in data.y_train[idx]]
     caption = (f"Training images {', '.join(f'#{i}' for i in idx)} (seed {seed}). Pipeline: "
-               f"{pipeline_text(cfg)}. The same settings are used when you train in the *Train* tab.")
+               f"{pipeline_text(cfg)}. The same settings are used when you train in the *Train* tab."
+               f"{cutout_caution(cfg)}")
     return grid(originals, augmented, labels), caption
 
 
@@ -77,7 +94,9 @@ def new_seed() -> int:
     return random.randint(0, 99_999)
 
 
-def build(ctx: AppContext) -> dict[str, gr.components.Component]:
+def build(ctx: AppContext, defaults: dict | None = None) -> dict[str, gr.components.Component]:
+    """`defaults`: the preset the app opens with (train.preset_values); the augmentation's own defaults otherwise."""
+    defaults = defaults or {}
     notice = ctx.data_message()
     gr.Markdown("Each row shows a training image and what the training augmentation makes of it on a few "
                 "different draws (the albumentations pipeline the reference loader uses; the fast GPU loader "
@@ -87,10 +106,13 @@ def build(ctx: AppContext) -> dict[str, gr.components.Component]:
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
             d = AugmentConfig()
-            pad = gr.Slider(0, PAD_MAX, value=d.pad, step=1, label="pad (px, reflect) before the random crop")
-            cutout = gr.Slider(0, CUTOUT_MAX, value=d.cutout, step=1, label="CutOut size (px, 0 = off)")
-            cutout_p = gr.Slider(0, 1, value=d.cutout_p, step=0.05, label="CutOut probability")
-            flip_p = gr.Slider(0, 1, value=d.flip_p, step=0.05, label="horizontal flip probability")
+            pad = gr.Slider(0, PAD_MAX, value=defaults.get("pad", d.pad), step=1,
+                            label="pad (px, reflect) before the random crop")
+            cutout = gr.Slider(0, CUTOUT_MAX, value=defaults.get("cutout", d.cutout), step=1,
+                               label="CutOut size (px, 0 = off)")
+            cutout_p = gr.Slider(0, 1, value=defaults.get("cutout_p", d.cutout_p), step=0.05, label="CutOut probability")
+            flip_p = gr.Slider(0, 1, value=defaults.get("flip_p", d.flip_p), step=0.05,
+                               label="horizontal flip probability")
             seed = gr.Number(value=0, precision=0, label="seed", elem_id="augment-seed")
             n_images = gr.Slider(1, 12, value=6, step=1, label="images")
             new = gr.Button("New sample", variant="primary", elem_id="augment-new")

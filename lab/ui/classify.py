@@ -1,4 +1,5 @@
-"""Classify tab: upload any image, see it as the network sees it (32×32), get the top-k classes and a Grad-CAM.
+"""Classify tab: upload any image (or take one with the webcam, or paste one from the clipboard), see it as the
+network sees it (32×32), get the top-k classes and a class activation map (Grad-CAM, Grad-CAM++, EigenCAM, …).
 
 Uploads are read by lab.insights (any size, any PIL mode, first frame of an animation); an empty, truncated or
 non-image file gives a clear message instead of an exception, and the server carries on. Every handler that
@@ -77,30 +78,44 @@ def predict(ctx: AppContext, image, checkpoint: str | None = None, top_k: int = 
     return ins.classify(model, x, int(top_k))
 
 
-def view(ctx: AppContext, image, checkpoint, top_k, layer, opacity, cam_for):
-    """Everything the tab shows for one upload: (32×32 view, label confidences, Grad-CAM overlay, message)."""
+def view(ctx: AppContext, image, checkpoint, top_k, layer, opacity, cam_for, method="gradcam"):
+    """Everything the tab shows for one image: (32×32 view, label confidences, CAM overlay, message)."""
     if image is None:
-        return None, None, None, "Upload an image or pick an example below."
+        return None, None, None, "Upload an image, take one with the webcam, paste one, or pick an example below."
     try:
-        x = ins.prepare_upload(checked_image(image))
+        # the CAM settings first: a request may come from any client, not only from these dropdowns
+        if method not in ins.CAM_METHODS:
+            raise ValueError(f"unknown CAM method {method!r}; choose one of {', '.join(ins.CAM_METHODS)}")
+        if layer not in ins.CAM_LAYERS:
+            raise ValueError(f"unknown CAM layer {layer!r}; choose one of {', '.join(ins.CAM_LAYERS)}")
+        if cam_for not in (None, TOP, *CLASSES):
+            raise ValueError(f"CAM for {cam_for!r}? choose {TOP!r} or a class: {', '.join(CLASSES)}")
+        x, (w, h) = ins.read_upload(checked_image(image))
         model, cfg, metrics = load_model(ctx, checkpoint)
     except ValueError as e:
         return None, None, None, error_md(str(e))
     probs = ins.classify(model, x)
     top = list(probs)[: int(top_k)]
     target = CLASSES.index(top[0]) if cam_for in (None, TOP) else CLASSES.index(cam_for)
-    cam = ins.gradcam(model, x[None], [target], layer)[0]
+    cam = ins.gradcam(model, x[None], [target], layer, method)[0]
     overlay = ins.cam_overlay(x, cam, float(opacity), size=VIEW)
     acc = metrics.get("test_acc")
     about = f" (test accuracy {100 * acc:.1f}% when saved)" if isinstance(acc, (int, float)) else ""
-    msg = (f"Prediction: **{top[0]}** ({100 * probs[top[0]]:.1f}%). Grad-CAM for *{CLASSES[target]}* at {layer}. "
-           f"Model: width {cfg.width:g}{about}. The image was cropped to its centre square and shrunk to 32×32.")
+    cam_about = ins.CAM_METHODS[method]
+    whose = f" for *{CLASSES[target]}*" if cam_about.uses_target else " (the same for every class)"
+    resized, caution = ins.resize_note(w, h)
+    msg = (f"Prediction: **{top[0]}** ({100 * probs[top[0]]:.1f}%). {cam_about.label}{whose} at {layer}. "
+           f"Model: width {cfg.width:g}{about}. {resized}")
+    if caution:
+        msg = error_md(caution) + "\n\n" + msg
     return ins.upscale(x, VIEW), {k: probs[k] for k in top}, overlay, msg
 
 
 def build(ctx: AppContext) -> dict:
     gr.Markdown("Upload a photo of an airplane, car, bird, cat, deer, dog, frog, horse, ship or truck — any size, "
-                "any format Pillow reads. The network sees it at 32×32 (centre square), as CIFAR-10 images are.")
+                "any format Pillow reads — or take one with your webcam, or paste one from the clipboard (the "
+                "buttons under the image box). The network sees it at 32×32 (centre square), as CIFAR-10 images "
+                "are.")
     choices = ctx.checkpoint_choices()
     with gr.Row():
         ckpt = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, label="checkpoint", scale=4)
@@ -108,35 +123,40 @@ def build(ctx: AppContext) -> dict:
     notice = gr.Markdown("" if choices else NO_CHECKPOINT)
     with gr.Row():
         with gr.Column(scale=2):
-            image = AnyImage(label="your image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                             height=280, elem_id="classify-input")
+            # The webcam and the clipboard reach the server as an uploaded file too (Gradio uploads the snapshot
+            # or the pasted image), so AnyImage and every check on uploads apply to them alike.
+            image = AnyImage(label="your image", type="filepath", image_mode=None,
+                             sources=["upload", "webcam", "clipboard"], height=280, elem_id="classify-input")
             if examples():
                 gr.Examples(examples=[[p] for p in examples()], inputs=[image], label="examples (synthetic drawings)",
                             elem_id="classify-examples")
+            # two dropdowns a row at most: three in this column cut "top prediction" and "Grad-CAM++" short
+            with gr.Row():
+                method = gr.Dropdown([(m.label, k) for k, m in ins.CAM_METHODS.items()], value="gradcam",
+                                     label="CAM method", elem_id="classify-method")
+                layer = gr.Dropdown(list(ins.CAM_LAYERS), value="layer3", label="CAM layer")
+            cam_for = gr.Dropdown([TOP, *CLASSES], value=TOP, label="CAM for")
             with gr.Row():
                 top_k = gr.Slider(1, 10, value=3, step=1, label="top-k")
-                layer = gr.Dropdown(list(ins.CAM_LAYERS), value="layer3", label="Grad-CAM layer")
-            with gr.Row():
                 opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="heat-map opacity")
-                cam_for = gr.Dropdown([TOP, *CLASSES], value=TOP, label="CAM for")
             button = gr.Button("Classify", variant="primary", elem_id="classify-button")
         with gr.Column(scale=3):
             with gr.Row():
                 seen = gr.Image(label="as the network sees it (32×32)", interactive=False, height=VIEW + 40,
                                 format="png", elem_id="classify-seen", buttons=["download", "fullscreen"])
-                cam = gr.Image(label="Grad-CAM", interactive=False, height=VIEW + 40, format="png",
+                cam = gr.Image(label="class activation map", interactive=False, height=VIEW + 40, format="png",
                                elem_id="classify-cam", buttons=["download", "fullscreen"])
             label = gr.Label(label="top classes", num_top_classes=10, elem_id="classify-label")
             message = gr.Markdown(elem_id="classify-message")
-    inputs = [image, ckpt, top_k, layer, opacity, cam_for]
+    inputs = [image, ckpt, top_k, layer, opacity, cam_for, method]
     outputs = [seen, label, cam, message]
 
-    def show(image, ckpt, top_k, layer, opacity, cam_for):
-        return view(ctx, image, ckpt, top_k, layer, opacity, cam_for)
+    def show(image, ckpt, top_k, layer, opacity, cam_for, method):
+        return view(ctx, image, ckpt, top_k, layer, opacity, cam_for, method)
 
     button.click(show, inputs, outputs, api_visibility="private")
     image.change(show, inputs, outputs, api_visibility="private", trigger_mode="always_last")
-    for c in (top_k, layer, opacity, cam_for, ckpt):
+    for c in (top_k, layer, opacity, cam_for, method, ckpt):
         c.change(show, inputs, outputs, api_visibility="private", trigger_mode="always_last", show_progress="hidden")
 
     def refresh_choices(current):
@@ -155,4 +175,4 @@ def build(ctx: AppContext) -> dict:
     api_button = gr.Button(visible=False)
     api_button.click(classify, image, label, api_name="classify")
     return {"checkpoint": ckpt, "refresh": refresh, "image": image, "seen": seen, "label": label, "cam": cam,
-            "message": message, "notice": notice, "button": button}
+            "message": message, "notice": notice, "button": button, "method": method}

@@ -14,8 +14,11 @@ from typing import Any, TypeVar
 import gradio as gr
 import torch
 
+from lab import data as data_mod
+from lab import estimate as estimate_mod
 from lab import runs as runs_mod
-from lab.config import DEFAULT_DIV_FACTOR, STATUS_HEADINGS, TRAIN_IMAGES, ConfigError, TrainConfig
+from lab.config import DEFAULT_DIV_FACTOR, STATUS_HEADINGS, TEST_IMAGES, TRAIN_IMAGES, ConfigError, TrainConfig
+from lab.engine import resolve_device
 from lab.ui.jobs import JobManager
 
 PRETRAINED_LABEL = "bundled ResNet-9 (assets/cifar10_resnet9.pt)"
@@ -26,6 +29,11 @@ NO_CHECKPOINT = (
     "at `assets/cifar10_resnet9.pt`."
 )
 NO_DATA = "**CIFAR-10 is not available on this server, so this tab cannot work.** {reason}"
+# What the person running the server can do; the app takes no command-line flags, so these are its two switches.
+DATA_HOWTO = ("Whoever runs this server can set `CIFAR10_DIR` to a folder holding `cifar10.npz`, "
+              "`cifar-10-batches-py/` or `cifar-10-python.tar.gz` (from https://www.cs.toronto.edu/~kriz/cifar.html) "
+              "and restart the app, or restart it with `LAB_DOWNLOAD=1` to download CIFAR-10 (about 170 MB) on "
+              "first use.")
 
 # The training controls of the Augment, One Cycle and Train tabs, in the order the train_start API takes them
 # (these names are its public parameter names), with the type each arrives as. Each is a TrainConfig flat knob
@@ -35,12 +43,14 @@ TRAIN_CONTROLS: tuple[tuple[str, type], ...] = (
     ("max_lr", float), ("lr_mode", str), ("div_factor", float), ("min_lr", float), ("epochs", float),
     ("peak_epoch", float), ("batch_size", float), ("optimizer", str), ("anneal", str), ("cycle_momentum", bool),
     ("base_momentum", float), ("max_momentum", float), ("pad", float), ("cutout", float), ("cutout_p", float),
-    ("flip_p", float),
+    ("flip_p", float), ("weight_decay", float), ("label_smoothing", float), ("logit_scale", float),
 )
 CONTROL_NAMES = tuple(name for name, _ in TRAIN_CONTROLS)
 LR_MODES = ("div factor", "min LR")
+DIV_FACTOR_RANGE = (2, 1000)  # the One Cycle tab's div-factor slider; a preset beyond it is shown as its min LR
 _WHOLE = {"seed": "seed", "epochs": "epochs", "batch_size": "batch size", "pad": "pad", "cutout": "cutout size"}
 _IMAGES = {"subset": "training images", "test_subset": "test images"}
+_OPTIONAL = {"weight_decay"}  # may be left empty
 
 
 def _number(label: str, value) -> float:
@@ -83,7 +93,9 @@ def train_config(**controls) -> TrainConfig:
         value = controls[name]
         if name == "lr_mode" or name in knobs:
             continue
-        if name in _IMAGES:
+        if name in _OPTIONAL and (value is None or value == "" or (isinstance(value, float) and math.isnan(value))):
+            knobs[name] = None  # empty: the default this knob takes from others (weight decay: the optimizer's)
+        elif name in _IMAGES:
             knobs[name] = _images(_IMAGES[name], value)
         elif name in _WHOLE:
             knobs[name] = _whole(_WHOLE[name], value)
@@ -112,7 +124,11 @@ def has_cuda() -> bool:
 
 
 def eval_device() -> str:
-    return "cuda" if has_cuda() else "cpu"
+    """Where the app's own inference runs (Insights, Classify). On a ZeroGPU Space the server process sees only a
+    stand-in CUDA device (the GPU lives inside @spaces.GPU calls), so it evaluates on its CPU."""
+    from lab.ui.zerogpu import on_zerogpu
+
+    return "cuda" if has_cuda() and not on_zerogpu() else "cpu"
 
 
 T = TypeVar("T")
@@ -156,6 +172,11 @@ class AppContext:
     manager: JobManager
     cache: LRUCache = field(default_factory=LRUCache)
     pretrained: Path = runs_mod.PRETRAINED_CHECKPOINT
+    zerogpu: Any = None  # lab.ui.zerogpu.ZeroGPU on a ZeroGPU Space: jobs run as GPU calls, not threads
+    # one timing probe at a time: two at once would each measure half the machine
+    probe_lock: threading.Lock = field(default_factory=threading.Lock)
+    # (device, width, probe batch) → lab.estimate.StepTime; bounded, as the API accepts any width
+    timings: LRUCache = field(default_factory=lambda: LRUCache(32))
 
     @property
     def runs_root(self) -> Path:
@@ -168,9 +189,41 @@ class AppContext:
         return self.cache.get(("model", *file_key(f)), lambda: runs_mod.load_checkpoint(f, "cpu"))
 
     def data_message(self) -> str:
-        """'' when the data is there, else a Markdown notice saying what is missing and how to provide it."""
+        """'' when the data is there, else a Markdown notice saying what is missing and how the server's operator
+        can provide it (environment variables: the app takes no flags)."""
         reason = self.manager.data_error()
-        return "" if reason is None else NO_DATA.format(reason=reason)
+        if reason is None:
+            return ""
+        if reason.startswith("CIFAR-10 not found"):  # DataNotFoundError: nothing found, as opposed to a bad file
+            places = ", ".join(f"`{d}/`" for d in data_mod.search_dirs(self.manager.data_dir))
+            tried = ("the download failed (the server log says why)" if self.manager.download
+                     else "downloading is switched off")
+            reason = f"Searched {places}; {tried}. {DATA_HOWTO}"
+        return NO_DATA.format(reason=reason)
+
+    def timing(self, width: float, batch_size: int, device: str):
+        """The measured step time (lab.estimate.StepTime) of the network at `width` on `device`, cached per
+        server; None when it is not measured yet and a job runs: a probe (a few real steps, some seconds at width
+        1 on two CPU cores) never runs beside a job, whose speed it would both slow and misread."""
+        dev = resolve_device(device).type
+        probe = estimate_mod.PROBE_BATCH if dev == "cpu" else min(batch_size, estimate_mod.PROBE_BATCH_CUDA)
+        key = (dev, float(width), probe)
+        if key not in self.timings and self.manager.busy_message():
+            return None
+        with self.probe_lock:
+            return self.timings.get(key, lambda: estimate_mod.measure(width, batch_size, dev))
+
+    def estimate_run(self, cfg: TrainConfig):
+        """How long training `cfg` would take here (lab.estimate.Estimate), or None when no timing is at hand."""
+        t = self.timing(cfg.width, cfg.batch_size, cfg.device)
+        if t is None:
+            return None
+        return estimate_mod.for_run(cfg, min(cfg.subset or TRAIN_IMAGES, TRAIN_IMAGES),
+                                    min(cfg.test_subset or TEST_IMAGES, TEST_IMAGES), t)
+
+    def estimate_range_test(self, cfg: TrainConfig, iters: int):
+        t = self.timing(cfg.width, cfg.batch_size, cfg.device)
+        return None if t is None else estimate_mod.for_range_test(cfg, iters, t)
 
     def pretrained_metrics(self) -> dict:
         """The bundled checkpoint's recorded metrics (the JSON beside it), {} when absent."""
@@ -203,10 +256,11 @@ class AppContext:
 
 
 def run_label(s: runs_mod.RunSummary) -> str:
-    """'20250101-120000 · done · 3/3 ep · 45.2% · w0.25 · adam' — enough to tell runs apart in a list."""
+    """'20250101-120000 · done · 3/3 ep · 45.2% · w0.25 · adam' — enough to tell runs apart in a list; a run
+    with a title starts 'title (20250101-120000)'."""
     if s.status == "unreadable":
         return f"{s.name} · unreadable"
-    parts = [s.name, s.status, f"{s.epochs_done}/{s.epochs} ep"]
+    parts = [f"{s.title} ({s.name})" if s.title else s.name, s.status, f"{s.epochs_done}/{s.epochs} ep"]
     if s.test_acc is not None:
         parts.append(f"{100 * s.test_acc:.1f}%")
     parts += [f"w{s.width:g}", str(s.optimizer)]
@@ -227,13 +281,14 @@ def steps_per_epoch_images(subset) -> int:
     return n if 0 < n < TRAIN_IMAGES else TRAIN_IMAGES
 
 
-def fmt_seconds(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds == float("inf"):
-        return "–"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+# Durations ('10 h 39 min', never a clock-like '10:38:56') for elapsed time, ETAs and estimates: the one
+# formatter, kept in the core (lab.estimate) because the command line prints the same figures.
+fmt_seconds = estimate_mod.format_duration
+
+
+def round_lr(lr: float) -> float:
+    """An LR as a person would type it: three significant figures (0.0658, not 0.06579332246575682)."""
+    return float(f"{lr:.3g}")
 
 
 def error_md(message: str) -> str:

@@ -10,6 +10,11 @@ A sweep runs `python -m lab sweep --resume FOLDER` in a child process (lab.sweep
 Stop sends it SIGINT, the Ctrl-C that Ray Tune turns into "stop every trial, save the state"; the job follows
 the sweep's sweep.json as trials report.
 
+On a ZeroGPU Space a thread of the server never sees the GPU: there the job's body runs inside a @spaces.GPU
+generator in another process (lab.ui.zerogpu) — `stream_job` — which yields what changed (`JobDelta`s) and the
+manager's `run_streamed` mirrors them into the same Job record, so the tabs, Stop and the API read it as they
+read a thread's job. The body is the same function either way (`_run_training`, `_run_range_test`).
+
 The manager also caches the dataset (loaded once). It never hands out the training thread's model: the app
 inspects runs through their checkpoint files. `status_json()` is what API clients read about the job.
 """
@@ -25,7 +30,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +122,153 @@ def _ago(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
 
 
+
+# ---------------------------------------------------------------------------------------------- job bodies
+# What a job does, given its Job record and the lock that guards it: the manager's, when the job runs in a thread
+# of this server; a fresh one, when it runs streamed in another process (stream_job).
+
+
+def _run_training(job: Job, lock, cfg: TrainConfig, data: data_mod.Cifar10, stop: threading.Event,
+                  run_dir: Path, extra_config: dict[str, Any]) -> None:
+    from lab.experiment import train
+
+    def on_event(event) -> None:
+        with lock:
+            if event.kind == "step":
+                # "t": when it arrived, so a poller can count elapsed time and the ETA down between steps
+                job.steps.append({**event.data, "t": time.time()})
+                if len(job.steps) > MAX_POINTS:
+                    half = len(job.steps) // 2
+                    job.steps[:half] = job.steps[:half:2]
+            elif event.kind == "epoch":
+                job.epochs.append(dict(event.data))
+
+    result = train(cfg, data, callbacks=[on_event], stop=stop, run_dir=run_dir, extra_config=extra_config)
+    with lock:
+        job.result = result.final or None
+        job.status = result.status
+        acc = result.final.get("test_acc")
+        tail = f"; test accuracy {100 * acc:.2f}%" if acc is not None and math.isfinite(acc) else ""
+        epochs = cfg.schedule.epochs
+        job.message = (f"{'finished' if result.status == 'done' else 'stopped'} after "
+                       f"{len(result.history)} of {epochs} epoch{'s' * (epochs != 1)} in {result.seconds:.1f} s"
+                       f"{tail}; saved to {run_dir}")
+
+
+def _run_range_test(job: Job, lock, cfg: TrainConfig, data: data_mod.Cifar10, stop: threading.Event,
+                    kwargs: dict[str, Any], runs_root: Path | None = None) -> None:
+    from lab.lr_finder import range_test
+    from lab.runs import RANGE_TEST_PREFIX, new_run_dir, write_range_test
+
+    def progress(iteration: int, lr: float, loss: float) -> None:
+        with lock:
+            job.points.append((int(iteration), float(lr), float(loss)))
+
+    result = range_test(cfg, data, progress=progress, stop=stop, **kwargs)
+    folder, saved = None, ""
+    if runs_root is not None:  # saved like a run, so tests can be listed and overlaid later (a failed save loses only that)
+        try:
+            folder = new_run_dir(runs_root, prefix=RANGE_TEST_PREFIX)
+            write_range_test(folder, result.to_dict(), config=cfg.to_dict(), started_from="app")
+            saved = f"; saved to {folder}"
+        except OSError as e:
+            folder, saved = None, f"; not saved ({e})"
+            log.error("could not save range test %s: %s", job.id, e)
+    with lock:
+        job.result = result.to_dict()
+        if folder is not None:
+            job.run_dir = str(folder)
+        stopped = stop.is_set() or result.status == "stopped"
+        job.status = "stopped" if stopped else "done"
+        job.message = (f"{'stopped' if stopped else 'finished'} after {len(result.lrs)} iterations: "
+                       f"suggested max LR {result.max_lr:.3g}, min LR {result.min_lr:.3g} ({result.rule}){saved}")
+
+
+def _guarded(job: Job, lock, body: Callable[[], None]) -> None:
+    """Run a job's body; a failure is recorded on the job (and logged), never raised: it must not kill the
+    server, nor the GPU process it streams from."""
+    try:
+        body()
+    except Exception as e:
+        log.error("job %s failed:\n%s", job.id, traceback.format_exc())
+        with lock:
+            job.status = "diverged" if isinstance(e, Diverged) else "error"
+            job.message = str(e) if isinstance(e, Diverged) else f"{type(e).__name__}: {e}"
+    finally:
+        with lock:
+            if job.status == "running":
+                job.status = "error"
+                job.message = job.message or "the job ended without a result"
+            job.finished = time.time()
+
+
+@dataclass
+class JobDelta:
+    """What changed in a streamed job since the last delta: plain values only, as it crosses a process boundary
+    (pickled). `steps`/`epochs`/`points` hold only the new entries."""
+
+    status: str
+    message: str
+    steps: list[dict[str, Any]]
+    epochs: list[dict[str, Any]]
+    points: list[tuple[int, float, float]]
+    result: dict[str, Any] | None
+    run_dir: str | None
+    steps_reset: bool = False  # the job thinned its step list (MAX_POINTS): `steps` is the whole list, not new ones
+
+
+def _close(stream) -> None:
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
+
+
+STREAM_POLL_S = 1.0  # a streamed job reports at least this often, so the server can pass on a Stop between reports
+
+
+def stream_job(kind: str, cfg: TrainConfig, data: data_mod.Cifar10, *, run_dir: str | None = None,
+               extra_config: dict[str, Any] | None = None, range_kwargs: dict[str, Any] | None = None,
+               poll: float = STREAM_POLL_S) -> Iterator[JobDelta]:
+    """Run a job in this process and yield what changed every `poll` seconds, and once more when it ends.
+
+    For a ZeroGPU Space: this generator runs inside @spaces.GPU, in the process that holds the GPU. It shares
+    nothing with the server's manager (its own Job, lock and stop flag; a lock copied into a forked process may be
+    held forever). Closing the generator (the server's Stop, or the caller going away) asks the job to stop after
+    its current step and waits for it, so its run folder records how it ended."""
+    lock = threading.RLock()
+    stop = threading.Event()
+    total = cfg.schedule.epochs if kind == "train" else int((range_kwargs or {}).get("iters", RANGE_TEST_ITERS))
+    job = Job(0, kind, {}, total=total, run_dir=run_dir)
+    if kind == "train":
+        if run_dir is None:
+            raise ValueError("a streamed training job needs its run folder")
+        body = lambda: _run_training(job, lock, cfg, data, stop, Path(run_dir), extra_config or {})  # noqa: E731
+    else:
+        body = lambda: _run_range_test(job, lock, cfg, data, stop, range_kwargs or {})  # noqa: E731
+    thread = threading.Thread(target=_guarded, args=(job, lock, body), name=f"lab-{kind}-streamed", daemon=True)
+    thread.start()
+    sent = {"steps": 0, "epochs": 0, "points": 0}
+    try:
+        while True:
+            thread.join(poll)
+            done = not thread.is_alive()
+            with lock:
+                reset = len(job.steps) < sent["steps"]  # thinned (MAX_POINTS) since the last delta
+                if reset:
+                    sent["steps"] = 0
+                new = {k: list(getattr(job, k)[sent[k]:]) for k in sent}
+                sent = {k: len(getattr(job, k)) for k in sent}
+                delta = JobDelta(job.status, job.message, new["steps"], new["epochs"], new["points"],
+                                 job.result if done else None, job.run_dir, reset)
+            yield delta
+            if done:
+                return
+    finally:
+        if thread.is_alive():
+            stop.set()
+            thread.join()
+
+
 class JobManager:
     def __init__(self, runs_root: str | Path | None = None, data_dir: str | None = None, download: bool = False,
                  data_loader: Callable[[], data_mod.Cifar10] | None = None):
@@ -134,6 +286,7 @@ class JobManager:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._next_id = 1
+        self._data_warned = False
 
     # data -----------------------------------------------------------------------------------------------
     def data(self) -> data_mod.Cifar10:
@@ -146,12 +299,34 @@ class JobManager:
                     self._data = data_mod.load(self.data_dir, download=self.download)
             return self._data
 
+    def data_unlocked(self) -> data_mod.Cifar10:
+        """The dataset without taking the data lock: for a forked process (a ZeroGPU job), which inherits the
+        loaded dataset but also a copy of the lock, held forever if another thread held it at the fork."""
+        if self._data is not None:
+            return self._data
+        if self._data_loader is not None:
+            return self._data_loader()
+        return data_mod.load(self.data_dir, download=self.download)
+
     def data_error(self) -> str | None:
-        """None when the data can be used, else the reason (without loading more than once)."""
+        """None when the data can be used, else the reason (without loading more than once). The first failure
+        also goes to the server's log, so whoever runs the server sees it, not only the people using the app."""
         try:
             self.data()
             return None
         except data_mod.DataError as e:
+            if not self._data_warned:
+                self._data_warned = True
+                if isinstance(e, data_mod.DataNotFoundError):
+                    where = ", ".join(f"{d}/" for d in data_mod.search_dirs(self.data_dir))
+                    why = f"the download failed: {e}" if self.download else "downloading is off"
+                    log.warning("CIFAR-10 not found (searched %s; %s), so the Augment, LR range test, Train and "
+                                "Insights tabs cannot work. Set CIFAR10_DIR to a folder holding cifar10.npz, "
+                                "cifar-10-batches-py/ or cifar-10-python.tar.gz, or start the app with "
+                                "LAB_DOWNLOAD=1 to download it.", where, why)
+                else:
+                    log.warning("CIFAR-10 cannot be used, so the Augment, LR range test, Train and Insights tabs "
+                                "cannot work: %s", e)
             return str(e)
 
     # state ----------------------------------------------------------------------------------------------
@@ -211,27 +386,12 @@ class JobManager:
             job.status, job.message, job.finished = "error", message, time.time()
 
     def _launch(self, job: Job, target: Callable[[], None]) -> None:
-        def body() -> None:
-            try:
-                target()
-            except Exception as e:  # a job's failure is shown in the UI, never kills the server
-                log.error("job %s failed:\n%s", job.id, traceback.format_exc())
-                with self._lock:
-                    job.status = "diverged" if isinstance(e, Diverged) else "error"
-                    job.message = str(e) if isinstance(e, Diverged) else f"{type(e).__name__}: {e}"
-            finally:
-                with self._lock:
-                    if job.status == "running":
-                        job.status = "error"
-                        job.message = job.message or "the job ended without a result"
-                    job.finished = time.time()
-
-        self._thread = threading.Thread(target=body, name=f"lab-{job.kind}-{job.id}", daemon=True)
+        self._thread = threading.Thread(target=_guarded, args=(job, self._lock, target),
+                                        name=f"lab-{job.kind}-{job.id}", daemon=True)
         self._thread.start()
 
-    def start_training(self, cfg: TrainConfig, extra_config: dict[str, Any] | None = None) -> Job:
-        """Start a training run in the background; Busy if a job runs, DataError if there is no data."""
-        from lab.experiment import train
+    def _train_job(self, cfg: TrainConfig) -> tuple[Job, data_mod.Cifar10, Path]:
+        """Claim a training job: Busy if one runs, DeviceError/DataError before a job or a run folder exists."""
         from lab.runs import new_run_dir
 
         busy = self.busy_message()  # fail fast, before touching the data
@@ -240,65 +400,34 @@ class JobManager:
         resolve_device(cfg.device)  # a missing GPU fails here, before a job or an empty run folder exists
         data = self.data()
         job = self._claim("train", cfg.to_dict(), cfg.schedule.epochs)
-        stop = self._stop
         try:
             run_dir = new_run_dir(self.runs_root)
         except Exception as e:
             self._fail(job, f"cannot create a run folder under {self.runs_root}: {e}")
             raise
         job.run_dir = str(run_dir)
+        return job, data, run_dir
 
-        def on_event(event) -> None:
-            with self._lock:
-                if event.kind == "step":
-                    job.steps.append(dict(event.data))
-                    if len(job.steps) > MAX_POINTS:
-                        half = len(job.steps) // 2
-                        job.steps[:half] = job.steps[:half:2]
-                elif event.kind == "epoch":
-                    job.epochs.append(dict(event.data))
+    def _range_job(self, cfg: TrainConfig, kwargs: dict[str, Any]) -> tuple[Job, data_mod.Cifar10]:
+        busy = self.busy_message()
+        if busy:
+            raise Busy(busy)
+        data = self.data()
+        job = self._claim("lr_range", {"train": cfg.to_dict(), **kwargs}, int(kwargs.get("iters", RANGE_TEST_ITERS)))
+        return job, data
 
-        def target() -> None:
-            result = train(cfg, data, callbacks=[on_event], stop=stop, run_dir=run_dir,
-                           extra_config={"started_from": "app", **(extra_config or {})})
-            with self._lock:
-                job.result = result.final or None
-                job.status = result.status
-                acc = result.final.get("test_acc")
-                tail = f"; test accuracy {100 * acc:.2f}%" if acc is not None and math.isfinite(acc) else ""
-                epochs = cfg.schedule.epochs
-                job.message = (f"{'finished' if result.status == 'done' else 'stopped'} after "
-                               f"{len(result.history)} of {epochs} epoch{'s' * (epochs != 1)} in {result.seconds:.1f} s"
-                               f"{tail}; saved to {run_dir}")
-
-        self._launch(job, target)
+    def start_training(self, cfg: TrainConfig, extra_config: dict[str, Any] | None = None) -> Job:
+        """Start a training run in the background; Busy if a job runs, DataError if there is no data."""
+        job, data, run_dir = self._train_job(cfg)
+        stop, extra = self._stop, {"started_from": "app", **(extra_config or {})}
+        self._launch(job, lambda: _run_training(job, self._lock, cfg, data, stop, run_dir, extra))
         return job
 
     def start_range_test(self, cfg: TrainConfig, **kwargs: Any) -> Job:
         """Start lab.lr_finder.range_test(cfg, data, **kwargs) in the background."""
-        busy = self.busy_message()
-        if busy:
-            raise Busy(busy)
-        from lab.lr_finder import range_test
-
-        data = self.data()
-        job = self._claim("lr_range", {"train": cfg.to_dict(), **kwargs}, int(kwargs.get("iters", RANGE_TEST_ITERS)))
+        job, data = self._range_job(cfg, kwargs)
         stop = self._stop
-
-        def progress(iteration: int, lr: float, loss: float) -> None:
-            with self._lock:
-                job.points.append((int(iteration), float(lr), float(loss)))
-
-        def target() -> None:
-            result = range_test(cfg, data, progress=progress, stop=stop, **kwargs)
-            with self._lock:
-                job.result = result.to_dict()
-                stopped = stop.is_set() or result.status == "stopped"
-                job.status = "stopped" if stopped else "done"
-                job.message = (f"{'stopped' if stopped else 'finished'} after {len(result.lrs)} iterations: "
-                               f"suggested max LR {result.max_lr:.3g}, min LR {result.min_lr:.3g} ({result.rule})")
-
-        self._launch(job, target)
+        self._launch(job, lambda: _run_range_test(job, self._lock, cfg, data, stop, kwargs, self.runs_root))
         return job
 
     def start_sweep(self, spec) -> Job:
@@ -378,6 +507,63 @@ class JobManager:
 
         self._launch(job, target)
         return job
+
+    # streamed (ZeroGPU) ---------------------------------------------------------------------------------
+    def claim_streamed(self, kind: str, cfg: TrainConfig, kwargs: dict[str, Any] | None = None) -> Job:
+        """Claim a job whose body will run elsewhere (run_streamed): the same checks, record and run folder as a
+        thread's job. Busy / DataError / DeviceError as start_training and start_range_test raise them."""
+        if kind == "train":
+            return self._train_job(cfg)[0]
+        return self._range_job(cfg, kwargs or {})[0]
+
+    def run_streamed(self, job: Job, deltas: Iterator[JobDelta]) -> Iterator[Job]:
+        """Mirror a job that runs elsewhere (stream_job, inside a @spaces.GPU generator) into `job`, yielding after
+        each delta. Stop closes the stream (the far side then stops after its current step); an error raised by
+        the stream (the GPU call refused, a quota, an aborted worker) ends the job as an error with its message."""
+        stop = self._stop
+        try:
+            for delta in deltas:
+                with self._lock:
+                    if delta.steps_reset:
+                        job.steps = list(delta.steps)
+                    else:
+                        job.steps.extend(delta.steps)
+                    job.epochs.extend(delta.epochs)
+                    job.points.extend(delta.points)
+                    job.status, job.message = delta.status, delta.message
+                    if delta.result is not None:
+                        job.result = delta.result
+                yield job
+                if stop.is_set() and job.running:
+                    _close(deltas)
+                    with self._lock:
+                        job.status = "stopped"
+                        job.message = f"stopped after {job.progress()}"
+                    break
+        except GeneratorExit:  # whoever consumed this went away (the page's event was cancelled): stop the far side
+            with self._lock:
+                if job.running:
+                    job.status, job.message = "stopped", f"stopped after {job.progress()} (the request ended)"
+            raise
+        except Exception as e:  # shown in the UI, never kills the server
+            log.error("streamed job %s failed:\n%s", job.id, traceback.format_exc())
+            with self._lock:
+                job.status, job.message = "error", str(e) or type(e).__name__
+        finally:
+            _close(deltas)  # a no-op when it has ended; otherwise the far side stops after its current step
+            with self._lock:
+                if job.running:  # the stream ended without saying how the job did
+                    job.status, job.message = "error", job.message or "the GPU task ended without a result"
+                job.finished = job.finished or time.time()
+        yield job
+
+
+    def active_run_dirs(self) -> set[Path]:
+        """The run folder the current job writes to (empty when none runs): what rename and delete must not
+        touch."""
+        with self._lock:
+            job = self._job
+            return {Path(job.run_dir)} if job is not None and job.running and job.run_dir else set()
 
     # stopping -------------------------------------------------------------------------------------------
     def stop(self) -> str:

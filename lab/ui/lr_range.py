@@ -4,33 +4,83 @@ runs, the suggestions are marked when it ends, and "use these" copies LRMAX / LR
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import gradio as gr
 
-from lab import plots
+from lab import lr_finder, plots
+from lab import runs as runs_mod
 from lab.config import (OPTIMIZERS, RANGE_TEST_END_LR, RANGE_TEST_ITERS, RANGE_TEST_MODES, RANGE_TEST_START_LR,
                         ConfigError, TrainConfig)
 from lab.data import DataError
-from lab.ui.common import AppContext, error_md, fmt_seconds, heading, train_config
+from lab.engine import DeviceError
+from lab.ui.common import AppContext, error_md, fmt_seconds, heading, round_lr, train_config
 from lab.ui.jobs import Busy
 
+USE = "Use these in One Cycle"
+USE_WEAK = "⚠ Use these in One Cycle (weak test: see why)"
+USE_ANYWAY = "⚠ Use them anyway"
+LONG_JOB = "⚠ **Long job:**"  # as the Train tab's: the message that holds back a long CPU job
 
-def start(ctx: AppContext, controls: dict, iters, start_lr, end_lr, mode, optimizer) -> str:
+def _settings(controls: dict, iters, start_lr, end_lr, mode, optimizer) -> tuple[TrainConfig, dict]:
+    cfg = train_config(**{**controls, "optimizer": optimizer})
+    # the One Cycle tab's LRMAX : LRMIN ratio, whether it is set as a div factor or as min LR
+    kwargs = dict(iters=int(iters), start_lr=float(start_lr), end_lr=float(end_lr), mode=mode,
+                  div_factor=cfg.schedule.max_lr / cfg.schedule.lr_min)
+    lr_finder.check_settings(**{k: kwargs[k] for k in ("iters", "start_lr", "end_lr", "mode", "div_factor")})
+    return cfg, kwargs
+
+
+def _started(job, cfg: TrainConfig, kwargs: dict, estimate=None) -> str:
+    expected = f" Expected to take {estimate.duration}." if estimate is not None else ""
+    return (f"Range test started at {job.started_at}: {kwargs['iters']} iterations, LR {kwargs['start_lr']:.1e} → "
+            f"{kwargs['end_lr']:.1e} ({kwargs['mode']}), {cfg.optimizer.name}, batch {cfg.batch_size}, "
+            f"width {cfg.width:g}.{expected}")
+
+
+def start(ctx: AppContext, controls: dict, iters, start_lr, end_lr, mode, optimizer, confirm: bool = False) -> str:
     """Start the range test as the server's background job, for the run that every training control describes
     (with this tab's optimizer); returns a one-line Markdown message. LRMIN will be the found LRMAX / the One
-    Cycle tab's div factor, as "use these" sets it."""
+    Cycle tab's div factor, as "use these" sets it. A test expected to run over lab.estimate.LONG_JOB_S on a CPU
+    waits for `confirm` (the Run button's second press)."""
     try:
-        cfg = train_config(**{**controls, "optimizer": optimizer})
-        # the One Cycle tab's LRMAX : LRMIN ratio, whether it is set as a div factor or as min LR
-        kwargs = dict(iters=int(iters), start_lr=float(start_lr), end_lr=float(end_lr), mode=mode,
-                      div_factor=cfg.schedule.max_lr / cfg.schedule.lr_min)
+        cfg, kwargs = _settings(controls, iters, start_lr, end_lr, mode, optimizer)
+        busy = ctx.manager.busy_message()
+        if busy:
+            raise Busy(busy)
+        ctx.manager.data()  # no data: say so before timing anything
+        estimate = ctx.estimate_range_test(cfg, kwargs["iters"])
+        if estimate is not None and estimate.long and not confirm:
+            return (f"{LONG_JOB} this range test would take {estimate}. Press **Run anyway** to run it, or lower "
+                    "the iterations, the width or the batch size. (API: pass `confirm=True`.)")
         job = ctx.manager.start_range_test(cfg, **kwargs)
     except Busy as e:
         return error_md(str(e))
-    except (ConfigError, DataError, TypeError, ValueError) as e:
+    except (ConfigError, DataError, DeviceError, TypeError, ValueError) as e:
         return error_md(str(e))
-    return (f"Range test started at {job.started_at}: {kwargs['iters']} iterations, LR {kwargs['start_lr']:.1e} → "
-            f"{kwargs['end_lr']:.1e} ({mode}), {optimizer}, batch {cfg.batch_size}, width {cfg.width:g}.")
+    return _started(job, cfg, kwargs, estimate)
+
+
+def long_job_button(message: str):
+    """Show "Run anyway" exactly when the last Run was held back as a long job."""
+    return gr.Button(visible=str(message or "").startswith(LONG_JOB))
+
+
+def start_streamed(ctx: AppContext, controls: dict, iters, start_lr, end_lr, mode, optimizer) -> Iterator[str]:
+    """On a ZeroGPU Space: the range test as one GPU call (lab.ui.zerogpu), yielding the message line as it
+    reports; the curve reaches the page through the job manager's record."""
+    try:
+        cfg, kwargs = _settings(controls, iters, start_lr, end_lr, mode, optimizer)
+        seconds = ctx.zerogpu.check("lr_range", cfg, kwargs)
+        jobs = ctx.zerogpu.start("lr_range", cfg, kwargs)
+    except (Busy, ConfigError, DataError, TypeError, ValueError) as e:  # TooLong is a ValueError
+        yield error_md(str(e))
+        return
+    head = None
+    for job in jobs:
+        head = head or (_started(job, cfg, kwargs) + f" On ZeroGPU: one GPU call of up to "
+                                                     f"{ctx.zerogpu.duration_s(seconds)} s.")
+        yield f"{head}  \n{heading(job.status)} — {job.message or job.progress()}"
 
 
 def figure(status: dict | None):
@@ -58,34 +108,101 @@ def describe(status: dict | None, busy: str | None = None) -> tuple[str, str]:
         return line, ""
     rows = "\n".join(f"| {name} | {lr:.3g} |" for name, lr in r.get("suggestions", {}).items())
     notes = "".join(f"\n- {n}" for n in r.get("notes", []))
-    text = (f"**Suggested LRMAX {r['max_lr']:.3g}** (rule: {r['rule']}) · **LRMIN {r['min_lr']:.3g}**\n\n"
+    caveats = lr_finder.caveats(r)
+    warn = ("\n\n⚠ **A weak test — check before using its LRs:**" + "".join(f"\n- {c}" for c in caveats)
+            if caveats else "")
+    text = (f"**Suggested LRMAX {r['max_lr']:.3g}** (rule: {r['rule']}) · **LRMIN {r['min_lr']:.3g}**{warn}\n\n"
             f"| rule | LR |\n|---|---|\n{rows}\n{notes}")
     return line, text
 
 
-def use_these(ctx: AppContext):
-    """(max LR, 'min LR' mode, min LR, optimizer, message) from the latest finished range test."""
+def use_button(status: dict | None):
+    """The "use these" button as the latest test deserves: flagged when its result is weak."""
+    r = status and status.get("result")
+    return gr.Button(value=USE_WEAK if r and lr_finder.caveats(r) else USE)
+
+
+def use_these(ctx: AppContext, acknowledged=None):
+    """(max LR, 'min LR' mode, min LR, optimizer, message, acknowledged, button) from the latest finished range
+    test, rounded to three significant figures. A weak test (lab.lr_finder.caveats) is not applied on the first
+    press: the message says why and the button turns into "use them anyway"; `acknowledged` (the test's job id)
+    is what the second press brings back."""
     status = ctx.manager.status("lr_range")
     r = status and status.get("result")
     if not r:
-        nothing = error_md("run a range test first: there is nothing to use yet")
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), nothing
+        nothing = error_md("the range test is still running: wait for it to end (or stop it), then use its LRs"
+                           if status and status["status"] == "running" else
+                           "run a range test first: there is nothing to use yet")
+        return (*(gr.skip(),) * 4, nothing, None, gr.skip())
+    caveats = lr_finder.caveats(r)
+    if caveats and acknowledged != status["id"]:
+        why = "".join(f"\n- {c}" for c in caveats)
+        return (*(gr.skip(),) * 4, f"⚠ **Not applied yet — this test is weak:**{why}\n\nRun a longer or wider test, "
+                f"or press **{USE_ANYWAY}** to use LRMAX {r['max_lr']:.3g} all the same.", status["id"],
+                gr.Button(value=USE_ANYWAY))
     opt = TrainConfig.from_dict(status["config"]["train"]).optimizer.name
-    return (r["max_lr"], "min LR", r["min_lr"], opt,
-            f"One Cycle tab set to LRMAX {r['max_lr']:.3g}, LRMIN {r['min_lr']:.3g} ({opt}).")
+    max_lr, min_lr = round_lr(r["max_lr"]), round_lr(r["min_lr"])
+    despite = " despite the warnings above" if caveats else ""
+    return (max_lr, "min LR", min_lr, opt, f"One Cycle tab set to LRMAX {max_lr:.3g}, LRMIN {min_lr:.3g} ({opt})"
+            f"{despite}.", None, use_button(status))
 
 
 def refresh(ctx: AppContext, seen: int | None):
-    """Timer tick: (seen, figure, status line, suggestions) — all skipped when nothing it shows has changed."""
+    """Timer tick: (seen, figure, status line, suggestions, use button) — all skipped when nothing it shows has
+    changed."""
     version = ctx.manager.fingerprint("lr_range")
     if seen is not None and tuple(seen) == version:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return (gr.skip(),) * 5
     status = ctx.manager.status("lr_range")
     busy = ctx.manager.busy_message()
     if busy and status is not None and status["status"] == "running":
         busy = None  # the status line already says it is running
     line, text = describe(status, busy)
-    return version, figure(status), line, text
+    return version, figure(status), line, text, use_button(status)
+
+
+# ----------------------------------------------------------------------------------- saved tests, compared
+
+
+def saved_choices(ctx: AppContext) -> list[tuple[str, str]]:
+    """(label, folder name) of every saved range test, newest first."""
+    out = []
+    for folder in runs_mod.list_range_tests(ctx.runs_root):
+        try:
+            d = runs_mod.read_range_test(folder)
+        except runs_mod.RunError:
+            continue
+        s = d.get("settings") or {}
+        out.append((f"{folder.name} · {s.get('optimizer', '?')} · w{s.get('width', '?')} · batch "
+                    f"{s.get('batch_size', '?')} · LRMAX {d.get('max_lr', 0):.3g} ({d.get('status', '?')})",
+                    folder.name))
+    return out
+
+
+def compare(ctx: AppContext, names: list[str] | None):
+    """The chosen saved range tests overlaid (loss vs LR), each in the colour its place among all tests gives it.
+    Names are looked up among the listed tests, never joined into a path."""
+    listed = {f.name: f for f in runs_mod.list_range_tests(ctx.runs_root)}
+    tests = {}
+    for name in names or []:
+        if name in listed:
+            try:
+                tests[name] = runs_mod.read_range_test(listed[name])
+            except runs_mod.RunError:
+                continue
+    return plots.lr_finder_overlay(tests, colours=plots.run_colours(sorted(listed)))
+
+
+def refresh_saved(ctx: AppContext, selected: list[str] | None, newest: bool = False):
+    """(picker, overlay) re-read from disk; the picker keeps what still exists (the two newest when empty), and
+    with `newest` the newest test joins it (one just ended: show it beside the others)."""
+    choices = saved_choices(ctx)
+    names = [c[1] for c in choices]
+    keep = [n for n in (selected or []) if n in names]
+    if newest and names and names[0] not in keep:
+        keep = [names[0], *keep]
+    keep = keep or names[:2]
+    return gr.Dropdown(choices=choices, value=keep, multiselect=True), compare(ctx, keep)
 
 
 def build(ctx: AppContext) -> dict:
@@ -106,16 +223,35 @@ def build(ctx: AppContext) -> dict:
             with gr.Row():
                 run = gr.Button("▶ Run range test", variant="primary", elem_id="lr-run")
                 stop = gr.Button("■ Stop", variant="stop")
-            use = gr.Button("Use these in One Cycle", elem_id="lr-use")
+            anyway = gr.Button("▶ Run anyway", variant="stop", visible=False, elem_id="lr-run-anyway")
+            confirm = gr.Checkbox(value=False, visible=False, label="confirm")  # the find_lr API's last parameter
+            use = gr.Button(USE, elem_id="lr-use")
             message = gr.Markdown(elem_id="lr-message")
         with gr.Column(scale=3):
             line = gr.Markdown(elem_id="lr-status")
             plot = gr.Plot(label="loss vs LR (log)", elem_id="lr-range-plot")
             suggestions = gr.Markdown(elem_id="lr-suggestions")
+    gr.Markdown("### Range tests saved on this server\nEvery test the app runs is saved under `runs/lr-finder-…/` "
+                "(so is `python -m lab find-lr`'s): overlay several to see how the width, batch size or optimizer "
+                "moves the curve.")
+    with gr.Row():
+        saved = gr.Dropdown(choices=saved_choices(ctx), multiselect=True, label="overlay these range tests", scale=4,
+                            elem_id="lr-saved")
+        saved_refresh = gr.Button("↻ refresh", scale=1)
+    saved_plot = gr.Plot(plots.lr_finder_overlay({}), label="range tests compared", elem_id="lr-compare-plot")
     seen = gr.State(None)
+    acknowledged = gr.State(None)  # the job id of a weak test whose LRs the next "use" press applies anyway
     timer = gr.Timer(1.0)
-    timer.tick(lambda s: refresh(ctx, s), seen, [seen, plot, line, suggestions], api_visibility="private",
+    timer.tick(lambda s: refresh(ctx, s), seen, [seen, plot, line, suggestions, use], api_visibility="private",
                concurrency_limit=None, show_progress="hidden", queue=False)
+    saved.change(lambda names: compare(ctx, names), saved, saved_plot, api_visibility="private",
+                 show_progress="hidden")
+    saved_refresh.click(lambda sel: refresh_saved(ctx, sel), saved, [saved, saved_plot], api_visibility="private")
+    # the suggestions appear when a test ends, which is when it is saved: list it
+    suggestions.change(lambda sel: refresh_saved(ctx, sel, newest=True), saved, [saved, saved_plot],
+                       api_visibility="private",
+                       show_progress="hidden", trigger_mode="always_last")
     return {"iters": iters, "start_lr": start_lr, "end_lr": end_lr, "mode": mode, "optimizer": optimizer,
             "run": run, "stop": stop, "use": use, "message": message, "plot": plot, "line": line,
-            "suggestions": suggestions, "seen": seen, "timer": timer}
+            "suggestions": suggestions, "seen": seen, "timer": timer, "anyway": anyway, "confirm": confirm,
+            "acknowledged": acknowledged, "saved": saved, "saved_plot": saved_plot}

@@ -9,7 +9,11 @@ from lab import plots
 from lab import schedule as sched
 from lab.config import (ANNEALS, BASE_MOMENTUM, DEFAULT_DIV_FACTOR, MAX_MOMENTUM, OPTIMIZERS, SPEC_BATCH_SIZE,
                         SPEC_EPOCHS, SPEC_PEAK_EPOCH, ConfigError, default_max_lr)
-from lab.ui.common import LR_MODES, error_md, partial_config, steps_per_epoch_images
+from lab.ui.common import DIV_FACTOR_RANGE, LR_MODES, error_md, partial_config, round_lr, steps_per_epoch_images
+
+# The peak-epoch slider moves in quarter epochs from PEAK_STEP up to PEAK_STEP before the last epoch's end: even
+# a 1-epoch run has a range (0.25–0.75) — a slider whose minimum meets its maximum is an error in Gradio.
+PEAK_STEP = 0.25
 
 
 def preview(max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, batch_size, optimizer, anneal,
@@ -30,7 +34,8 @@ def preview(max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, batch_size,
     mom = (f"{what} cycles {cfg.max_momentum:g} → {cfg.base_momentum:g} → {cfg.max_momentum:g} (opposite to the LR)"
            if cfg.cycle_momentum else f"{what} fixed")
     text = (f"**LRMIN {cfg.lr_min:.3g} → LRMAX {cfg.max_lr:.3g}** at the end of epoch {cfg.peak_epoch:g}, then "
-            f"{cfg.anneal} back to {cfg.lr_min:.3g} by the last step · {cfg.epochs} epochs × {spe} steps "
+            f"{cfg.anneal} back to {cfg.lr_min:.3g} by the last step · {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} "
+            f"× {spe} steps "
             f"({n:,} images / batch {bs}) = {len(curve['lr']):,} steps · {mom}.")
     fig = plots.schedule_figure(curve, cfg.peak_epoch, title="One Cycle: LR and momentum/β1 per step")
     return fig, text
@@ -48,12 +53,39 @@ def zigzag(max_lr, lr_mode, div_factor, min_lr, step_size, cycles):
                                         "One Cycle makes one big one.")
 
 
-def clamp_peak(epochs, peak):
-    """Keep the peak-epoch slider inside the run when the number of epochs changes."""
-    e = max(1, int(epochs or 1))
-    top = e - 0.5
-    value = float(peak or 0.5)
-    return gr.Slider(maximum=max(top, 0.5), value=min(max(value, 0.5), top))
+def peak_slider(epochs, peak) -> gr.Slider:
+    """The peak-epoch slider for a run of `epochs`: its range ends a quarter epoch before the run does, and a
+    peak beyond it moves to half an epoch before the end (0.5 for a 1-epoch run)."""
+    top, value = peak_range(epochs, peak)
+    return gr.Slider(minimum=PEAK_STEP, maximum=top, value=value, step=PEAK_STEP)
+
+
+def peak_range(epochs, peak) -> tuple[float, float]:
+    """(slider maximum, peak) for peak_slider; a plain function, as a component made inside Blocks is drawn."""
+    try:
+        e = max(1, int(float(epochs)))
+    except (TypeError, ValueError):
+        e = 1
+    top = e - PEAK_STEP
+    try:
+        value = float(peak)
+    except (TypeError, ValueError):
+        value = top
+    if not PEAK_STEP <= value <= top:
+        value = min(max(value, PEAK_STEP), e - 0.5) if value > PEAK_STEP else PEAK_STEP
+    return top, value
+
+
+def lr_fields(max_lr, lr_mode, div_factor):
+    """(div factor slider, min LR box) for the LRMIN mode: the control that sets LRMIN is editable, the other is
+    greyed out; in div-factor mode the min LR box shows the LRMIN that results, so it never shows a stale value."""
+    if lr_mode == "min LR":
+        return gr.Slider(interactive=False), gr.Number(interactive=True)
+    try:
+        lo = round_lr(float(max_lr) / float(div_factor))
+    except (TypeError, ValueError, ZeroDivisionError):
+        return gr.Slider(interactive=True), gr.Number(interactive=False)
+    return gr.Slider(interactive=True), gr.Number(value=lo, interactive=False)
 
 
 def optimizer_default_lr(optimizer):
@@ -62,30 +94,45 @@ def optimizer_default_lr(optimizer):
 
 
 def build(defaults: dict) -> dict:
-    """`defaults`: epochs, peak_epoch, batch_size (the preset the app opens with)."""
+    """`defaults`: the preset the app opens with (train.preset_values), so the page shows what Start would train."""
     gr.Markdown("One Cycle (Smith & Topin): the LR climbs from LRMIN to LRMAX by the end of the peak epoch, then "
                 "comes back down to LRMIN by the last step, while momentum (SGD) or β1 (Adam) moves the other way. "
                 "The preview steps the real scheduler (`lab.schedule`), so it is the curve training will use.")
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            optimizer = gr.Radio(list(OPTIMIZERS), value=OPTIMIZERS[0], label="optimizer")
-            max_lr = gr.Number(value=default_max_lr("adam"), label="max LR (LRMAX)", minimum=0, elem_id="oc-max-lr")
-            lr_mode = gr.Radio(list(LR_MODES), value="div factor", label="LRMIN from")
-            div_factor = gr.Slider(2, 1000, value=DEFAULT_DIV_FACTOR, step=1, label="div factor (LRMIN = LRMAX / div)")
-            min_lr = gr.Number(value=default_max_lr("adam") / DEFAULT_DIV_FACTOR, label="min LR (LRMIN)", minimum=0,
-                               elem_id="oc-min-lr")
+            opt = defaults.get("optimizer", OPTIMIZERS[0])
+            optimizer = gr.Radio(list(OPTIMIZERS), value=opt, label="optimizer")
+            # LR boxes step by a small amount (the arrow keys and the spinner), not by Gradio's default of 1
+            max_lr = gr.Number(value=defaults.get("max_lr", default_max_lr(opt)), label="max LR (LRMAX)", minimum=0,
+                               step=0.001, elem_id="oc-max-lr")
+            mode = defaults.get("lr_mode", LR_MODES[0])
+            lr_mode = gr.Radio(list(LR_MODES), value=mode, label="LRMIN from", elem_id="oc-lr-mode")
+            div_factor = gr.Slider(*DIV_FACTOR_RANGE, value=defaults.get("div_factor", DEFAULT_DIV_FACTOR), step=1,
+                                   label="div factor (LRMIN = LRMAX / div)", elem_id="oc-div")
+            min_lr = gr.Number(value=round_lr(defaults.get("min_lr") or default_max_lr(opt) / DEFAULT_DIV_FACTOR),
+                               label="min LR (LRMIN; set it with “LRMIN from: min LR”)", minimum=0, step=0.0001,
+                               interactive=mode == "min LR", elem_id="oc-min-lr")
             epochs = gr.Slider(1, 100, value=defaults.get("epochs", SPEC_EPOCHS), step=1, label="epochs",
                                elem_id="oc-epochs")
-            peak_epoch = gr.Slider(0.5, max(0.5, defaults.get("epochs", SPEC_EPOCHS) - 0.5),
-                                   value=defaults.get("peak_epoch", SPEC_PEAK_EPOCH), step=0.5,
-                                   label="peak epoch (LR is highest at the end of it)")
+            top, peak = peak_range(defaults.get("epochs", SPEC_EPOCHS), defaults.get("peak_epoch", SPEC_PEAK_EPOCH))
+            peak_epoch = gr.Slider(PEAK_STEP, top, value=peak, step=PEAK_STEP,
+                                   label="peak epoch (LR is highest at the end of it)", elem_id="oc-peak")
             batch_size = gr.Slider(16, 2048, value=defaults.get("batch_size", SPEC_BATCH_SIZE), step=16,
                                    label="batch size", elem_id="oc-batch")
-            anneal = gr.Radio(list(ANNEALS), value=ANNEALS[0], label="anneal")
-            cycle_momentum = gr.Checkbox(value=True, label="cycle momentum / β1")
+            anneal = gr.Radio(list(ANNEALS), value=defaults.get("anneal", ANNEALS[0]), label="anneal")
+            cycle_momentum = gr.Checkbox(value=defaults.get("cycle_momentum", True), label="cycle momentum / β1")
             with gr.Row():
-                base_momentum = gr.Slider(0.5, 0.99, value=BASE_MOMENTUM, step=0.01, label="base momentum / β1")
-                max_momentum = gr.Slider(0.5, 0.99, value=MAX_MOMENTUM, step=0.01, label="max momentum / β1")
+                base_momentum = gr.Slider(0.5, 0.99, value=defaults.get("base_momentum", BASE_MOMENTUM), step=0.01,
+                                          label="base momentum / β1")
+                max_momentum = gr.Slider(0.5, 0.99, value=defaults.get("max_momentum", MAX_MOMENTUM), step=0.01,
+                                         label="max momentum / β1")
+            with gr.Accordion("Loss and weight decay", open=False):
+                weight_decay = gr.Number(value=defaults.get("weight_decay"), minimum=0, elem_id="oc-weight-decay",
+                                         label="weight decay (empty: the optimizer's, Adam 0, SGD 5e-4)")
+                label_smoothing = gr.Slider(0, 0.5, value=defaults.get("label_smoothing", 0.0), step=0.05,
+                                            label="label smoothing", elem_id="oc-label-smoothing")
+                logit_scale = gr.Number(value=defaults.get("logit_scale", 1.0), minimum=0, elem_id="oc-logit-scale",
+                                        label="logit scale (the loss sees logits × this; 1 = plain cross-entropy)")
         with gr.Column(scale=3):
             summary = gr.Markdown(elem_id="oc-summary")
             figure = gr.Plot(label="One Cycle preview", elem_id="one-cycle-plot")
@@ -98,13 +145,19 @@ def build(defaults: dict) -> dict:
     controls = [max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, batch_size, optimizer, anneal,
                 cycle_momentum, base_momentum, max_momentum]
     zz_controls = [max_lr, lr_mode, div_factor, min_lr, step_size, cycles]
-    for c in zz_controls:
-        c.change(zigzag, zz_controls, [zz_figure, zz_text], api_visibility="private", trigger_mode="always_last",
-                 show_progress="hidden")
-    epochs.input(clamp_peak, [epochs, peak_epoch], peak_epoch, api_visibility="private")
+    # one listener per output (gr.on), so that answers cannot arrive out of order (see app.py)
+    gr.on([c.change for c in zz_controls], zigzag, zz_controls, [zz_figure, zz_text], api_visibility="private",
+          trigger_mode="always_last", show_progress="hidden")
+    # .change, not .input, so a preset's epochs are followed too; always_last so the final value of a fast drag
+    # is the one the peak follows (the default "once" drops changes that arrive while one is being handled)
+    epochs.change(peak_slider, [epochs, peak_epoch], peak_epoch, api_visibility="private",
+                  trigger_mode="always_last", show_progress="hidden")
+    gr.on([c.change for c in (max_lr, lr_mode, div_factor)], lr_fields, [max_lr, lr_mode, div_factor],
+          [div_factor, min_lr], api_visibility="private", trigger_mode="always_last", show_progress="hidden")
     optimizer.input(optimizer_default_lr, optimizer, max_lr, api_visibility="private")
     return {"controls": controls, "zz_controls": zz_controls, "figure": figure, "summary": summary,
             "zz_figure": zz_figure, "zz_text": zz_text, "max_lr": max_lr, "lr_mode": lr_mode,
             "div_factor": div_factor, "min_lr": min_lr, "epochs": epochs, "peak_epoch": peak_epoch,
             "batch_size": batch_size, "optimizer": optimizer, "anneal": anneal, "cycle_momentum": cycle_momentum,
-            "base_momentum": base_momentum, "max_momentum": max_momentum}
+            "base_momentum": base_momentum, "max_momentum": max_momentum, "weight_decay": weight_decay,
+            "label_smoothing": label_smoothing, "logit_scale": logit_scale}

@@ -8,6 +8,10 @@ TrainConfig and draws what the job manager has buffered.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +23,22 @@ from lab import runs as runs_mod
 from lab.config import CPU_PRESET, DEVICES, GPU_PRESET, LOADERS, PRESETS, TRAIN_IMAGES, ConfigError, TrainConfig
 from lab.data import DataError
 from lab.engine import DeviceError
+from lab.estimate import LONG_JOB_S
 from lab.model import describe as describe_model
-from lab.ui.common import AppContext, error_md, fmt_seconds, has_cuda, heading, run_label, train_config
+from lab.ui.common import (CONTROL_NAMES, DIV_FACTOR_RANGE, LR_MODES, AppContext, error_md, fmt_seconds, has_cuda, heading, run_label,
+                           train_config)
 from lab.ui.jobs import Busy
 
 EPOCH_COLUMNS = ["epoch", "LR", "train loss", "train acc %", "test loss", "test acc %", "seconds", "images/s"]
-RUN_COLUMNS = ["run", "status", "epochs", "test acc %", "width", "optimizer", "max LR", "batch", "images", "seconds"]
-PRESET_CONTROLS = ("width", "subset", "test_subset", "epochs", "peak_epoch", "batch_size")  # what a preset sets
+RUN_COLUMNS = ["run", "title", "status", "epochs", "test acc %", "width", "optimizer", "max LR", "batch", "images",
+               "seconds"]
+# what a preset sets: every training control but the seed and the device, which stay as the user has them
+PRESET_CONTROLS = tuple(n for n in CONTROL_NAMES if n not in ("seed", "device"))
+# The start of the message that holds back a long CPU job until "Start anyway" (the app shows that button for it).
+LONG_JOB = "⚠ **Long job:**"
+BUNDLED_COLOUR = "#444444"  # the bundled checkpoint's recorded curve; runs take plots.RUN_COLOURS
+DOWNLOADS = Path(tempfile.gettempdir()) / "lab-downloads"  # copies of checkpoints being downloaded
+DOWNLOAD_KEEP_S = 3600  # … deleted after an hour (Gradio keeps its own copy in its cache while the page needs it)
 
 
 def default_preset() -> str:
@@ -33,26 +46,83 @@ def default_preset() -> str:
 
 
 def preset_values(name: str) -> dict[str, Any]:
-    """The controls a preset sets, as the app shows them (0 = all images)."""
-    knobs = PRESETS[name].config().flat()
-    return {k: (knobs[k] or 0) if k in ("subset", "test_subset") else knobs[k] for k in PRESET_CONTROLS}
+    """The controls a preset sets, as the app shows them: 0 = all images; LRMIN from the div factor unless the
+    preset names a min LR (the min-LR box then shows what the div factor gives)."""
+    cfg = PRESETS[name].config()
+    knobs = cfg.flat()
+    out = {k: knobs[k] for k in PRESET_CONTROLS if k in knobs}
+    by_min = knobs["min_lr"] is not None or not DIV_FACTOR_RANGE[0] <= knobs["div_factor"] <= DIV_FACTOR_RANGE[1]
+    out.update(subset=knobs["subset"] or 0, test_subset=knobs["test_subset"] or 0, min_lr=cfg.schedule.lr_min,
+               lr_mode=LR_MODES[1] if by_min else LR_MODES[0])
+    if by_min:  # the div-factor slider keeps a value it can show; LRMIN comes from the min-LR box
+        out["div_factor"] = min(max(knobs["div_factor"], DIV_FACTOR_RANGE[0]), DIV_FACTOR_RANGE[1])
+    return out
 
 
-def start(ctx: AppContext, **controls) -> str:
-    """Start a run as the server's background job; returns a one-line Markdown message (busy, bad input or
-    started) and never waits for the run."""
+def _started(job, cfg: TrainConfig, estimate=None) -> str:
+    s = cfg.schedule
+    expected = f" Expected to take {estimate.duration}." if estimate is not None else ""
+    return (f"Run started at {job.started_at} in `{job.run_dir}`: {s.epochs} epoch{'s' * (s.epochs != 1)}, "
+            f"batch {cfg.batch_size}, "
+            f"width {cfg.width:g}, {cfg.subset or TRAIN_IMAGES:,} training images, {cfg.optimizer.name} "
+            f"LR {s.lr_min:.3g} → {s.max_lr:.3g} → {s.lr_min:.3g}.{expected}")
+
+
+def start(ctx: AppContext, confirm: bool = False, **controls) -> str:
+    """Start a run as the server's background job; returns a one-line Markdown message (busy, bad input, started,
+    or — for a CPU run expected to take over LONG_JOB_S, unless `confirm` — what it would cost and how to start it
+    anyway) and never waits for the run. The estimate comes from a step time measured on this server."""
     try:
         cfg = train_config(**controls)
+        busy = ctx.manager.busy_message()
+        if busy:
+            raise Busy(busy)
+        ctx.manager.data()  # no data: say so before timing anything
+        estimate = ctx.estimate_run(cfg)
+        if estimate is not None and estimate.long and not confirm:
+            return (f"{LONG_JOB} this run would take {estimate}. Press **Start anyway** to run it, or pick a smaller "
+                    f"preset (Tiny, Quick) or fewer images or epochs. (API: pass `confirm=True`.)")
         job = ctx.manager.start_training(cfg)
     except Busy as e:
         return error_md(str(e))
     except (ConfigError, DataError, DeviceError, TypeError, ValueError) as e:
         return error_md(str(e))
-    s = cfg.schedule
-    return (f"Run started at {job.started_at} in `{job.run_dir}`: {s.epochs} epoch{'s' * (s.epochs != 1)}, "
-            f"batch {cfg.batch_size}, "
-            f"width {cfg.width:g}, {cfg.subset or TRAIN_IMAGES:,} training images, {cfg.optimizer.name} "
-            f"LR {s.lr_min:.3g} → {s.max_lr:.3g} → {s.lr_min:.3g}.")
+    return _started(job, cfg, estimate)
+
+
+def start_streamed(ctx: AppContext, **controls) -> Iterator[str]:
+    """On a ZeroGPU Space: the run is one GPU call (lab.ui.zerogpu) that lasts as long as this generator, which
+    yields the message line as the run reports; the curves and epoch rows reach the page through the job
+    manager's record, as a thread's run does. Refused before it starts (the limit named) when it cannot fit."""
+    try:
+        cfg = train_config(**controls)
+        seconds = ctx.zerogpu.check("train", cfg)
+        jobs = ctx.zerogpu.start("train", cfg)
+    except (Busy, ConfigError, DataError, DeviceError, TypeError, ValueError) as e:  # TooLong is a ValueError
+        yield error_md(str(e))
+        return
+    head = None
+    for job in jobs:
+        head = head or (_started(job, cfg) + f" On ZeroGPU: one GPU call of up to {ctx.zerogpu.duration_s(seconds)} s.")
+        yield f"{head}  \n{heading(job.status)} — {job.message or job.progress()}"
+
+
+def estimate_line(ctx: AppContext, **controls) -> str:
+    """What Start would cost, shown before it is pressed: '' for controls Start would refuse (Start says why)."""
+    try:
+        cfg = train_config(**controls)
+        estimate = ctx.estimate_run(cfg)
+    except (ConfigError, DeviceError, TypeError, ValueError):
+        return ""
+    if estimate is None:
+        return "Expected time: measured once this server is free (a job is running)."
+    warn = (f"  \nOver {LONG_JOB_S // 60} min on a CPU: Start will ask you to confirm." if estimate.long else "")
+    return f"Expected time: **{estimate.duration}** <small>{str(estimate)[len(estimate.duration):]}</small>{warn}"
+
+
+def long_job_button(message: str):
+    """Show "Start anyway" exactly when the last Start was held back as a long job."""
+    return gr.Button(visible=str(message or "").startswith(LONG_JOB))
 
 
 def stop(ctx: AppContext) -> str:
@@ -66,10 +136,12 @@ def epoch_table(epochs: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=EPOCH_COLUMNS)
 
 
-def describe(status: dict | None) -> str:
-    """One Markdown paragraph: what the latest run is doing, its speed and ETA, or how it ended."""
+def describe(status: dict | None, now: float | None = None) -> str:
+    """One Markdown paragraph: what the latest run is doing, its speed and ETA, or how it ended. Elapsed time and
+    the ETA count on from the last step (its arrival time "t"), so they move between steps too."""
     if status is None:
         return "No run yet on this server. Pick a preset, then press **Start**."
+    now = time.time() if now is None else now
     head = heading(status["status"])
     parts = [f"{head} — run `{Path(status['run_dir']).name if status['run_dir'] else '?'}` "
              f"started at {status['started_at']}", status["progress"]]
@@ -77,7 +149,8 @@ def describe(status: dict | None) -> str:
         s = status["steps"][-1]
         parts += [f"loss {s['loss']:.3f}", f"LR {s['lr']:.2e}", f"**{s['images_per_s']:,.0f} images/s**"]
         if status["status"] == "running":
-            parts.append(f"ETA {fmt_seconds(s['eta'])}")
+            eta = s["eta"] - max(0.0, now - s.get("t", now))
+            parts.append(f"ETA {fmt_seconds(max(eta, 0.0))}")
     parts.append(f"elapsed {fmt_seconds(status['elapsed'])}")
     if status["epochs"]:
         parts.append(f"test acc {100 * status['epochs'][-1]['test_acc']:.2f}%")
@@ -93,7 +166,7 @@ def runs_table(ctx: AppContext) -> pd.DataFrame:
         s = run.summary()
         if s.status == "unreadable":
             continue
-        rows.append([s.name, s.status, f"{s.epochs_done}/{s.epochs}",
+        rows.append([s.name, s.title or "", s.status, f"{s.epochs_done}/{s.epochs}",
                      round(100 * s.test_acc, 2) if s.test_acc is not None else None, s.width, s.optimizer, s.max_lr,
                      s.batch_size, s.train_images, round(s.seconds, 1) if s.seconds is not None else None])
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
@@ -109,53 +182,148 @@ def run_choices(ctx: AppContext) -> list[tuple[str, str]]:
     return out
 
 
-def overlay(ctx: AppContext, names: list[str] | None):
-    """The overlay figure of the chosen runs' per-epoch curves (the bundled checkpoint's recorded history too)."""
-    curves = {}
+def colours(ctx: AppContext) -> dict[str, str]:
+    """Every run's colour, from its place among all runs by name (the names are creation times), so that adding
+    runs to the overlay or renaming one never recolours another."""
+    out = plots.run_colours(sorted(r.name for r in runs_mod.list_runs(ctx.runs_root)))
+    out[BUNDLED] = BUNDLED_COLOUR
+    return out
+
+
+def overlay(ctx: AppContext, names: list[str] | None, log_loss: bool = False, x: str = "epoch"):
+    """The overlay figure of the chosen runs' per-epoch curves (the bundled checkpoint's recorded history too).
+    Names are looked up among the listed runs, never joined into a path."""
+    listed = {r.name: r for r in runs_mod.list_runs(ctx.runs_root)}
+    curves, labels = {}, {}
     for name in names or []:
         if name == BUNDLED:
             history = ctx.pretrained_metrics().get("train_history")
             if history:
                 curves[name] = history
             continue
-        run = runs_mod.Run(ctx.runs_root / name)
-        if run.path.is_dir():
-            curves[name] = run.metrics()
-    return plots.runs_overlay_figure(curves, title="Runs compared" if curves else None)
+        run = listed.get(name)
+        if run is not None:
+            try:
+                curves[name] = run.metrics()
+            except (OSError, ValueError):
+                continue  # a damaged metrics file: the run is left out of the plot, the table still lists it
+            title = run.summary().title
+            labels[name] = f"{title} ({name})" if title else name
+    return plots.runs_overlay_figure(curves, title="Runs compared" if curves else None, colours=colours(ctx),
+                                     labels=labels, log_loss=bool(log_loss), x=x if x in plots.X_AXES else "epoch")
 
 
-def refresh_runs(ctx: AppContext, selected: list[str] | None, newest: bool = False):
-    """(run table, run picker, overlay) re-read from disk. The picker keeps its selection (the two newest runs
-    when empty); with `newest`, the newest run is added to it (a run just ended: show it)."""
+def refresh_runs(ctx: AppContext, selected: list[str] | None, newest: bool = False, log_loss: bool = False,
+                 x: str = "epoch"):
+    """(run table, run picker, overlay, the rename/delete run list) re-read from disk. The picker keeps its
+    selection (the two newest runs when empty); with `newest`, the newest run is added to it (a run just ended:
+    show it). The rename/delete list keeps whatever is chosen in it."""
     choices = run_choices(ctx)
     names = [c[1] for c in choices]
     keep = [s for s in (selected or []) if s in names]
     if newest and names and names[0] not in keep:
         keep = [names[0], *keep]
     keep = keep or names[:2]
-    return runs_table(ctx), gr.Dropdown(choices=choices, value=keep, multiselect=True), overlay(ctx, keep)
+    return (runs_table(ctx), gr.Dropdown(choices=choices, value=keep, multiselect=True),
+            overlay(ctx, keep, log_loss, x), gr.Dropdown(choices=manageable_runs(ctx)))
 
 
-def refresh(ctx: AppContext, seen, selected: list[str] | None = None):
-    """Timer tick → (seen, status line, figure, epoch table, run table, run picker, overlay), skipping what has
+def live_figure(status: dict | None, log_loss: bool = False, smoothing: float = 0.0, x: str = "epoch"):
+    """The latest run's curves as the view controls ask (bad values from a raw API call fall back to the
+    defaults rather than failing the poll)."""
+    smoothing = float(smoothing or 0.0)
+    view = dict(log_loss=bool(log_loss), smoothing=smoothing if 0 <= smoothing < 1 else 0.0,
+                x=x if x in plots.X_AXES else "epoch")
+    if status is None:
+        return plots.training_figure([], [], **view)
+    return plots.training_figure(status["steps"], status["epochs"], **view)
+
+
+def refresh(ctx: AppContext, seen, selected: list[str] | None = None, log_loss: bool = False,
+            smoothing: float = 0.0, x: str = "epoch"):
+    """Timer tick → (seen, status line, figure, epoch table, run table, run picker, overlay, rename/delete run
+    list), skipping what has
     not changed. `seen` is (the manager's fingerprint of the training job, id of the last finished run the run list
-    was refreshed for); the run list and overlay are redrawn on the first tick and whenever a run ends."""
+    was refreshed for); the run list and overlay are redrawn on the first tick and whenever a run ends. While a run
+    trains, the status line is redrawn on every tick (elapsed time and ETA move between steps)."""
     version = ctx.manager.fingerprint("train")
     last_seen, finished_seen = seen if isinstance(seen, (list, tuple)) else (None, None)
-    if last_seen is not None and tuple(last_seen) == version:
-        return (gr.skip(),) * 7
     status = ctx.manager.status("train")
+    if last_seen is not None and tuple(last_seen) == version:
+        if status is not None and status["status"] == "running":
+            return (gr.skip(), describe(status), *(gr.skip(),) * 6)
+        return (gr.skip(),) * 8
     busy = ctx.manager.busy_message()
     line = describe(status)
     if busy and (status is None or status["status"] != "running"):
         line = error_md(busy) + "  \n" + line  # a range test holds the server
-    fig = plots.training_figure(status["steps"], status["epochs"]) if status else plots.training_figure([], [])
+    fig = live_figure(status, log_loss, smoothing, x)
     table = epoch_table(status["epochs"]) if status else epoch_table([])
     finished = status["id"] if status and status["status"] != "running" else None
-    runs_out: tuple = (gr.skip(),) * 3
+    runs_out: tuple = (gr.skip(),) * 4
     if finished != finished_seen or last_seen is None:
-        runs_out = refresh_runs(ctx, selected if last_seen is not None else None, newest=finished != finished_seen)
+        runs_out = refresh_runs(ctx, selected if last_seen is not None else None, newest=finished != finished_seen,
+                                log_loss=log_loss, x=x)
     return ((version, finished), line, fig, table, *runs_out)
+
+
+# ---------------------------------------------------------------------------------- rename, delete, download
+
+
+def manageable_runs(ctx: AppContext) -> list[tuple[str, str]]:
+    """(label, name) of every run folder a person may rename, delete or download from (the bundled checkpoint
+    is not one)."""
+    return [(run_label(r.summary()), r.name) for r in runs_mod.list_runs(ctx.runs_root)]
+
+
+def rename(ctx: AppContext, name: str | None, title: str | None) -> str:
+    """Give a run a display title ('' clears it); its folder keeps its name. A Markdown message either way."""
+    if not name:
+        return error_md("pick a run to rename first")
+    try:
+        title = runs_mod.set_title(ctx.runs_root, name, title or "", ctx.manager.active_run_dirs())
+    except runs_mod.RunError as e:
+        return error_md(str(e))
+    return f"Run `{name}` is now titled **{title}**." if title else f"Run `{name}` has no title any more."
+
+
+def delete(ctx: AppContext, name: str | None, armed: str | None) -> tuple[str, str | None]:
+    """Delete a run on the second press for the same run: (message, run the next press would delete)."""
+    if not name:
+        return error_md("pick a run to delete first"), None
+    try:
+        run = runs_mod.find_run(ctx.runs_root, name)
+        if armed != name:
+            s = run.summary()
+            return (f"⚠ Delete run `{name}` ({run_label(s)}) with its checkpoint and metrics, for good? Press "
+                    "**Delete** again to confirm.", name)
+        runs_mod.delete_run(ctx.runs_root, name, ctx.manager.active_run_dirs())
+    except runs_mod.RunError as e:
+        return error_md(str(e)), None
+    return f"Deleted run `{name}`.", None
+
+
+def download_file(ctx: AppContext, name: str | None):
+    """A DownloadButton for the chosen run's model.pt, copied to a temporary file named after the run (so the
+    download says which run it is); disabled when there is none."""
+    none = gr.DownloadButton(value=None, interactive=False, label="⬇ checkpoint")
+    if not name:
+        return none
+    try:
+        run = runs_mod.find_run(ctx.runs_root, name)
+    except runs_mod.RunError:
+        return none
+    if not run.checkpoint.is_file():
+        return gr.DownloadButton(value=None, interactive=False, label="⬇ no checkpoint yet")
+    DOWNLOADS.mkdir(parents=True, exist_ok=True)
+    for old in DOWNLOADS.glob("*.pt"):  # bound the disk the copies take
+        if time.time() - old.stat().st_mtime > DOWNLOAD_KEEP_S:
+            old.unlink(missing_ok=True)
+    target = DOWNLOADS / f"{run.name}-model.pt"
+    tmp = target.with_suffix(".part")
+    shutil.copyfile(run.checkpoint, tmp)  # model.pt is replaced atomically per epoch: the copy is one whole file
+    tmp.replace(target)
+    return gr.DownloadButton(value=str(target), interactive=True, label=f"⬇ {target.name}")
 
 
 def model_summary(width) -> str:
@@ -174,9 +342,10 @@ def build(ctx: AppContext, preset: str) -> dict:
     if ctx.data_message():
         gr.Markdown(ctx.data_message())
     with gr.Row():
-        with gr.Column(scale=1, min_width=260):
-            preset_dd = gr.Dropdown([(p.label, name) for name, p in PRESETS.items()], value=preset, label="preset",
-                                    elem_id="train-preset")
+        with gr.Column(scale=1, min_width=300):
+            # a radio, not a dropdown: the labels say what each preset costs, and a dropdown cut them at its arrow
+            preset_dd = gr.Radio([(p.label, name) for name, p in PRESETS.items()], value=preset, label="preset",
+                                 elem_id="train-preset")
             width = gr.Slider(0.125, 2, value=values["width"], step=0.125, label="width (1 = the spec network)",
                               elem_id="train-width")
             subset = gr.Number(value=values["subset"], precision=0, minimum=0,
@@ -185,13 +354,23 @@ def build(ctx: AppContext, preset: str) -> dict:
                                     label="test images (0 = all 10,000)", elem_id="train-test-subset")
             seed = gr.Number(value=0, precision=0, label="seed")
             device = gr.Radio(list(DEVICES), value="auto", label="device")
-            loader = gr.Radio(list(LOADERS), value="auto", label="loader (auto: fast on CUDA, reference on CPU)")
+            loader = gr.Radio(list(LOADERS), value=values["loader"], label="loader (auto: fast on CUDA, reference on CPU)")
             with gr.Row():
                 start_btn = gr.Button("▶ Start", variant="primary", elem_id="train-start")
                 stop_btn = gr.Button("■ Stop", variant="stop", elem_id="train-stop")
+            anyway_btn = gr.Button("▶ Start anyway", variant="stop", visible=False, elem_id="train-start-anyway")
+            # the train_start API's last parameter; the page always sends False, "Start anyway" sends True
+            confirm = gr.Checkbox(value=False, visible=False, label="confirm")
+            estimate = gr.Markdown(elem_id="train-estimate")
             message = gr.Markdown(elem_id="train-message")
         with gr.Column(scale=3):
             line = gr.Markdown(elem_id="train-status")
+            with gr.Row(elem_id="curve-view"):
+                log_loss = gr.Checkbox(value=False, label="log loss axis", elem_id="view-log", min_width=120)
+                smoothing = gr.Slider(0, 0.99, value=0.6, step=0.01, label="smoothing (per-step loss)",
+                                      elem_id="view-smoothing", min_width=200)
+                x_axis = gr.Radio(list(plots.X_AXES), value="epoch", label="x axis", elem_id="view-x",
+                                  min_width=160)
             figure = gr.Plot(label="training curves", elem_id="train-plot")
             table = gr.Dataframe(headers=EPOCH_COLUMNS, label="epochs", interactive=False, wrap=True,
                                  elem_id="train-epochs")
@@ -203,20 +382,65 @@ def build(ctx: AppContext, preset: str) -> dict:
         summary_md = gr.Markdown()
     gr.Markdown("### Runs on this server")
     with gr.Row():
-        picker = gr.Dropdown(choices=run_choices(ctx), multiselect=True, label="overlay these runs", scale=4)
+        picker = gr.Dropdown(choices=run_choices(ctx), multiselect=True, label="overlay these runs", scale=4,
+                             elem_id="runs-picker")
         runs_refresh = gr.Button("↻ refresh", scale=1)
     overlay_plot = gr.Plot(plots.runs_overlay_figure({}), label="runs compared", elem_id="runs-overlay-plot")
-    runs_df = gr.Dataframe(headers=RUN_COLUMNS, label="runs (newest first)", interactive=False, wrap=True)
+    runs_df = gr.Dataframe(headers=RUN_COLUMNS, label="runs (newest first)", interactive=False, wrap=True,
+                           elem_id="runs-table")
+    with gr.Accordion("Rename, delete or download a run", open=False, elem_id="runs-manage"):
+        with gr.Row():
+            target = gr.Dropdown(choices=manageable_runs(ctx), value=None, label="run", scale=3,
+                                 elem_id="runs-target")
+            new_title = gr.Textbox(label=f"title (up to {runs_mod.TITLE_MAX} characters; empty: none)", scale=3,
+                                   max_length=runs_mod.TITLE_MAX, elem_id="runs-title")
+        with gr.Row():
+            rename_btn = gr.Button("Rename", elem_id="runs-rename")
+            delete_btn = gr.Button("Delete…", variant="stop", elem_id="runs-delete")
+            download_btn = gr.DownloadButton("⬇ checkpoint", value=None, interactive=False, elem_id="runs-download")
+        manage_msg = gr.Markdown(elem_id="runs-manage-message")
+    armed = gr.State(None)  # the run the next Delete press deletes (the first press only asks)
 
     seen = gr.State(None)
     timer = gr.Timer(1.0)
-    timer.tick(lambda s, sel: refresh(ctx, s, sel), [seen, picker], [seen, line, figure, table, runs_df, picker,
-                                                                     overlay_plot],
+    view = [log_loss, smoothing, x_axis]
+    timer.tick(lambda s, sel, lg, sm, x: refresh(ctx, s, sel, lg, sm, x), [seen, picker, *view],
+               [seen, line, figure, table, runs_df, picker, overlay_plot, target],
                api_visibility="private", concurrency_limit=None, show_progress="hidden", queue=False)
-    picker.change(lambda names: overlay(ctx, names), picker, overlay_plot, api_visibility="private",
-                  show_progress="hidden")
-    runs_refresh.click(lambda sel: refresh_runs(ctx, sel), picker, [runs_df, picker, overlay_plot],
-                       api_visibility="private")
+    picker.change(lambda names, lg, x: overlay(ctx, names, lg, x), [picker, log_loss, x_axis], overlay_plot,
+                  api_visibility="private", show_progress="hidden")
+    # a view change redraws both plots from what is already there (no training state changes); one listener each
+    # (gr.on), so that answers cannot arrive out of order
+    gr.on([c.change for c in view], lambda lg, sm, x: live_figure(ctx.manager.status("train"), lg, sm, x), view,
+          figure, api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+    gr.on([log_loss.change, x_axis.change], lambda names, lg, x: overlay(ctx, names, lg, x),
+          [picker, log_loss, x_axis], overlay_plot, api_visibility="private", show_progress="hidden",
+          trigger_mode="always_last")
+    runs_refresh.click(lambda sel, lg, x: refresh_runs(ctx, sel, log_loss=lg, x=x), [picker, log_loss, x_axis],
+                       [runs_df, picker, overlay_plot, target], api_visibility="private")
+
+    def after_change(message, sel, lg, x, current):
+        names = [n for _, n in manageable_runs(ctx)]
+        *listing, _ = refresh_runs(ctx, sel, log_loss=lg, x=x)
+        return (message, *listing,
+                gr.Dropdown(choices=manageable_runs(ctx), value=current if current in names else None))
+
+    def do_rename(name, title, sel, lg, x):
+        return after_change(rename(ctx, name, title), sel, lg, x, name)
+
+    def do_delete(name, arm, sel, lg, x):
+        message, arm = delete(ctx, name, arm)
+        label = "Delete — press again to confirm" if arm else "Delete…"
+        return (*after_change(message, sel, lg, x, name), arm, gr.Button(value=label))
+
+    listing = [runs_df, picker, overlay_plot, target]
+    rename_btn.click(do_rename, [target, new_title, picker, log_loss, x_axis], [manage_msg, *listing],
+                     api_visibility="private")
+    delete_btn.click(do_delete, [target, armed, picker, log_loss, x_axis], [manage_msg, *listing, armed, delete_btn],
+                     api_visibility="private")
+    # choosing another run disarms Delete and offers that run's checkpoint for download
+    target.change(lambda name: (None, gr.Button(value="Delete…"), download_file(ctx, name)), target,
+                  [armed, delete_btn, download_btn], api_visibility="private", show_progress="hidden")
     summary_btn.click(model_summary, width, summary_md, api_visibility="private")
 
     def train_stop() -> str:
@@ -231,5 +455,8 @@ def build(ctx: AppContext, preset: str) -> dict:
     raw_btn.click(train_status, None, raw, api_name="train_status", concurrency_limit=None)
     return {"preset": preset_dd, "width": width, "subset": subset, "test_subset": test_subset, "seed": seed,
             "device": device, "loader": loader, "start": start_btn, "stop": stop_btn, "message": message,
+            "anyway": anyway_btn, "confirm": confirm, "estimate": estimate,
             "line": line, "figure": figure, "table": table, "raw": raw, "picker": picker, "overlay": overlay_plot,
-            "runs_df": runs_df, "runs_refresh": runs_refresh, "timer": timer}
+            "runs_df": runs_df, "runs_refresh": runs_refresh, "timer": timer, "target": target,
+            "title": new_title, "rename": rename_btn, "delete": delete_btn, "download": download_btn,
+            "manage_message": manage_msg}

@@ -1,0 +1,174 @@
+"""How long a run or a range test will take, from a step time measured on this machine, before it starts.
+
+A 24-epoch spec run is a quarter of a minute on an H100 and ten hours on two CPU cores; nothing in a config says
+which machine it will meet, so the estimate times a few real training steps of the same network (width, device,
+bf16 autocast and channels_last on CUDA, an Adam step) on random inputs, and scales:
+
+    run          epochs × (steps per epoch × step time  +  test images × evaluation time per image)
+    range test   iterations × step time
+
+On a CPU a step costs a fixed overhead (one dispatch per layer, whatever the batch: at width 0.125 a 32-image step
+ran at a sixth of the images/s of a 128-image one) plus a time per image, so steps are timed at two small batches
+(PROBE_BATCHES) and the line through them is extended to the run's batch: 160 images of probing, where one
+512-image step at width 1 takes ten seconds on two CPU cores. On CUDA small batches would only time the launch overhead, so the probe uses
+the run's own batch size (capped). Each size is timed PROBE_STEPS times after an untimed warm-up step and the
+median kept, as other work on the machine makes single steps jump. Not timed: data loading and augmentation (the
+reference loader's worker processes run beside the model on the CPU), start-up, and the machine's other work
+changing after the probe; the figure is good to the order of magnitude that decides whether to start.
+The app shows it before Start and `python -m lab train` / `find-lr` print it; on a CPU, both ask before a job
+expected to take over LONG_JOB_S.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lab.config import TrainConfig
+from lab.engine import autocast_for, make_optimizer, prepare_model, resolve_device
+from lab.model import Net
+from lab.schedule import steps_per_epoch
+
+PROBE_BATCHES = (8, 32)  # images per timed step on a CPU: the two points of the overhead + per-image line
+PROBE_BATCH = PROBE_BATCHES[-1]  # the probe's key: a CPU timing serves every batch size
+PROBE_BATCH_CUDA = 1024  # the most a timed step uses on CUDA
+PROBE_STEPS = 3  # timed steps per size (the median is kept), after one untimed warm-up step (allocations,
+# oneDNN's and cuDNN's kernel choice for the new shapes)
+LONG_JOB_S = 10 * 60  # on a CPU, jobs expected to run longer than this ask for a confirmation first
+
+
+def format_duration(seconds: float | None) -> str:
+    """'45 s', '4 min 05 s', '10 h 39 min' — a length of time that cannot be read as a clock time; '–' when
+    unknown (None, NaN, inf)."""
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    h, m = divmod((s + 30) // 60, 60)  # rounded to the minute: seconds mean nothing after hours
+    return f"{h} h {m:02d} min"
+
+
+@dataclass(frozen=True)
+class StepTime:
+    """A training step costs `step_overhead` + `train_per_image` × batch seconds, and evaluation
+    `eval_per_image` per image, as measured (largest probe batch `batch`) on `device`."""
+
+    device: str  # "cpu" | "cuda"
+    width: float
+    batch: int
+    train_per_image: float
+    eval_per_image: float
+    step_overhead: float = 0.0
+
+    def step_seconds(self, batch_size: int) -> float:
+        return self.step_overhead + self.train_per_image * batch_size
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(width: float, batch_size: int, device: str = "auto") -> StepTime:
+    """Time real training steps (forward, backward, Adam) and an evaluation pass of the network at `width` on
+    `device`, on random inputs: at PROBE_BATCHES on a CPU (a line: overhead + per image), at the run's batch
+    (capped) on CUDA. Leaves the global RNG untouched (its own generator draws the inputs)."""
+    dev = resolve_device(device)
+    sizes = PROBE_BATCHES if dev.type == "cpu" else (min(batch_size, PROBE_BATCH_CUDA),)
+    gen = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng(devices=[]):  # Net() draws its initial weights from the global RNG
+        model = prepare_model(Net(width=width), dev)
+    opt = make_optimizer(model, TrainConfig().optimizer, 1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def batch(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randn(n, 3, 32, 32, generator=gen).to(dev)
+        if dev.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, torch.randint(0, 10, (n,), generator=gen).to(dev)
+
+    def timed(fn) -> float:
+        fn()  # warm-up: new shapes
+        _sync(dev)
+        times = []
+        for _ in range(PROBE_STEPS):
+            t0 = time.perf_counter()
+            fn()
+            _sync(dev)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    def train_step(x: torch.Tensor, y: torch.Tensor) -> None:
+        with autocast_for(dev):
+            loss = loss_fn(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    model.train()
+    points = []
+    for n in sizes:
+        x, y = batch(n)
+        points.append((n, timed(lambda: train_step(x, y))))
+    if len(points) == 2:
+        (n0, t0), (n1, t1) = points
+        per_image = max((t1 - t0) / (n1 - n0), t1 / n1 / 4)  # noise can flatten the line: keep a floor
+        overhead = max(t1 - per_image * n1, 0.0)
+    else:
+        (n1, t1), overhead = points[0], 0.0
+        per_image = t1 / n1
+    model.eval()
+    with torch.no_grad(), autocast_for(dev):
+        eval_s = timed(lambda: model(x))
+    return StepTime(dev.type, float(width), n1, per_image, eval_s / n1, overhead)
+
+
+def _step(seconds: float) -> str:
+    return format_duration(seconds) if seconds >= 10 else f"{seconds:.2g} s"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float
+    device: str  # "cpu" | "cuda"
+    what: str  # how it was reckoned, in a few words
+
+    @property
+    def long(self) -> bool:
+        """A CPU job long enough to ask before starting it."""
+        return self.device == "cpu" and self.seconds > LONG_JOB_S
+
+    @property
+    def duration(self) -> str:
+        """'about 18 h 06 min'; below a minute just 'under a minute', since start-up and the data loader's fixed
+        costs (not timed) then weigh as much as the steps (a Tiny run estimated at 3 s took 6 s)."""
+        return "under a minute" if self.seconds < 60 else f"about {format_duration(self.seconds)}"
+
+    def __str__(self) -> str:
+        return f"{self.duration} on {'the CPU' if self.device == 'cpu' else 'CUDA'} ({self.what})"
+
+
+def for_run(cfg: TrainConfig, train_images: int, test_images: int, timing: StepTime) -> Estimate:
+    """The expected length of training `cfg` on `train_images` (evaluating `test_images` after each epoch)."""
+    spe = steps_per_epoch(train_images, cfg.batch_size)
+    step = timing.step_seconds(cfg.batch_size)
+    epoch = spe * step + test_images * timing.eval_per_image
+    total = cfg.schedule.epochs * epoch
+    what = (f"{cfg.schedule.epochs} × {spe} steps of {cfg.batch_size} images at {_step(step)} per step, "
+            f"timed on this machine")
+    return Estimate(total, timing.device, what)
+
+
+def for_range_test(cfg: TrainConfig, iters: int, timing: StepTime) -> Estimate:
+    """The expected length of an LR range test of `iters` iterations (at most; it may stop early)."""
+    step = timing.step_seconds(cfg.batch_size)
+    what = f"up to {iters} steps of {cfg.batch_size} images at {_step(step)} per step, timed on this machine"
+    return Estimate(iters * step, timing.device, what)

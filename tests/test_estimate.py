@@ -1,0 +1,49 @@
+"""lab.estimate: durations people read, a step time measured on this machine, and what it scales to."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lab import estimate
+from lab.config import PRESETS, ScheduleConfig, TrainConfig
+from lab.estimate import LONG_JOB_S, StepTime, for_range_test, for_run, format_duration
+
+
+@pytest.mark.parametrize("seconds,text", [(0, "0 s"), (59.4, "59 s"), (60, "1 min 00 s"), (3599, "59 min 59 s"),
+                                          (3600, "1 h 00 min"), (38336, "10 h 39 min"), (None, "–"),
+                                          (math.nan, "–"), (math.inf, "–")])
+def test_format_duration_reads_as_a_length_of_time(seconds, text):
+    assert format_duration(seconds) == text
+
+
+def test_the_estimate_scales_the_step_time_to_the_run():
+    t = StepTime("cpu", 1.0, 32, train_per_image=0.01, eval_per_image=0.002, step_overhead=0.5)
+    cfg = TrainConfig(batch_size=100, schedule=ScheduleConfig(epochs=3))
+    est = for_run(cfg, 1050, 500, t)  # 11 steps of 100 per epoch, the last one partial
+    assert est.seconds == pytest.approx(3 * (11 * (0.5 + 100 * 0.01) + 500 * 0.002))
+    assert est.device == "cpu" and not est.long and "3 × 11 steps of 100" in str(est)
+    assert est.duration == "under a minute" and str(est).startswith("under a minute on the CPU")
+    assert for_range_test(cfg, 40, t).seconds == pytest.approx(40 * (0.5 + 100 * 0.01))
+    long = for_run(cfg, 50_000, 10_000, t)
+    assert long.long and long.seconds > LONG_JOB_S and long.duration == f"about {format_duration(long.seconds)}"
+    gpu = StepTime("cuda", 1.0, 512, 1e-5, 1e-6)
+    assert not for_run(cfg, 50_000, 10_000, gpu).long  # only a CPU asks before a long job
+
+
+def test_measure_times_real_steps_without_touching_the_global_rng():
+    import torch
+
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    t = estimate.measure(0.125, 512, "cpu")
+    after = torch.rand(1)
+    assert torch.equal(before, after)
+    assert t.device == "cpu" and t.batch == estimate.PROBE_BATCH and t.width == 0.125
+    assert t.train_per_image > 0 and t.eval_per_image > 0 and t.step_overhead >= 0
+    assert math.isfinite(t.step_seconds(512)) and t.step_seconds(512) > t.step_seconds(32)
+    # the Spec preset on this CPU: the estimate the app and the CLI show before it starts
+    spec = PRESETS["spec"].config(device="cpu")
+    assert for_run(spec, 50_000, 10_000, t).seconds > 0
