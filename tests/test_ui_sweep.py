@@ -32,6 +32,12 @@ def test_bad_input_is_refused_before_anything_starts(args, words, ctx):
     assert ctx.manager.status("sweep") is None and not (ctx.runs_root / "sweeps").exists()
 
 
+def test_a_zerogpu_space_refuses_sweeps(ctx):
+    ctx.zerogpu = object()  # any lender: the tab never reaches it
+    message = tab.start(ctx, "tiny", "adam", "x1", 1, 10)
+    assert message == "⚠ " + tab.ZEROGPU_REFUSAL and ctx.manager.status("sweep") is None
+
+
 def test_the_default_lrs_are_factors_around_the_suggestion():
     spec = tab.spec_for("tiny", "adam", tab.DEFAULT_LRS, 3, 200)
     assert spec.grid["max_lr"] == ["x0.25", "x0.5", "x1", "x2", "x4"] and spec.seeds == [0, 1, 2]

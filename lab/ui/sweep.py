@@ -61,8 +61,14 @@ def spec_for(preset: str, optimizer: str, lrs: str, seeds, iters) -> sweep_mod.S
     return spec
 
 
+ZEROGPU_REFUSAL = ("sweeps do not run on a ZeroGPU Space: its GPU is lent one call at a time, and a sweep is "
+                   "many runs under Ray on a machine of its own — run `python -m lab sweep` there")
+
+
 def start(ctx: AppContext, preset: str, optimizer: str, lrs: str, seeds, iters) -> str:
     """Start a sweep as the server's background job; a one-line Markdown message (busy, bad input or started)."""
+    if ctx.zerogpu is not None:
+        return error_md(ZEROGPU_REFUSAL)
     try:
         spec = spec_for(preset, optimizer, lrs, seeds, iters)
         job = ctx.manager.start_sweep(spec)
