@@ -202,6 +202,12 @@ def _check_duration(args, cfg: C.TrainConfig, data, range_iters: int = 0, run: b
         used = data.subset(cfg.subset, cfg.test_subset)
         parts.append(estimate.for_run(cfg, len(used.y_train), len(used.y_test), timing))
     total = estimate.Estimate(sum(p.seconds for p in parts), timing.device, " + ".join(p.what for p in parts))
+    _confirm(args, total)
+
+
+def _confirm(args, total) -> None:
+    """Print the estimate; on a CPU, before a job expected to take over LONG_JOB_S, ask (at a terminal) or stop
+    with how to go on (otherwise) unless --yes."""
     print(f"expected: {total}", flush=True)
     if not total.long or args.yes:
         return
@@ -553,12 +559,14 @@ def _add_sweep_parser(sub) -> None:
     g.add_argument("--name", default=None, help="this sweep's folder name (default: the date and time)")
     g.add_argument("--resume", default=None, metavar="DIR", help="go on with the interrupted sweep in DIR "
                                                                 "(its own settings; other flags are ignored)")
+    _add_yes_flag(p)
     p.set_defaults(func=cmd_sweep)
 
 
 def cmd_sweep(args) -> int:
     import signal
 
+    from lab import data as data_mod
     from lab import sweep
 
     # Ctrl-C must reach the sweep even when this process was started with SIGINT ignored (a background job, the
@@ -571,7 +579,11 @@ def cmd_sweep(args) -> int:
         rt = None if args.no_range_test else {k: v for k, v in _find_settings(args, cfg).items() if k != "div_factor"}
         spec = sweep.SweepSpec(cfg, sweep.parse_grid(args.grid), sweep.parse_seeds(args.seeds), rt,
                                args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent)
-        doc = sweep.run(spec, root=args.root or sweep.SWEEP_ROOT, name=args.name, address=args.address)
+        spec.validate()
+        data = data_mod.load(cfg.data_dir)
+        if not args.address:  # a cluster's machines are not this one: nothing here to time them by
+            _confirm(args, sweep.estimate(spec, data))
+        doc = sweep.run(spec, data, root=args.root or sweep.SWEEP_ROOT, name=args.name, address=args.address)
     print(sweep.format_summary(doc))
     folder = Path(doc["folder"])
     print(f"wrote {folder / sweep.RESULTS_JSON}, {folder / sweep.RESULTS_CSV} and {folder / sweep.FIGURE}")

@@ -386,6 +386,41 @@ def range_test_groups(spec: SweepSpec) -> dict[str, dict[str, Any]]:
     return groups
 
 
+def estimate(spec: SweepSpec, data) -> Any:
+    """How long the sweep should take on this machine (lab.estimate: a step time measured here, per distinct
+    width × batch): every trial's run plus the range tests. On a CPU, trials sharing the cores run no faster
+    than one after the other, so their times add up; on GPUs they are divided among the trials Ray can run at
+    once (`gpus` = what Ray will see here)."""
+    from lab import estimate as est
+
+    timings: dict[tuple, Any] = {}
+
+    def timing(cfg: TrainConfig):
+        key = (cfg.width, cfg.batch_size, cfg.device)
+        if key not in timings:
+            timings[key] = est.measure(cfg.width, cfg.batch_size, cfg.device)
+        return timings[key]
+
+    seconds, device = 0.0, "cpu"
+    for combo in spec.combos():
+        probe = {k: (1.0 if k == "max_lr" and isinstance(v, str) else v) for k, v in combo.items()}
+        cfg = TrainConfig.from_dict(_config_dict(spec.base, probe, spec.grid))
+        used = data.subset(cfg.subset, cfg.test_subset)
+        run = est.for_run(cfg, len(used.y_train), len(used.y_test), timing(cfg))
+        seconds, device = seconds + run.seconds * len(spec.seeds), run.device
+    tests = 0.0
+    if spec.range_test is not None:
+        for g in range_test_groups(spec).values():
+            cfg = TrainConfig.from_dict(g["config"])
+            tests += est.for_range_test(cfg, spec.range_test.get("iters", C.RANGE_TEST_ITERS), timing(cfg)).seconds
+    if device == "cuda":
+        gpus = max(1.0, float(__import__("torch").cuda.device_count()))
+        per_trial = spec.gpus_per_trial if spec.gpus_per_trial else 1.0
+        seconds /= max(1.0, gpus / per_trial)
+    n = len(spec.combos()) * len(spec.seeds)
+    return est.Estimate(seconds + tests, device, f"{n} trials and the range tests, each timed on this machine")
+
+
 # ------------------------------------------------------------------------------------------------- summary
 
 

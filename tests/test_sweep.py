@@ -374,3 +374,32 @@ def test_cli_unreachable_cluster_is_one_line(tmp_path, cifar10_dir):
     assert r.stderr.startswith(f"error: no Ray cluster answers at 127.0.0.1:{port}") and r.stderr.count("\n") == 1
     assert time.time() - t0 < 60
     assert not any(tmp_path.iterdir())  # nothing made
+
+
+# -------------------------------------------------------------------------------------------- estimate
+
+
+def test_the_estimate_adds_every_trial_and_the_range_test(cifar10, monkeypatch):
+    from lab import estimate as est
+
+    step = est.StepTime("cpu", 0.125, 32, train_per_image=1e-3, eval_per_image=1e-4, step_overhead=0.01)
+    monkeypatch.setattr(est, "measure", lambda width, batch, device="auto": step)
+    spec = sw.SweepSpec(tiny_config(), {"max_lr": [0.01, 0.02], "epochs": [1, 2]}, seeds=[0, 1, 2],
+                        range_test={"iters": 50})
+    total = sw.estimate(spec, cifar10)
+    used = cifar10.subset(TINY["subset"], TINY["test_subset"])
+    runs = sum(est.for_run(TrainConfig.from_dict(sw._config_dict(spec.base, c, spec.grid)), len(used.y_train),
+                           len(used.y_test), step).seconds for c in spec.combos())
+    assert total.seconds == pytest.approx(3 * runs + est.for_range_test(spec.base, 50, step).seconds)
+    assert total.device == "cpu" and "12 trials" in total.what
+
+
+def test_cli_asks_before_a_long_sweep_on_the_cpu(monkeypatch, capsys):
+    from lab import estimate as est
+
+    slow = est.StepTime("cpu", 1.0, 32, train_per_image=1.0, eval_per_image=0.1)  # far over LONG_JOB_S
+    monkeypatch.setattr(est, "measure", lambda width, batch, device="auto": slow)
+    assert main(["sweep", "--preset", "tiny", "--grid", "max_lr=0.01,0.02", "--no-range-test"]) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith("expected: about ") and "on the CPU" in out
+    assert err.startswith("error: this would take about ") and "pass --yes" in err and err.count("\n") == 1
