@@ -391,6 +391,8 @@ def estimate(spec: SweepSpec, data) -> Any:
     width × batch): every trial's run plus the range tests. On a CPU, trials sharing the cores run no faster
     than one after the other, so their times add up; on GPUs they are divided among the trials Ray can run at
     once (`gpus` = what Ray will see here)."""
+    import torch
+
     from lab import estimate as est
 
     timings: dict[tuple, Any] = {}
@@ -414,7 +416,7 @@ def estimate(spec: SweepSpec, data) -> Any:
             cfg = TrainConfig.from_dict(g["config"])
             tests += est.for_range_test(cfg, spec.range_test.get("iters", C.RANGE_TEST_ITERS), timing(cfg)).seconds
     if device == "cuda":
-        gpus = max(1.0, float(__import__("torch").cuda.device_count()))
+        gpus = max(1.0, float(torch.cuda.device_count()))
         per_trial = spec.gpus_per_trial if spec.gpus_per_trial else 1.0
         seconds /= max(1.0, gpus / per_trial)
     n = len(spec.combos()) * len(spec.seeds)
