@@ -94,8 +94,9 @@ def analyse(ctx: AppContext, checkpoint, n_test, layer, opacity, target, count):
     """Evaluate button → (summary, confusion figure, per-class figure, gallery)."""
     try:
         ev = evaluate(ctx, checkpoint, n_test)
-    except DataError as e:
-        return (error_md(f"CIFAR-10 is not available, so there is no test set to evaluate on. {e}"),
+    except DataError:  # the tab's notice says what is missing and how to provide it: not twice
+        return (error_md("CIFAR-10 is not available on this server, so there is no test set to evaluate on (see the "
+                         "notice above)."),
                 plots.empty_figure("no test data"), plots.empty_figure("no test data"), [])
     except (ValueError, runs_mod.CheckpointError) as e:
         return error_md(str(e)), plots.empty_figure("no checkpoint"), plots.empty_figure("no checkpoint"), []

@@ -44,7 +44,9 @@ def start(ctx: AppContext, controls: dict, iters, start_lr, end_lr, mode, optimi
         job = ctx.manager.start_range_test(cfg, **kwargs)
     except Busy as e:
         return error_md(str(e))
-    except (ConfigError, DataError, DeviceError, TypeError, ValueError) as e:
+    except DataError:
+        return ctx.data_message()  # in the app's words: the app takes no --data-dir
+    except (ConfigError, DeviceError, TypeError, ValueError) as e:
         return error_md(str(e))
     expected = f" Expected to take {estimate.duration}." if estimate is not None else ""
     return (f"Range test started at {job.started_at}: {kwargs['iters']} iterations, LR {kwargs['start_lr']:.1e} → "
