@@ -304,14 +304,14 @@ def test_range_test_suggests_for_the_run_its_config_describes(curve):
 
 def _result(n=200, **change) -> dict:
     """A finished test on the U-shaped curve, as RangeTest.to_dict() gives it, with `change` applied."""
-    from lab.lr_finder import choose
+    from lab.lr_finder import DEFAULT_RULE, choose
 
     lrs, losses = _u_curve(n)
-    s, notes = suggest(lrs, losses)
+    s, notes = suggest(lrs, losses, run_steps=10 * n)  # a run ten times the test's length, as the app's are
     rule, max_lr = choose(s)
     d = {"lrs": lrs, "losses": losses, "suggestions": s, "max_lr": max_lr, "min_lr": max_lr / 25, "rule": rule,
          "notes": notes, "status": "done",
-         "settings": {"iters": n, "start_lr": lrs[0], "end_lr": lrs[-1], "rule": "loss_min"}}
+         "settings": {"iters": n, "start_lr": lrs[0], "end_lr": lrs[-1], "rule": DEFAULT_RULE}}
     return {**d, **change}
 
 
@@ -324,7 +324,7 @@ def test_a_sound_test_has_no_caveats():
 @pytest.mark.parametrize("change,words", [
     ({"status": "stopped"}, "stopped after 200 of 200"),
     ({"rule": "fallback", "max_lr": 0.01}, "optimizer's default"),
-    ({"rule": "valley"}, "loss_min rule did not apply"),
+    ({"rule": "valley"}, "min_div_run rule did not apply"),
     ({"max_lr": 1.75e-7}, "very start of the tested range"),
     ({"losses": [2.3] * 200}, "fell by only 0.0%"),
 ])

@@ -258,7 +258,8 @@ def test_the_status_line_counts_elapsed_time_and_eta_between_steps():
 
 def test_train_bad_input_and_missing_data_give_messages(ctx, no_data_ctx):
     assert "min LR" in train.start(ctx, **{**CONTROLS, "lr_mode": "min LR", "min_lr": 1.0})
-    assert "CIFAR10_DIR" in train.start(no_data_ctx, **CONTROLS)
+    missing = train.start(no_data_ctx, **CONTROLS)
+    assert "CIFAR10_DIR" in missing and "LAB_DOWNLOAD=1" in missing and "--data-dir" not in missing
     assert ctx.manager.status() is None
 
 

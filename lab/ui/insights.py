@@ -177,8 +177,9 @@ def analyse(ctx: AppContext, checkpoint, n_test, view, method, layer, opacity, t
     try:
         settings = check_gallery(method, layer, opacity, target, count)
         ev = evaluate(ctx, checkpoint, n_test)
-    except DataError as e:
-        return failed(f"CIFAR-10 is not available, so there is no test set to evaluate on. {e}", "no test data")
+    except DataError:  # the tab's notice says what is missing and how to provide it: not twice
+        return failed("CIFAR-10 is not available on this server, so there is no test set to evaluate on (see the "
+                      "notice above).", "no test data")
     except (ValueError, runs_mod.CheckpointError) as e:
         return failed(str(e), "nothing evaluated")
     note, items = gallery(ev, *settings)

@@ -56,7 +56,9 @@ def start(ctx: AppContext, controls: dict, iters, start_lr, end_lr, mode, optimi
         job = ctx.manager.start_range_test(cfg, **kwargs)
     except Busy as e:
         return error_md(str(e))
-    except (ConfigError, DataError, DeviceError, TypeError, ValueError) as e:
+    except DataError:
+        return ctx.data_message()  # in the app's words: the app takes no --data-dir
+    except (ConfigError, DeviceError, TypeError, ValueError) as e:
         return error_md(str(e))
     return _started(job, cfg, kwargs, estimate)
 

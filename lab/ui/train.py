@@ -85,7 +85,9 @@ def start(ctx: AppContext, confirm: bool = False, **controls) -> str:
         job = ctx.manager.start_training(cfg)
     except Busy as e:
         return error_md(str(e))
-    except (ConfigError, DataError, DeviceError, TypeError, ValueError) as e:
+    except DataError:
+        return ctx.data_message()  # in the app's words: the app takes no --data-dir
+    except (ConfigError, DeviceError, TypeError, ValueError) as e:
         return error_md(str(e))
     return _started(job, cfg, estimate)
 
