@@ -3,7 +3,8 @@
     python app.py            # http://127.0.0.1:7860; GRADIO_SERVER_NAME / GRADIO_SERVER_PORT change host and port
 
 Environment: CIFAR10_DIR (where the data is), LAB_RUNS_DIR (where runs are saved, default runs/), LAB_DOWNLOAD=1
-(download CIFAR-10 on first use when it is not found).
+(download CIFAR-10 on first use when it is not found), LAB_MANAGE_RUNS=1|0 (whether visitors may rename and delete
+runs; default on, off on a Hugging Face Space).
 """
 
 from lab.ui.app import build_app, launch_kwargs

@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 
 from lab.ui import augment, classify, insights, lr_range, one_cycle, train
-from lab.ui.common import CONTROL_NAMES, TRAIN_CONTROLS, AppContext, has_cuda
+from lab.ui.common import CONTROL_NAMES, TRAIN_CONTROLS, AppContext, has_cuda, manage_runs_allowed
 from lab.ui.jobs import JobManager
 
 # The confirmation the train_start and find_lr APIs take last (new in issue 12; optional, default False): a job
@@ -82,7 +82,7 @@ def api_function(name: str, params: tuple[tuple[str, type], ...], body: Callable
 
 
 def build_app(manager: JobManager | None = None, pretrained: Path | None = None) -> gr.Blocks:
-    ctx = AppContext(manager or default_manager())
+    ctx = AppContext(manager or default_manager(), manage_runs=manage_runs_allowed())
     if pretrained is not None:
         ctx.pretrained = Path(pretrained)
     preset = train.default_preset()
