@@ -212,8 +212,7 @@ def live_figure(status: dict | None, log_loss: bool = False, smoothing: float = 
 def refresh(ctx: AppContext, seen, selected: list[str] | None = None, log_loss: bool = False,
             smoothing: float = 0.0, x: str = "epoch"):
     """Timer tick → (seen, status line, figure, epoch table, run table, run picker, overlay, rename/delete run
-    list), skipping what has
-    not changed. `seen` is (the manager's fingerprint of the training job, id of the last finished run the run list
+    list), skipping what has not changed. `seen` is (the manager's fingerprint of the training job, id of the last finished run the run list
     was refreshed for); the run list and overlay are redrawn on the first tick and whenever a run ends. While a run
     trains, the status line is redrawn on every tick (elapsed time and ETA move between steps)."""
     version = ctx.manager.fingerprint("train")
