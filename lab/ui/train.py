@@ -8,6 +8,7 @@ TrainConfig and draws what the job manager has buffered.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -297,9 +298,16 @@ def download_file(ctx: AppContext, name: str | None):
         if time.time() - old.stat().st_mtime > DOWNLOAD_KEEP_S:
             old.unlink(missing_ok=True)
     target = DOWNLOADS / f"{run.name}-model.pt"
-    tmp = target.with_suffix(".part")
-    shutil.copyfile(run.checkpoint, tmp)  # model.pt is replaced atomically per epoch: the copy is one whole file
-    tmp.replace(target)
+    # a private temporary name per request (two at once must not write into one file), then an atomic rename;
+    # model.pt itself is replaced atomically per epoch, so the copy is always one whole checkpoint
+    fd, tmp = tempfile.mkstemp(dir=DOWNLOADS, suffix=".part")
+    os.close(fd)
+    try:
+        shutil.copyfile(run.checkpoint, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return gr.DownloadButton(value=str(target), interactive=True, label=f"⬇ {target.name}")
 
 
