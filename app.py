@@ -3,7 +3,8 @@
     python app.py            # http://127.0.0.1:7860; GRADIO_SERVER_NAME / GRADIO_SERVER_PORT change host and port
 
 Environment: CIFAR10_DIR (where the data is), LAB_RUNS_DIR (where runs are saved, default runs/), LAB_DOWNLOAD=1
-(download CIFAR-10 on first use when it is not found). On a ZeroGPU Space (SPACES_ZERO_GPU, set by the Hub) each
+(download CIFAR-10 on first use when it is not found), LAB_MANAGE_RUNS=1|0 (whether visitors may rename and delete
+runs; default on, off on a Hugging Face Space). On a ZeroGPU Space (SPACES_ZERO_GPU, set by the Hub) each
 job runs as one @spaces.GPU call (lab/ui/zerogpu.py); LAB_ZEROGPU_MAX_S caps a call's length (default 120 s).
 """
 

@@ -352,6 +352,19 @@ def test_delete_asks_first_and_never_touches_a_running_run(ctx, runs_root):
     assert ctx.manager.wait(60)
 
 
+def test_a_public_server_keeps_runs_from_strangers(ctx, runs_root):
+    from lab.ui.common import manage_runs_allowed
+
+    assert manage_runs_allowed({}) and not manage_runs_allowed({"SPACE_ID": "user/lab"})
+    assert manage_runs_allowed({"SPACE_ID": "user/lab", "LAB_MANAGE_RUNS": "1"})
+    assert not manage_runs_allowed({"LAB_MANAGE_RUNS": "0"})
+    ctx.manage_runs = False
+    assert "switched off" in train.rename(ctx, "20000101-000000", "mine")
+    assert "switched off" in train.delete(ctx, "20000101-000000", "20000101-000000")[0]
+    assert (runs_root / "20000101-000000").is_dir() and train.runs_table(ctx).iloc[0]["title"] == ""
+    assert train.download_file(ctx, "20000101-000000").interactive  # reading stays open to all
+
+
 def test_a_run_checkpoint_downloads_under_the_run_name(ctx, runs_root):
     button = train.download_file(ctx, "20000101-000000")
     path = Path(button.value["path"])  # Gradio's copy in its cache, served under the run's name

@@ -19,7 +19,7 @@ from lab.data import DataError
 from lab.insights import MAX_UPLOAD_BYTES
 from lab.ui import augment, classify, insights, lr_range, one_cycle, train
 from lab.ui import sweep as sweep_tab
-from lab.ui.common import CONTROL_NAMES, TRAIN_CONTROLS, AppContext, control_defaults, has_cuda
+from lab.ui.common import CONTROL_NAMES, TRAIN_CONTROLS, AppContext, control_defaults, has_cuda, manage_runs_allowed
 from lab.ui.jobs import JobManager
 from lab.ui.zerogpu import ZeroGPU, on_zerogpu
 
@@ -113,7 +113,7 @@ def api_function(name: str, params: tuple[tuple[str, type], ...], body: Callable
 def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
               zerogpu: ZeroGPU | None = None) -> gr.Blocks:
     """`zerogpu`: run jobs as GPU calls (default: when this is a ZeroGPU Space); otherwise in a background thread."""
-    ctx = AppContext(manager or default_manager())
+    ctx = AppContext(manager or default_manager(), manage_runs=manage_runs_allowed())
     if pretrained is not None:
         ctx.pretrained = Path(pretrained)
     ctx.zerogpu = zerogpu if zerogpu is not None else (ZeroGPU(ctx.manager) if on_zerogpu() else None)

@@ -4,6 +4,7 @@ cache (models and evaluations), checkpoint choices and small formatters. Tabs im
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -177,6 +178,8 @@ class AppContext:
     probe_lock: threading.Lock = field(default_factory=threading.Lock)
     # (device, width, probe batch) → lab.estimate.StepTime; bounded, as the API accepts any width
     timings: LRUCache = field(default_factory=lambda: LRUCache(32))
+    # whether visitors may rename and delete runs (manage_runs_allowed); downloads are always allowed
+    manage_runs: bool = True
 
     @property
     def runs_root(self) -> Path:
@@ -253,6 +256,16 @@ class AppContext:
         values = [c[1] for c in choices]
         value = current if current in values else (values[0] if values else None)
         return gr.Dropdown(choices=choices, value=value)
+
+
+def manage_runs_allowed(env: dict | None = None) -> bool:
+    """Renaming and deleting runs is for a server's own users: on by default, off on a Hugging Face Space (SPACE_ID
+    is set there), where every visitor is a stranger; LAB_MANAGE_RUNS=1 or 0 decides either way."""
+    env = os.environ if env is None else env
+    choice = env.get("LAB_MANAGE_RUNS", "").strip().lower()
+    if choice:
+        return choice in ("1", "true", "yes")
+    return not env.get("SPACE_ID")
 
 
 def run_label(s: runs_mod.RunSummary) -> str:

@@ -8,6 +8,7 @@ TrainConfig and draws what the job manager has buffered.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -244,8 +245,7 @@ def live_figure(status: dict | None, log_loss: bool = False, smoothing: float = 
 def refresh(ctx: AppContext, seen, selected: list[str] | None = None, log_loss: bool = False,
             smoothing: float = 0.0, x: str = "epoch"):
     """Timer tick → (seen, status line, figure, epoch table, run table, run picker, overlay, rename/delete run
-    list), skipping what has
-    not changed. `seen` is (the manager's fingerprint of the training job, id of the last finished run the run list
+    list), skipping what has not changed. `seen` is (the manager's fingerprint of the training job, id of the last finished run the run list
     was refreshed for); the run list and overlay are redrawn on the first tick and whenever a run ends. While a run
     trains, the status line is redrawn on every tick (elapsed time and ETA move between steps)."""
     version = ctx.manager.fingerprint("train")
@@ -278,8 +278,14 @@ def manageable_runs(ctx: AppContext) -> list[tuple[str, str]]:
     return [(run_label(r.summary()), r.name) for r in runs_mod.list_runs(ctx.runs_root)]
 
 
+MANAGE_OFF = ("renaming and deleting runs is switched off on this server (a public one: every visitor could "
+              "change everyone's runs); its operator can set LAB_MANAGE_RUNS=1")
+
+
 def rename(ctx: AppContext, name: str | None, title: str | None) -> str:
     """Give a run a display title ('' clears it); its folder keeps its name. A Markdown message either way."""
+    if not ctx.manage_runs:
+        return error_md(MANAGE_OFF)
     if not name:
         return error_md("pick a run to rename first")
     try:
@@ -291,6 +297,8 @@ def rename(ctx: AppContext, name: str | None, title: str | None) -> str:
 
 def delete(ctx: AppContext, name: str | None, armed: str | None) -> tuple[str, str | None]:
     """Delete a run on the second press for the same run: (message, run the next press would delete)."""
+    if not ctx.manage_runs:
+        return error_md(MANAGE_OFF), None
     if not name:
         return error_md("pick a run to delete first"), None
     try:
@@ -322,9 +330,16 @@ def download_file(ctx: AppContext, name: str | None):
         if time.time() - old.stat().st_mtime > DOWNLOAD_KEEP_S:
             old.unlink(missing_ok=True)
     target = DOWNLOADS / f"{run.name}-model.pt"
-    tmp = target.with_suffix(".part")
-    shutil.copyfile(run.checkpoint, tmp)  # model.pt is replaced atomically per epoch: the copy is one whole file
-    tmp.replace(target)
+    # a private temporary name per request (two at once must not write into one file), then an atomic rename;
+    # model.pt itself is replaced atomically per epoch, so the copy is always one whole checkpoint
+    fd, tmp = tempfile.mkstemp(dir=DOWNLOADS, suffix=".part")
+    os.close(fd)
+    try:
+        shutil.copyfile(run.checkpoint, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return gr.DownloadButton(value=str(target), interactive=True, label=f"⬇ {target.name}")
 
 
@@ -390,15 +405,16 @@ def build(ctx: AppContext, preset: str) -> dict:
     overlay_plot = gr.Plot(plots.runs_overlay_figure({}), label="runs compared", elem_id="runs-overlay-plot")
     runs_df = gr.Dataframe(headers=RUN_COLUMNS, label="runs (newest first)", interactive=False, wrap=True,
                            elem_id="runs-table")
-    with gr.Accordion("Rename, delete or download a run", open=False, elem_id="runs-manage"):
+    with gr.Accordion("Rename, delete or download a run" if ctx.manage_runs else "Download a run's checkpoint",
+                      open=False, elem_id="runs-manage"):
         with gr.Row():
             target = gr.Dropdown(choices=manageable_runs(ctx), value=None, label="run", scale=3,
                                  elem_id="runs-target")
             new_title = gr.Textbox(label=f"title (up to {runs_mod.TITLE_MAX} characters; empty: none)", scale=3,
                                    max_length=runs_mod.TITLE_MAX, elem_id="runs-title")
         with gr.Row():
-            rename_btn = gr.Button("Rename", elem_id="runs-rename")
-            delete_btn = gr.Button("Delete…", variant="stop", elem_id="runs-delete")
+            rename_btn = gr.Button("Rename", elem_id="runs-rename", visible=ctx.manage_runs)
+            delete_btn = gr.Button("Delete…", variant="stop", elem_id="runs-delete", visible=ctx.manage_runs)
             download_btn = gr.DownloadButton("⬇ checkpoint", value=None, interactive=False, elem_id="runs-download")
         manage_msg = gr.Markdown(elem_id="runs-manage-message")
     armed = gr.State(None)  # the run the next Delete press deletes (the first press only asks)
