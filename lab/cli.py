@@ -1,13 +1,18 @@
-"""python -m lab train | find-lr | evaluate | schedule | bench | summary
+"""python -m lab train | find-lr | evaluate | schedule | bench | runs | summary
 
-Bad input exits non-zero with one line on stderr ("error: …"), never a traceback.
+Bad input exits non-zero with one line on stderr ("error: …"), never a traceback, and leaves no folder behind:
+everything that can be checked (flags, the output folder, the data, the schedule's length, the memory) is
+checked before a run folder is made. SIGTERM, like Ctrl-C, ends a run as `stopped` (exit 128 + the signal).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +21,46 @@ from lab import config as C
 
 class CliError(Exception):
     """A one-line message for the user; exit code 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is (as Ctrl-C raises KeyboardInterrupt), so that a run ends the same
+    way: its finished epochs kept and `stopped` recorded."""
+
+    signum = signal.SIGTERM
+
+
+def _on_sigterm(signum, _frame) -> None:
+    raise Terminated()
+
+
+def check_out_dir(path: str | os.PathLike, flag: str, may_hold: Sequence[str] | None = None) -> Path:
+    """Refuse, before any work, an output folder that is a file, that already holds something (or, with
+    `may_hold`, one of those names), or that cannot be made here. Nothing is left behind by the check."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CliError(f"{flag} {path} is a file; name a folder (a new one, or an empty one)")
+    if path.is_dir():
+        try:
+            held = sorted(p.name for p in path.iterdir())
+        except OSError as e:
+            raise CliError(f"{flag} {path} cannot be read ({e.strerror}); name a folder you can write to") from None
+        clash = held if may_hold is None else [n for n in held if n in may_hold]
+        if clash:
+            what = "holds a run" if "config.json" in clash else f"is not empty (it holds {', '.join(clash[:3])}" + (
+                ", …)" if len(clash) > 3 else ")")
+            raise CliError(f"{flag} {path} {what}; name a new or empty folder (runs are never overwritten)")
+    # Can it be written? Make (and at once remove) a probe in the nearest folder that exists: permission bits
+    # say nothing for root, and places like /proc refuse only when asked.
+    parent = path if path.is_dir() else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".lab-probe-"))
+    except OSError as e:
+        raise CliError(f"{flag} {path}: cannot create a folder in {parent} ({e.strerror}); name a place you can "
+                       "write to") from None
+    return path
 
 
 class Parser(argparse.ArgumentParser):
@@ -44,7 +89,8 @@ def _add_schedule_flags(p: argparse.ArgumentParser, allow_find: bool = False) ->
 
 
 def _add_batch_and_optimizer_flags(g) -> None:
-    g.add_argument("--batch-size", type=int, default=C.SPEC_BATCH_SIZE, help="(default %(default)s)")
+    g.add_argument("--batch-size", type=int, default=C.SPEC_BATCH_SIZE,
+                   help="images per training step (default %(default)s)")
     g.add_argument("--optimizer", default=C.OPTIMIZERS[0], help="adam (the spec, default) or sgd (Nesterov preset)")
 
 
@@ -59,18 +105,20 @@ def _max_lr(args) -> float | None:
                        f"got {args.max_lr!r}") from None
 
 
-def _add_run_flags(p: argparse.ArgumentParser) -> None:
+def _add_run_flags(p: argparse.ArgumentParser, test: bool = True) -> None:
     p.add_argument("--preset", choices=list(C.PRESETS), default=None,
                    help="start from a preset's settings (lab/config.py PRESETS); flags given explicitly win: "
                         + "; ".join(f"{n}: {pr.label}" for n, pr in C.PRESETS.items()))
     d = C.TrainConfig()
     p.add_argument("--subset", type=int, default=d.subset, help="train on the first N training images (default: all)")
-    p.add_argument("--test-subset", type=int, default=d.test_subset,
-                   help="evaluate on the first N test images (default: all)")
+    if test:  # the range test evaluates nothing: it takes no --test-subset
+        p.add_argument("--test-subset", type=int, default=d.test_subset,
+                       help="evaluate on the first N test images (default: all)")
     p.add_argument("--width", type=float, default=d.width,
                    help="channel width multiplier, 1 = the spec network (default %(default)s)")
     p.add_argument("--device", default=d.device, help="auto (CUDA when present), cpu or cuda (default %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed, help="(default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help=f"seeds the shuffling, augmentation and initial weights, 0–{C.SEED_MAX} (default %(default)s)")
     p.add_argument("--data-dir", default=d.data_dir,
                    help="folder with cifar10.npz, cifar-10-batches-py/ or the .tar.gz (default: $CIFAR10_DIR, ./data)")
     p.add_argument("--loader", default=d.loader, help="fast (device-resident) or reference (albumentations); "
@@ -98,13 +146,15 @@ def _add_loss_and_augment_flags(p: argparse.ArgumentParser) -> None:
     aug = C.AugmentConfig()
     p.add_argument("--weight-decay", type=float, default=None, help="default: adam 0, sgd 5e-4")
     p.add_argument("--label-smoothing", type=float, default=C.TrainConfig.label_smoothing,
-                   help="(default %(default)s)")
+                   help="cross-entropy label smoothing in [0, 1) (default %(default)s)")
     p.add_argument("--pad", type=int, default=aug.pad, help="reflect padding before the random crop "
                                                             "(default %(default)s)")
-    p.add_argument("--flip-p", type=float, default=aug.flip_p, help="(default %(default)s)")
+    p.add_argument("--flip-p", type=float, default=aug.flip_p,
+                   help="probability of a horizontal flip (default %(default)s)")
     p.add_argument("--cutout", type=int, default=aug.cutout, help="CutOut hole side in pixels, 0: off "
                                                                   "(default %(default)s)")
-    p.add_argument("--cutout-p", type=float, default=aug.cutout_p, help="(default %(default)s)")
+    p.add_argument("--cutout-p", type=float, default=aug.cutout_p,
+                   help="probability of a CutOut hole (default %(default)s)")
 
 
 def _add_train_flags(p: argparse.ArgumentParser, allow_find: bool = False) -> None:
@@ -124,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "epoch 5, Adam. Prints a line per epoch and the run folder.")
     _add_train_flags(p, allow_find=True)
     _add_range_test_flags(p, prefix="find-")
-    p.add_argument("--run-dir", default=None, help="this run's folder (default: a new folder under runs/)")
+    p.add_argument("--run-dir", default=None,
+                   help="this run's folder, new or empty (default: a new folder under runs/)")
     p.set_defaults(func=cmd_train)
 
     _add_find_lr_parser(sub)
@@ -132,9 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test accuracy and per-class accuracy of a checkpoint")
     p.add_argument("--checkpoint", default=None,
                    help="a model.pt or a run folder (default: the bundled assets/cifar10_resnet9.pt)")
-    p.add_argument("--subset", type=int, default=None, help="the first N test images")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--test-subset", type=int, default=None,
+                   help="evaluate on the first N test images (default: all)")
+    # `train` reads --subset as training images; here it would silently mean test images, so it is refused
+    p.add_argument("--subset", dest="subset_misused", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default %(default)s)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder with cifar10.npz, cifar-10-batches-py/ or the .tar.gz (default: $CIFAR10_DIR, ./data)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("schedule", help="preview the per-step LR and momentum/β1 without training")
@@ -143,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: batches per epoch of the 50,000 training images")
     p.add_argument("--json", action="store_true", help="print {step, epoch, lr, momentum} arrays as JSON")
     p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("runs", help="list the runs in a folder: status, epochs, test accuracy, folder",
+                       description="Every run folder under --root, newest first, as Run.summary() reads it: a "
+                                   "run whose process died (killed, out of memory) shows as interrupted.")
+    p.add_argument("--root", default=None, help="the folder holding the runs (default: $LAB_RUNS_DIR or runs/)")
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("bench", help="speed of the reference and fast loaders; --accuracy: the recipe over seeds",
                        description="Speed: trains with the reference and the fast loader in one process and "
@@ -161,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("summary", help="layer table with output shapes and parameter count")
-    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--width", type=float, default=1.0,
+                   help="channel width multiplier, 1 = the spec network (default %(default)s)")
     p.set_defaults(func=cmd_summary)
     return parser
 
@@ -174,8 +236,8 @@ def cmd_train(args) -> int:
 
     from lab import data as data_mod
     from lab.engine import resolve_device
-    from lab.experiment import train
-    from lab.runs import new_run_dir
+    from lab.experiment import preflight, train
+    from lab.runs import DEFAULT_ROOT, list_runs, new_run_dir
 
     find = _wants_find(args)
     if find and args.min_lr is not None:
@@ -184,14 +246,24 @@ def cmd_train(args) -> int:
     cfg = train_config(args, max_lr=C.default_max_lr(args.optimizer) if find else None)
     if find:
         _find_settings(args, cfg)
-    resolve_device(cfg.device)  # like the data, before the run folder exists: no empty folder for a missing GPU
-    if args.run_dir and (Path(args.run_dir) / "config.json").exists():
-        raise CliError(f"--run-dir {args.run_dir} already holds a run; name a new folder (runs are never overwritten)")
-    data = data_mod.load(cfg.data_dir)  # before the run folder exists: no empty folders for missing data
+    # Everything below is checked before the run folder exists, so a run that cannot start leaves none behind.
+    resolve_device(cfg.device)
+    if args.run_dir:
+        check_out_dir(args.run_dir, "--run-dir")
+    else:
+        check_out_dir(DEFAULT_ROOT, "runs folder", may_hold=())  # it holds other runs: only writable matters
+    data = data_mod.load(cfg.data_dir)
+    preflight(cfg, len(data.y_train), len(data.y_test))  # subsets, schedule length, memory
     found = None
     if find:  # --max-lr find: the range test picks LRMAX and LRMIN, and its result goes into config.json
         cfg, found = _find_for_train(args, cfg, data)
-    run_dir = args.run_dir or new_run_dir()
+    if args.run_dir:
+        run_dir = check_out_dir(args.run_dir, "--run-dir")  # again: the range test took minutes
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        for stray in list_runs(DEFAULT_ROOT):  # what killed runs left (never touching a live one)
+            stray.remove_temporaries()
+        run_dir = new_run_dir()
     if found is not None:
         _write_range_test(found, run_dir)
     bar = None
@@ -213,10 +285,16 @@ def cmd_train(args) -> int:
             (bar.write if bar else print)(line)
 
     print(f"run folder: {run_dir}", flush=True)
-    result = train(cfg, data, callbacks=[progress], run_dir=run_dir,
-                   extra_config={"lr_finder": found.to_dict()} if found is not None else None)
-    if bar is not None:
-        bar.close()
+    try:
+        result = train(cfg, data, callbacks=[progress], run_dir=run_dir,
+                       extra_config={"lr_finder": found.to_dict()} if found is not None else None)
+    except BaseException:
+        if not any(Path(run_dir).iterdir()):  # stopped before the run wrote anything: leave no empty folder
+            Path(run_dir).rmdir()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
     print(f"{result.status} in {result.seconds:.1f}s on {result.extra['device']} ({result.loader} loader); "
           f"final test accuracy {100 * result.final.get('test_acc', float('nan')):.2f}%")
     print(f"run folder: {run_dir}")
@@ -229,12 +307,19 @@ def cmd_evaluate(args) -> int:
     from lab.engine import resolve_device
     from lab.runs import PRETRAINED_CHECKPOINT, load_checkpoint
 
-    if args.subset is not None and args.subset < 1:
-        raise CliError(f"--subset must be a whole number of images ≥ 1, got {args.subset}")
+    if args.subset_misused is not None:
+        raise CliError("evaluate takes --test-subset N (the first N test images); --subset means training "
+                       "images in train and find-lr")
+    if args.test_subset is not None and args.test_subset < 1:
+        raise CliError(f"--test-subset must be a whole number of images ≥ 1, got {args.test_subset}")
     args.checkpoint = args.checkpoint or str(PRETRAINED_CHECKPOINT)
     device = resolve_device(args.device)
     model, cfg, recorded = load_checkpoint(args.checkpoint, device)
-    data = data_mod.load(args.data_dir).subset(test=args.subset)
+    data = data_mod.load(args.data_dir)
+    if args.test_subset is not None and args.test_subset > len(data.y_test):
+        raise CliError(f"--test-subset {args.test_subset:,} is more than the {len(data.y_test):,} test images in "
+                       f"the data; use at most {len(data.y_test):,} (or leave it out for all of them)")
+    data = data.subset(test=args.test_subset)
     ev = insights.evaluate(model, data.x_test, data.y_test, device)
     print(f"test accuracy: {100 * ev.accuracy:.2f}% on {len(ev.labels)} test images ({args.checkpoint})")
     for name, acc in ev.per_class_accuracy().items():
@@ -254,8 +339,8 @@ def cmd_schedule(args) -> int:
     if args.json:
         print(json.dumps({"steps_per_epoch": spe, "max_lr": cfg.max_lr, "min_lr": cfg.lr_min, **curve}))
         return 0
-    print(f"One Cycle: {cfg.epochs} epochs × {spe} steps, LR {cfg.lr_min:.3g} → {cfg.max_lr:.3g} (end of epoch "
-          f"{cfg.peak_epoch:g}) → {cfg.lr_min:.3g}, {cfg.anneal} anneal")
+    print(f"One Cycle: {_count(cfg.epochs, 'epoch')} × {_count(spe, 'step')}, LR {cfg.lr_min:.3g} → "
+          f"{cfg.max_lr:.3g} (end of epoch {cfg.peak_epoch:.3g}) → {cfg.lr_min:.3g}, {cfg.anneal} anneal")
     print(f"{'epoch':>6} {'step':>6} {'lr':>10} {'momentum':>9}")
     for i in list(range(0, len(curve["lr"]), spe)) + [len(curve["lr"]) - 1]:
         m = curve["momentum"][i]
@@ -292,6 +377,30 @@ def cmd_bench(args) -> int:
         result = {"config": cfg.to_dict(), "rows": rows}
     if args.json:
         atomic_write_text(Path(args.json), json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _count(n: int, word: str) -> str:
+    """'1 epoch', '3 epochs'."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def cmd_runs(args) -> int:
+    from lab.runs import DEFAULT_ROOT, list_runs
+
+    root = Path(args.root or os.environ.get("LAB_RUNS_DIR") or DEFAULT_ROOT)
+    if args.root and not root.is_dir():
+        raise CliError(f"--root {root} is not a folder; name the folder that holds the run folders")
+    summaries = [run.summary() for run in list_runs(root)]
+    if not summaries:
+        print(f"no runs in {root}/")
+        return 0
+    name_w = max(len("run"), *(len(s.name) for s in summaries))
+    print(f"{'run':<{name_w}}  {'status':<11}  {'epochs':>7}  {'test acc':>8}  folder")
+    for s in summaries:
+        epochs = f"{s.epochs_done}/{s.epochs}" if s.epochs is not None else str(s.epochs_done)
+        acc = f"{100 * s.test_acc:.2f}%" if isinstance(s.test_acc, (int, float)) else "–"
+        print(f"{s.name:<{name_w}}  {s.status:<11}  {epochs:>7}  {acc:>8}  {s.folder}")
     return 0
 
 
@@ -332,12 +441,13 @@ def _add_find_lr_parser(sub) -> None:
                                    "--end-lr, then suggest LRMAX (loss minimum, valley, steepest descent, loss minimum ÷ 10) "
                                    "and LRMIN = LRMAX / div factor. Writes lr_finder.json and lr_finder.html.")
     _add_range_test_flags(p)
-    _add_run_flags(p)
+    _add_run_flags(p, test=False)
     _add_batch_and_optimizer_flags(p)
     _add_loss_and_augment_flags(p)
     p.add_argument("--div-factor", type=float, default=C.DEFAULT_DIV_FACTOR,
                    help="LRMIN = LRMAX / div factor (default %(default)s)")
-    p.add_argument("--out", default=None, help="output folder (default: a new runs/lr-finder-<time>/)")
+    p.add_argument("--out", default=None,
+                   help="output folder, one without a range test in it (default: a new runs/lr-finder-<time>/)")
     p.set_defaults(func=cmd_find_lr)
 
 
@@ -412,15 +522,25 @@ def _find_for_train(args, cfg: C.TrainConfig, data):
     return dataclasses.replace(cfg, schedule=schedule), result
 
 
+RANGE_TEST_FILES = ("lr_finder.json", "lr_finder.html")
+
+
 def cmd_find_lr(args) -> int:
     from lab import data as data_mod
-    from lab.runs import new_run_dir
+    from lab.experiment import preflight
+    from lab.runs import DEFAULT_ROOT, new_run_dir
 
     cfg = train_config(args)
     _find_settings(args, cfg)
+    if args.out:
+        check_out_dir(args.out, "--out", may_hold=RANGE_TEST_FILES)
+    else:
+        check_out_dir(DEFAULT_ROOT, "runs folder", may_hold=())
     data = data_mod.load(cfg.data_dir)
+    preflight(cfg, len(data.y_train), len(data.y_test), with_test=False)
     result = _range_test(args, cfg, data)
-    out = Path(args.out) if args.out else new_run_dir(prefix="lr-finder-")  # only now: no folders for failures
+    # only now: no folders for failures (and checked again: the test took minutes)
+    out = check_out_dir(args.out, "--out", may_hold=RANGE_TEST_FILES) if args.out else new_run_dir(prefix="lr-finder-")
     _write_range_test(result, out)
     return 0
 
@@ -442,17 +562,26 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     from lab.data import DataError
     from lab.engine import DeviceError, Diverged
-    from lab.runs import CheckpointError
+    from lab.runs import CheckpointError, DiskFull
 
+    previous = None
+    if __import__("threading").current_thread() is __import__("threading").main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)  # only the main thread may set a handler
     try:
         args = parse(argv)
         return args.func(args)
     except (CliError, C.ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (DataError, CheckpointError, Diverged, DeviceError) as e:
+    except (DataError, CheckpointError, Diverged, DeviceError, DiskFull) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("terminated (SIGTERM): the run is recorded as stopped", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
