@@ -81,8 +81,10 @@ def fmt_bytes(n: float | None) -> str:
 
 
 def disk_full(folder: Path, what: str) -> DiskFull:
-    return DiskFull(errno.ENOSPC, f"disk full: cannot write {what} in {folder} ({fmt_bytes(free_bytes(folder))} "
-                                  "free there); free some space, or save runs elsewhere, and start again")
+    e = DiskFull(f"disk full: cannot write {what} in {folder} ({fmt_bytes(free_bytes(folder))} free there); free "
+                 "some space, or save runs elsewhere, and start again")
+    e.errno = errno.ENOSPC  # set apart from the message: OSError(errno, text) would print "[Errno 28] …"
+    return e
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

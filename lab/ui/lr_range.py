@@ -11,24 +11,28 @@ from lab import plots
 from lab.config import (OPTIMIZERS, RANGE_TEST_END_LR, RANGE_TEST_ITERS, RANGE_TEST_MODES, RANGE_TEST_START_LR,
                         ConfigError, TrainConfig)
 from lab.data import DataError
-from lab.ui.common import AppContext, error_md, fmt_seconds, heading, train_config
-from lab.ui.jobs import Busy
+from lab.engine import DeviceError
+from lab.ui.common import AppContext, choice, error_md, fmt_seconds, heading, message, number, train_config, whole
+from lab.ui.jobs import Busy, NotYours
 
 
-def start(ctx: AppContext, controls: dict, iters, start_lr, end_lr, mode, optimizer) -> str:
+def start(ctx: AppContext, controls: dict, iters, start_lr, end_lr, mode, optimizer, session: str | None = None) -> str:
     """Start the range test as the server's background job, for the run that every training control describes
-    (with this tab's optimizer); returns a one-line Markdown message. LRMIN will be the found LRMAX / the One
-    Cycle tab's div factor, as "use these" sets it."""
+    (with this tab's optimizer); returns a one-line Markdown message. Every setting is checked (type, range,
+    start LR below end LR, the caps on a shared server) before "started". LRMIN will be the found LRMAX / the One
+    Cycle tab's div factor, as "use these" sets it. `session`: the browser session starting it."""
     try:
-        cfg = train_config(**{**controls, "optimizer": optimizer})
+        kwargs = dict(iters=whole("iters", "iterations", iters), start_lr=number("start_lr", "start LR", start_lr),
+                      end_lr=number("end_lr", "end LR", end_lr), mode=choice("mode", "LR increase", mode,
+                                                                             RANGE_TEST_MODES))
+        cfg = train_config(**{**controls, "optimizer": choice("optimizer", "optimizer", optimizer, OPTIMIZERS)})
         # the One Cycle tab's LRMAX : LRMIN ratio, whether it is set as a div factor or as min LR
-        kwargs = dict(iters=int(iters), start_lr=float(start_lr), end_lr=float(end_lr), mode=mode,
-                      div_factor=cfg.schedule.max_lr / cfg.schedule.lr_min)
-        job = ctx.manager.start_range_test(cfg, **kwargs)
+        kwargs["div_factor"] = cfg.schedule.max_lr / cfg.schedule.lr_min
+        job = ctx.manager.start_range_test(cfg, owner=session, **kwargs)
     except Busy as e:
         return error_md(str(e))
-    except (ConfigError, DataError, TypeError, ValueError) as e:
-        return error_md(str(e))
+    except (ConfigError, DataError, DeviceError, OSError) as e:
+        return error_md(message(e))
     return (f"Range test started at {job.started_at}: {kwargs['iters']} iterations, LR {kwargs['start_lr']:.1e} → "
             f"{kwargs['end_lr']:.1e} ({mode}), {optimizer}, batch {cfg.batch_size}, width {cfg.width:g}.")
 
@@ -63,6 +67,13 @@ def describe(status: dict | None, busy: str | None = None) -> tuple[str, str]:
     return line, text
 
 
+def stop(ctx: AppContext, session: str | None = None) -> str:
+    try:
+        return ctx.manager.stop(session)
+    except NotYours as e:
+        return error_md(str(e))
+
+
 def use_these(ctx: AppContext):
     """(max LR, 'min LR' mode, min LR, optimizer, message) from the latest finished range test."""
     status = ctx.manager.status("lr_range")
@@ -76,16 +87,19 @@ def use_these(ctx: AppContext):
 
 
 def refresh(ctx: AppContext, seen: int | None):
-    """Timer tick: (seen, figure, status line, suggestions) — all skipped when nothing it shows has changed."""
+    """Timer tick: (seen, figure, status line, suggestions, Run/Stop message) — all skipped when nothing it shows
+    has changed. The message under Run/Stop is cleared once no job runs any more (the status line says how the
+    test ended; "started" or "stopping…" would be stale)."""
     version = ctx.manager.fingerprint("lr_range")
     if seen is not None and tuple(seen) == version:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
     status = ctx.manager.status("lr_range")
     busy = ctx.manager.busy_message()
+    note = "" if seen is not None and busy is None else gr.skip()
     if busy and status is not None and status["status"] == "running":
         busy = None  # the status line already says it is running
     line, text = describe(status, busy)
-    return version, figure(status), line, text
+    return version, figure(status), line, text, note
 
 
 def build(ctx: AppContext) -> dict:
@@ -114,7 +128,7 @@ def build(ctx: AppContext) -> dict:
             suggestions = gr.Markdown(elem_id="lr-suggestions")
     seen = gr.State(None)
     timer = gr.Timer(1.0)
-    timer.tick(lambda s: refresh(ctx, s), seen, [seen, plot, line, suggestions], api_visibility="private",
+    timer.tick(lambda s: refresh(ctx, s), seen, [seen, plot, line, suggestions, message], api_visibility="private",
                concurrency_limit=None, show_progress="hidden", queue=False)
     return {"iters": iters, "start_lr": start_lr, "end_lr": end_lr, "mode": mode, "optimizer": optimizer,
             "run": run, "stop": stop, "use": use, "message": message, "plot": plot, "line": line,

@@ -8,6 +8,7 @@ TrainConfig and draws what the job manager has buffered.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,8 @@ from lab.config import CPU_PRESET, DEVICES, GPU_PRESET, LOADERS, PRESETS, TRAIN_
 from lab.data import DataError
 from lab.engine import DeviceError
 from lab.model import describe as describe_model
-from lab.ui.common import AppContext, error_md, fmt_seconds, has_cuda, heading, run_label, train_config
-from lab.ui.jobs import Busy
+from lab.ui.common import AppContext, error_md, fmt_seconds, has_cuda, heading, message, run_label, train_config
+from lab.ui.jobs import Busy, NotYours
 
 EPOCH_COLUMNS = ["epoch", "LR", "train loss", "train acc %", "test loss", "test acc %", "seconds", "images/s"]
 RUN_COLUMNS = ["run", "status", "epochs", "test acc %", "width", "optimizer", "max LR", "batch", "images", "seconds"]
@@ -38,16 +39,17 @@ def preset_values(name: str) -> dict[str, Any]:
     return {k: (knobs[k] or 0) if k in ("subset", "test_subset") else knobs[k] for k in PRESET_CONTROLS}
 
 
-def start(ctx: AppContext, **controls) -> str:
+def start(ctx: AppContext, session: str | None = None, **controls) -> str:
     """Start a run as the server's background job; returns a one-line Markdown message (busy, bad input or
-    started) and never waits for the run."""
+    started) and never waits for the run. Every control is checked (and, on a shared server, every cap) before
+    "started". `session`: the browser session starting it (gr.Request.session_hash)."""
     try:
         cfg = train_config(**controls)
-        job = ctx.manager.start_training(cfg)
+        job = ctx.manager.start_training(cfg, owner=session)
     except Busy as e:
         return error_md(str(e))
-    except (ConfigError, DataError, DeviceError, TypeError, ValueError) as e:
-        return error_md(str(e))
+    except (ConfigError, DataError, DeviceError, OSError) as e:
+        return error_md(message(e))
     s = cfg.schedule
     return (f"Run started at {job.started_at} in `{job.run_dir}`: {s.epochs} epoch{'s' * (s.epochs != 1)}, "
             f"batch {cfg.batch_size}, "
@@ -55,8 +57,11 @@ def start(ctx: AppContext, **controls) -> str:
             f"LR {s.lr_min:.3g} → {s.max_lr:.3g} → {s.lr_min:.3g}.")
 
 
-def stop(ctx: AppContext) -> str:
-    return ctx.manager.stop()
+def stop(ctx: AppContext, session: str | None = None) -> str:
+    try:
+        return ctx.manager.stop(session)
+    except NotYours as e:
+        return error_md(str(e))
 
 
 def epoch_table(epochs: list[dict]) -> pd.DataFrame:
@@ -78,6 +83,8 @@ def describe(status: dict | None) -> str:
         parts += [f"loss {s['loss']:.3f}", f"LR {s['lr']:.2e}", f"**{s['images_per_s']:,.0f} images/s**"]
         if status["status"] == "running":
             parts.append(f"ETA {fmt_seconds(s['eta'])}")
+            if status.get("eta") is not None:
+                parts.append(f"ends at about {time.strftime('%H:%M:%S', time.localtime(time.time() + status['eta']))}")
     parts.append(f"elapsed {fmt_seconds(status['elapsed'])}")
     if status["epochs"]:
         parts.append(f"test acc {100 * status['epochs'][-1]['test_acc']:.2f}%")
@@ -137,13 +144,15 @@ def refresh_runs(ctx: AppContext, selected: list[str] | None, newest: bool = Fal
 
 
 def refresh(ctx: AppContext, seen, selected: list[str] | None = None):
-    """Timer tick → (seen, status line, figure, epoch table, run table, run picker, overlay), skipping what has
-    not changed. `seen` is (the manager's fingerprint of the training job, id of the last finished run the run list
-    was refreshed for); the run list and overlay are redrawn on the first tick and whenever a run ends."""
+    """Timer tick → (seen, status line, figure, epoch table, run table, run picker, overlay, Start/Stop message),
+    skipping what has not changed. `seen` is (the manager's fingerprint of the training job, id of the last
+    finished run the run list was refreshed for); the run list and overlay are redrawn on the first tick and
+    whenever a run ends. The message under Start/Stop ("started", "busy", "stopping…") is cleared once no job
+    runs any more: the status line then says how the run ended, and a stale line would contradict it."""
     version = ctx.manager.fingerprint("train")
     last_seen, finished_seen = seen if isinstance(seen, (list, tuple)) else (None, None)
     if last_seen is not None and tuple(last_seen) == version:
-        return (gr.skip(),) * 7
+        return (gr.skip(),) * 8
     status = ctx.manager.status("train")
     busy = ctx.manager.busy_message()
     line = describe(status)
@@ -155,7 +164,8 @@ def refresh(ctx: AppContext, seen, selected: list[str] | None = None):
     runs_out: tuple = (gr.skip(),) * 3
     if finished != finished_seen or last_seen is None:
         runs_out = refresh_runs(ctx, selected if last_seen is not None else None, newest=finished != finished_seen)
-    return ((version, finished), line, fig, table, *runs_out)
+    note = "" if last_seen is not None and busy is None else gr.skip()
+    return ((version, finished), line, fig, table, *runs_out, note)
 
 
 def model_summary(width) -> str:
@@ -211,7 +221,7 @@ def build(ctx: AppContext, preset: str) -> dict:
     seen = gr.State(None)
     timer = gr.Timer(1.0)
     timer.tick(lambda s, sel: refresh(ctx, s, sel), [seen, picker], [seen, line, figure, table, runs_df, picker,
-                                                                     overlay_plot],
+                                                                     overlay_plot, message],
                api_visibility="private", concurrency_limit=None, show_progress="hidden", queue=False)
     picker.change(lambda names: overlay(ctx, names), picker, overlay_plot, api_visibility="private",
                   show_progress="hidden")
@@ -219,9 +229,10 @@ def build(ctx: AppContext, preset: str) -> dict:
                        api_visibility="private")
     summary_btn.click(model_summary, width, summary_md, api_visibility="private")
 
-    def train_stop() -> str:
-        """Ask the running job to stop after its current step."""
-        return stop(ctx)
+    def train_stop(request: gr.Request) -> str:
+        """Ask the running job to stop after its current step (on a shared server, only the browser session that
+        started it may)."""
+        return stop(ctx, request.session_hash if request is not None else None)
 
     def train_status() -> dict:
         """The current or last job: kind, status, progress, epoch records, last step (JSON)."""
