@@ -232,12 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args) -> int:
-    from tqdm import tqdm
-
     from lab import data as data_mod
-    from lab.engine import resolve_device
-    from lab.experiment import preflight, train
-    from lab.runs import DEFAULT_ROOT, list_runs, new_run_dir
 
     find = _wants_find(args)
     if find and args.min_lr is not None:
@@ -246,14 +241,19 @@ def cmd_train(args) -> int:
     cfg = train_config(args, max_lr=C.default_max_lr(args.optimizer) if find else None)
     if find:
         _find_settings(args, cfg)
-    # Everything below is checked before the run folder exists, so a run that cannot start leaves none behind.
-    resolve_device(cfg.device)
+    # Everything below is checked before the run folder exists, so a run that cannot start leaves none behind;
+    # the cheap checks first (torch is imported only after them: a typo is answered in a fraction of a second).
     if args.run_dir:
         check_out_dir(args.run_dir, "--run-dir")
     else:
-        check_out_dir(DEFAULT_ROOT, "runs folder", may_hold=())  # it holds other runs: only writable matters
+        check_out_dir(C.RUNS_DIR, "runs folder", may_hold=())  # it holds other runs: only writable matters
     data = data_mod.load(cfg.data_dir)
-    preflight(cfg, len(data.y_train), len(data.y_test))  # subsets, schedule length, memory
+    from tqdm import tqdm
+
+    from lab.experiment import preflight, train
+    from lab.runs import DEFAULT_ROOT, list_runs, new_run_dir
+
+    preflight(cfg, len(data.y_train), len(data.y_test))  # the device, subsets, schedule length, memory
     found = None
     if find:  # --max-lr find: the range test picks LRMAX and LRMIN, and its result goes into config.json
         cfg, found = _find_for_train(args, cfg, data)
@@ -302,16 +302,16 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from lab import data as data_mod
-    from lab import insights
-    from lab.engine import resolve_device
-    from lab.runs import PRETRAINED_CHECKPOINT, load_checkpoint
-
     if args.subset_misused is not None:
         raise CliError("evaluate takes --test-subset N (the first N test images); --subset means training "
                        "images in train and find-lr")
     if args.test_subset is not None and args.test_subset < 1:
         raise CliError(f"--test-subset must be a whole number of images ≥ 1, got {args.test_subset}")
+    from lab import data as data_mod
+    from lab import insights
+    from lab.engine import resolve_device
+    from lab.runs import PRETRAINED_CHECKPOINT, load_checkpoint
+
     args.checkpoint = args.checkpoint or str(PRETRAINED_CHECKPOINT)
     device = resolve_device(args.device)
     model, cfg, recorded = load_checkpoint(args.checkpoint, device)
@@ -559,29 +559,41 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+# The lab's errors that end a command with exit 1 (missing data or checkpoint, a diverged run, a missing GPU, a
+# full disk), by module: main() looks them up only in modules already imported — an error can only come from a
+# module that was — so a typo is answered without importing torch (seconds on a busy machine).
+EXIT_1 = {"lab.data": ("DataError",), "lab.engine": ("DeviceError", "Diverged"),
+          "lab.runs": ("CheckpointError", "DiskFull")}
+
+
+def _exit_code(e: BaseException) -> int | None:
+    if isinstance(e, (CliError, C.ConfigError)):
+        return 2
+    known = tuple(getattr(sys.modules[m], n) for m, names in EXIT_1.items() if m in sys.modules for n in names)
+    return 1 if isinstance(e, known) else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    from lab.data import DataError
-    from lab.engine import DeviceError, Diverged
-    from lab.runs import CheckpointError, DiskFull
+    import threading
 
     previous = None
-    if __import__("threading").current_thread() is __import__("threading").main_thread():
+    if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)  # only the main thread may set a handler
     try:
         args = parse(argv)
         return args.func(args)
-    except (CliError, C.ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (DataError, CheckpointError, Diverged, DeviceError, DiskFull) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     except Terminated:
         print("terminated (SIGTERM): the run is recorded as stopped", file=sys.stderr)
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        code = _exit_code(e)
+        if code is None:
+            raise  # a bug: the traceback is what helps
+        print(f"error: {e}", file=sys.stderr)
+        return code
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -32,14 +32,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from lab.config import ConfigError, TrainConfig
+from lab.config import RUNS_DIR, ConfigError, TrainConfig
 from lab.model import Net
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "model.pt"
 LOCK = "lock.json"
-DEFAULT_ROOT = Path("runs")
+DEFAULT_ROOT = Path(RUNS_DIR)
 # The bundled spec-recipe checkpoint (fp16 state dict) and its recorded metrics, used by default by
 # `python -m lab evaluate` and the app.
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
