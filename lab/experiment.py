@@ -29,12 +29,13 @@ from lab.runs import DiskFull, Run, fmt_bytes
 from lab.schedule import OneCycle
 
 EVAL_BATCH = 1024  # evaluation holds no activations for backward: a larger batch is cheaper per image
-# Peak memory of a training step ÷ what autograd saves for the backward pass (model.activation_bytes). Measured
-# as the growth of a process's peak RSS over one Adam step on the CPU (benchmarks/memory_probe.py, recorded in
-# benchmarks/RESULTS.md): 1.37 at width 0.25 × batch 256, 1.26 at 0.5 × 128, 1.19 at 1 × 64, 1.23 at 1 × 128 —
-# the backward pass holds a layer's gradients beside what is still saved. 1.5 leaves a margin above them all.
-# On CUDA the same fp32 count over-estimates bf16 activations (up to 2×): a refusal there errs on the safe side.
-PEAK_OVER_SAVED = 1.5
+# Peak memory of a training step ÷ what autograd saves for the backward pass (model.activation_bytes), measured
+# by benchmarks/memory_probe.py on the CPU (one Adam step; table and command in benchmarks/RESULTS.md). The live
+# tensors peak at 0.99–1.04× the saved bytes (plus the weights' gradients, counted below); what the process
+# actually takes (peak RSS growth, the allocator's overhead included) was 0.90–1.45× over widths 0.125–2 and
+# batches 32–512, varying from run to run. 1.6 stays above every reading. On CUDA the same fp32 count
+# over-estimates bf16 activations (up to 2×): a refusal there errs on the safe side.
+PEAK_OVER_SAVED = 1.6
 OPTIMIZER_STATES = {"adam": 2, "sgd": 1}  # per-parameter buffers besides the weight and its gradient
 
 

@@ -13,8 +13,6 @@ logits); predictions apply the SoftMax to them (lab.insights.predict_proba).
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import nn
 
@@ -47,10 +45,15 @@ class ResLayer(nn.Module):
         return x + self.res(x)
 
 
+def channels(width: float = 1.0) -> list[int]:
+    """The four stages' channels at a width multiplier (64, 128, 256, 512 at width 1)."""
+    return [max(1, round(n * width)) for n in (64, 128, 256, 512)]
+
+
 class Net(nn.Module):
     def __init__(self, width: float = 1.0, num_classes: int = len(CLASSES)):
         super().__init__()
-        c = [max(1, round(n * width)) for n in (64, 128, 256, 512)]
+        c = channels(width)
         self.width = width
         self.prep = conv_bn(3, c[0])
         self.layer1 = ResLayer(c[0], c[1])
@@ -127,40 +130,30 @@ def flops_per_image(model: nn.Module) -> int:
     return total
 
 
-@functools.lru_cache(maxsize=16)
 def activation_bytes(width: float = 1.0) -> tuple[int, int]:
-    """(bytes that one training image's forward pass keeps for the backward pass, bytes of the largest single
-    layer output), in fp32, at this width.
+    """(bytes one training image's forward pass keeps for the backward pass, bytes of the largest single layer
+    output), in fp32, at this width; lab.experiment.peak_memory turns them into a peak.
 
-    Counted, not guessed: the network runs one image on the CPU under torch's saved-tensor hooks, which see
-    every tensor autograd keeps for the backward pass; parameters are left out (they are counted once, not per
-    image), and a tensor saved by two layers (a ReLU's output is the next conv's input) counts once. It scales
-    with the channel width: 0.41 MB at width 0.125, 3.24 MB at width 1, 6.46 MB at width 2.
-    lab.experiment.peak_memory turns this into a peak. (The `meta` device would skip the arithmetic, but its
-    first use costs seconds of kernel registration; one 32×32 image on the CPU costs milliseconds.)
+    A formula from the layer shapes, per image, in floats (4 bytes; a max-pool's int64 indices count as 2):
+    the input image; per Conv-BN-ReLU block, the conv's output (BN's input) and the ReLU's output (the next
+    conv's input — one tensor, saved once), and with a pool the conv's full-size output (the pool's input), the
+    pooled output and its indices; each residual sum (the next layer's input); the final 4×4 pool's output and
+    indices; and each BN's saved mean and inverse std (per channel: counted per image, a slight over-count).
+    tests/test_model.py checks it against what autograd actually saves (torch's saved-tensor hooks) at several
+    widths: 3,214,848 bytes at width 1, 0.41 MB at width 0.125, 6.4 MB at width 2.
     """
-    torch_state = torch.random.get_rng_state()  # building the network draws initial weights: leave no trace
-    net = Net(width=width).train()
-    torch.random.set_rng_state(torch_state)
-    weights = {t.untyped_storage().data_ptr() for t in (*net.parameters(), *net.buffers())}
-    saved: dict[int, int] = {}
-    largest = 0
+    c0, c1, c2, c3 = channels(width)
 
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in weights:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return t
+    def block(c: int, side: int, pool: bool) -> int:  # `side`: the block's output side
+        if pool:
+            return c * (2 * side) ** 2 + c * side * side * (1 + 2 + 1)
+        return 2 * c * side * side
 
-    def track(_m, _inp, out) -> None:
-        nonlocal largest
-        largest = max(largest, out.numel() * out.element_size())
-
-    hooks = [m.register_forward_hook(track) for m in net.modules() if not list(m.children())]
-    try:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            net(torch.zeros(1, 3, 32, 32))
-    finally:
-        for h in hooks:
-            h.remove()
-    return sum(saved.values()), largest
+    floats = (3 * 32 * 32
+              + block(c0, 32, False)
+              + block(c1, 16, True) + 2 * block(c1, 16, False) + c1 * 16 * 16
+              + block(c2, 8, True)
+              + block(c3, 4, True) + 2 * block(c3, 4, False) + c3 * 4 * 4
+              + c3 * (1 + 2)
+              + 2 * (c0 + 3 * c1 + c2 + 3 * c3))  # the eight BNs' mean and inverse std
+    return 4 * floats, 4 * max(c0, c1) * 32 * 32

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import gradio as gr
+import pytest
 
 from lab import data as data_mod
-from lab.ui.app import build_app, launch_kwargs
+from lab.ui.app import api_parameters, build_app, launch_kwargs
 from lab.ui.jobs import JobManager
 
 API = {"classify", "train_start", "train_status", "train_stop", "find_lr"}
@@ -22,13 +23,10 @@ def _missing():
 
 
 def test_the_range_test_endpoint_takes_every_training_control(tmp_path):
-    import inspect
-
     from lab.ui.common import CONTROL_NAMES
 
     demo = build_app(JobManager(runs_root=tmp_path / "runs", data_loader=_missing), pretrained=tmp_path / "none.pt")
-    params = {fn.api_name: list(inspect.signature(fn.fn).parameters) for fn in demo.fns.values()
-              if fn.api_name in ("train_start", "find_lr")}
+    params = {fn.api_name: api_parameters(fn.fn) for fn in demo.fns.values() if fn.api_name in ("train_start", "find_lr")}
     assert params["train_start"] == list(CONTROL_NAMES)
     assert params["find_lr"][:5] == ["iters", "start_lr", "end_lr", "mode", "optimizer"]
     assert set(params["find_lr"]) == set(CONTROL_NAMES) | {"iters", "start_lr", "end_lr", "mode"}
@@ -51,3 +49,31 @@ def test_without_data_or_checkpoint_the_app_builds_and_says_what_is_missing(tmp_
     tabs = [b.label for b in demo.blocks.values() if isinstance(b, gr.Tab)]
     assert tabs == ["Augment", "LR range test", "One Cycle", "Train", "Insights", "Classify"]
     assert isinstance(launch_kwargs()["theme"], gr.themes.Base)
+
+
+def test_shared_server_mode_is_on_on_a_space_and_with_lab_public_only():
+    from lab.ui.common import shared_mode
+
+    assert shared_mode({"SPACE_ID": "someone/cifar10-lab"}) and shared_mode({"LAB_PUBLIC": "1"})
+    assert not shared_mode({}) and not shared_mode({"LAB_PUBLIC": "0"}) and not shared_mode({"SPACE_ID": ""})
+
+
+def test_a_call_missing_parameters_is_told_which(tmp_path):
+    from lab.ui.common import CONTROL_NAMES
+
+    demo = build_app(JobManager(runs_root=tmp_path / "runs", data_loader=_missing), pretrained=tmp_path / "none.pt")
+    fn = next(fn for fn in demo.fns.values() if fn.api_name == "train_start")
+    with pytest.raises(gr.Error) as e:
+        demo.validate_inputs(fn, [0.125, 256])
+    message = e.value.message
+    assert message.startswith("train_start got 2 of its 22 parameters; missing: test_subset, seed, device")
+    assert ", ".join(CONTROL_NAMES[2:]) in message
+    demo.validate_inputs(fn, [None] * len(CONTROL_NAMES))  # all there: no complaint (the handler checks values)
+
+
+def test_uploads_are_capped_and_their_cache_is_cleaned(tmp_path):
+    from lab.config import UPLOAD_MAX_AGE_S, UPLOAD_MAX_BYTES
+
+    assert launch_kwargs()["max_file_size"] == UPLOAD_MAX_BYTES
+    demo = build_app(JobManager(runs_root=tmp_path / "runs", data_loader=_missing), pretrained=tmp_path / "none.pt")
+    assert demo.delete_cache == (UPLOAD_MAX_AGE_S, UPLOAD_MAX_AGE_S)

@@ -170,13 +170,14 @@ def test_train_bad_input_and_missing_data_give_messages(ctx, no_data_ctx):
 
 def test_train_refresh_draws_the_run_and_skips_when_nothing_changed(ctx):
     out = train.refresh(ctx, None)
-    seen, line, fig, table, runs_df, picker, overlay = out
+    seen, line, fig, table, runs_df, picker, overlay, note = out
     assert "No run yet" in line and isinstance(fig, go.Figure) and table.empty
     assert list(runs_df["run"]) == ["20000101-000000"] and picker.value == ["20000101-000000"]
     assert all(is_skip(x) for x in train.refresh(ctx, seen, picker.value))
     ctx.manager.start_training(train_config(**CONTROLS))
     assert ctx.manager.wait(120)
-    seen2, line, fig, table, runs_df, picker, overlay = train.refresh(ctx, seen, ["20000101-000000"])
+    seen2, line, fig, table, runs_df, picker, overlay, note = train.refresh(ctx, seen, ["20000101-000000"])
+    assert note == ""  # the run ended: "Run started at …" under Start would be stale
     assert seen2 != seen and "**Done**" in line and "images/s" in line and "test acc" in line
     assert list(table.columns) == train.EPOCH_COLUMNS and len(table) == 1
     assert len(runs_df) == 2 and len(picker.value) == 2  # the finished run joins the overlay
@@ -214,8 +215,8 @@ def test_model_summary_shows_the_layer_table():
 def test_lr_tab_before_any_range_test(ctx):
     out = lr_range.use_these(ctx)
     assert all(is_skip(x) for x in out[:4]) and "run a range test first" in out[4]
-    seen, fig, line, text = lr_range.refresh(ctx, None)
-    assert "No range test" in line and isinstance(fig, go.Figure) and text == ""
+    seen, fig, line, text, note = lr_range.refresh(ctx, None)
+    assert "No range test" in line and isinstance(fig, go.Figure) and text == "" and is_skip(note)
     assert all(is_skip(x) for x in lr_range.refresh(ctx, seen))
 
 
@@ -256,7 +257,7 @@ def test_lr_tab_runs_the_test_and_fills_one_cycle(ctx, monkeypatch):
     assert seen_cfg["cfg"].schedule.epochs == 7 and seen_cfg["div_factor"] == pytest.approx(10)
     assert msg.startswith("Range test started at") and "50 iterations" in msg and "sgd" in msg
     assert ctx.manager.wait(30)
-    seen, fig, line, text = lr_range.refresh(ctx, None)
+    seen, fig, line, text, _ = lr_range.refresh(ctx, None)
     assert "**Done**" in line and "Suggested LRMAX 0.01" in text and "a note" in text
     assert any(t.x and len(t.x) == 50 for t in fig.data)
     max_lr, mode, min_lr, opt, note = lr_range.use_these(ctx)
