@@ -230,8 +230,9 @@ def _free_port() -> int:
 
 @pytest.fixture
 def launch_app(tmp_path, cifar10_dir):
-    """launch(runs_root) → URL of `python app.py` started in a subprocess on 127.0.0.1 and a free port (host and
-    port through GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, as on a Space); stopped at teardown."""
+    """launch(runs_root, env=None) → URL of `python app.py` started in a subprocess on 127.0.0.1 and a free port
+    (host and port through GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, as on a Space; `env`: more variables, e.g.
+    LAB_PUBLIC=1); stopped at teardown."""
     import subprocess
     import sys
     import time
@@ -239,11 +240,11 @@ def launch_app(tmp_path, cifar10_dir):
 
     procs = []
 
-    def launch(runs_root: Path, timeout: float = 120) -> str:
+    def launch(runs_root: Path, timeout: float = 120, env: dict[str, str] | None = None) -> str:
         port = _free_port()
         env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
                "GRADIO_ANALYTICS_ENABLED": "False", "LAB_RUNS_DIR": str(runs_root), "CIFAR10_DIR": str(cifar10_dir),
-               "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+               "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env or {})}
         log = open(tmp_path / f"app-{port}.log", "w")
         proc = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=tmp_path, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
