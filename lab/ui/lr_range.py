@@ -113,13 +113,13 @@ def build(ctx: AppContext) -> dict:
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
             iters = gr.Slider(10, 500, value=RANGE_TEST_ITERS, step=10, label="iterations", elem_id="lr-iters")
-            start_lr = gr.Number(value=RANGE_TEST_START_LR, label="start LR", minimum=0)
-            end_lr = gr.Number(value=RANGE_TEST_END_LR, label="end LR", minimum=0)
+            start_lr = gr.Number(value=RANGE_TEST_START_LR, label="start LR", minimum=0, elem_id="lr-start-lr")
+            end_lr = gr.Number(value=RANGE_TEST_END_LR, label="end LR", minimum=0, elem_id="lr-end-lr")
             mode = gr.Radio(list(RANGE_TEST_MODES), value=RANGE_TEST_MODES[0], label="LR increase")
             optimizer = gr.Radio(list(OPTIMIZERS), value=OPTIMIZERS[0], label="optimizer")
             with gr.Row():
                 run = gr.Button("▶ Run range test", variant="primary", elem_id="lr-run")
-                stop = gr.Button("■ Stop", variant="stop")
+                stop = gr.Button("■ Stop", variant="stop", elem_id="lr-stop")
             use = gr.Button("Use these in One Cycle", elem_id="lr-use")
             message = gr.Markdown(elem_id="lr-message")
         with gr.Column(scale=3):

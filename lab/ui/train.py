@@ -193,7 +193,7 @@ def build(ctx: AppContext, preset: str) -> dict:
                                label="training images (0 = all 50,000)", elem_id="train-subset")
             test_subset = gr.Number(value=values["test_subset"], precision=0, minimum=0,
                                     label="test images (0 = all 10,000)", elem_id="train-test-subset")
-            seed = gr.Number(value=0, precision=0, label="seed")
+            seed = gr.Number(value=0, precision=0, label="seed", elem_id="train-seed")
             device = gr.Radio(list(DEVICES), value="auto", label="device")
             loader = gr.Radio(list(LOADERS), value="auto", label="loader (auto: fast on CUDA, reference on CPU)")
             with gr.Row():
