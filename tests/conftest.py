@@ -265,8 +265,12 @@ def launch_app(tmp_path, cifar10_dir):
                                      f"{Path(log.name).read_text()}")
             time.sleep(0.5)
 
+    launch.procs = procs  # (process, log) of each app started: a test may signal one
     yield launch
     for proc, log in procs:
+        if proc.poll() is not None:  # already ended (a test stopped it)
+            log.close()
+            continue
         proc.terminate()
         try:
             proc.wait(15)

@@ -152,3 +152,24 @@ def test_a_shared_server_checks_every_api_argument_and_lets_only_the_starter_sto
         assert final["status"] == "stopped", final
     else:
         assert stopped == "nothing is running" and final["status"] == "done"
+
+
+def test_sigterm_to_the_server_records_the_running_job_as_stopped(launch_app, runs_root):
+    """A Space restarting sends SIGTERM: the job's run folder says `stopped`, not `running` forever."""
+    import signal
+
+    from gradio_client import Client
+
+    from lab.runs import LOCK, Run
+
+    url = launch_app(runs_root)
+    client = Client(url, verbose=False)
+    assert client.predict(**{**TINY_RUN, "epochs": 50}, api_name="/train_start").startswith("Run started")
+    status = poll(client, lambda s: s["last_step"] or not s["busy"])
+    assert status["busy"], status
+    run = Run(status["run_dir"])
+    proc = launch_app.procs[-1][0]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) is not None
+    assert run.config_doc()["status"] == "stopped" and run.summary().status == "stopped"
+    assert not (run.path / LOCK).exists()

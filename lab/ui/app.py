@@ -54,6 +54,22 @@ def default_manager() -> JobManager:
                       download=os.environ.get("LAB_DOWNLOAD", "") in ("1", "true", "yes"), shared=shared_mode())
 
 
+STOP_GRACE_S = 20  # how long a SIGTERM or Ctrl-C waits for the running job to stop and record it
+
+
+def stop_job_then_exit(manager: JobManager) -> Callable:
+    """A signal handler for app.py: SIGTERM (a Space restarting, `kill`) or Ctrl-C asks the running job to stop,
+    gives it STOP_GRACE_S to write `stopped` into its run folder (as the Stop button would), then closes the
+    server the way Gradio closes it on Ctrl-C. Without it the job's thread dies with the process, and its run
+    reads `interrupted`."""
+    def handler(signum, frame) -> None:
+        if manager.stop() != "nothing is running":
+            manager.wait(STOP_GRACE_S)
+        raise KeyboardInterrupt
+
+    return handler
+
+
 def api_parameters(fn: Callable) -> list[str]:
     """An endpoint's API parameter names: its handler's parameters, less the gr.Request Gradio fills in."""
     return [n for n, p in inspect.signature(fn).parameters.items() if p.annotation is not gr.Request]
