@@ -361,7 +361,8 @@ def cmd_bench(args) -> int:
     data = data_mod.load(cfg.data_dir)
     if args.accuracy:
         name = f"{cfg.optimizer.name} max_lr {cfg.schedule.max_lr:g}"
-        print(f"accuracy: {name}, {cfg.schedule.epochs} epochs, batch {cfg.batch_size}, seeds 0..{args.seeds - 1}",
+        print(f"accuracy: {name}, {_count(cfg.schedule.epochs, 'epoch')}, batch {cfg.batch_size}, "
+              f"seeds 0..{args.seeds - 1}",
               flush=True)
         result = bench.accuracy(cfg, data, list(range(args.seeds)), save_best=args.save_best)
         print(bench.format_accuracy(name, result))
@@ -370,7 +371,7 @@ def cmd_bench(args) -> int:
         for k in loaders:
             if k not in ("reference", "fast"):
                 raise CliError(f"--bench-loaders takes reference and/or fast, got {k!r}")
-        print(f"speed: {', '.join(loaders)}; {cfg.schedule.epochs} epochs, batch {cfg.batch_size}, width "
+        print(f"speed: {', '.join(loaders)}; {_count(cfg.schedule.epochs, 'epoch')}, batch {cfg.batch_size}, width "
               f"{cfg.width:g}, subset {cfg.subset or 'all'}, torch {__import__('torch').__version__}", flush=True)
         rows = bench.speed(cfg, data, loaders, args.reference_epochs)
         print(bench.format_speed(rows))

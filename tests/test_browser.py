@@ -227,7 +227,12 @@ def test_bad_input_and_a_second_session_in_a_real_browser(launch_app, runs_root,
         assert "start LR is empty" in wait_text(alice, "lr-message", "empty")
         alice.screenshot(path=shots / "b2-lr-bad-range.png", full_page=True)
 
-        # Train: a negative seed, then a run over the shared server's width cap, then a tiny run
+        # Train: a negative seed, then a run over the shared server's width cap, then a run long enough (20 epochs
+        # of 16 small steps) for Bob to find it running
+        open_tab(alice, "One Cycle")
+        set_number(alice, "oc-epochs", 20)
+        set_number(alice, "oc-batch", 16)
+        wait_text(alice, "oc-summary", r"20 epochs × \d+ steps \([0-9,]+ images / batch 16\)")
         open_tab(alice, "Train")
         set_number(alice, "train-width", 0.125)
         set_number(alice, "train-subset", 256)
@@ -242,11 +247,7 @@ def test_bad_input_and_a_second_session_in_a_real_browser(launch_app, runs_root,
         alice.screenshot(path=shots / "b3-train-over-cap.png", full_page=True)
         set_number(alice, "train-width", 0.125)
         alice.click("#train-start")
-        try:
-            wait_text(alice, "train-message", "Run started at")  # (the cap's line stays until the answer comes)
-        except Exception:
-            alice.screenshot(path=shots / "debug-alice.png", full_page=True)
-            raise
+        wait_text(alice, "train-message", "Run started at")  # (the cap's line stays until the answer comes)
 
         # Bob sees the run and when it should end, and cannot stop it
         open_tab(bob, "Train")

@@ -258,3 +258,26 @@ def test_a_preset_sets_the_defaults_and_explicit_flags_win():
     assert cli.train_config(cli.parse(["train"])) == PRESETS["spec"].config()  # no preset: the spec defaults
     find = cli.train_config(cli.parse(["find-lr", "--preset", "quick", "--optimizer", "sgd"]))
     assert find.width == PRESETS["quick"].config().width and find.schedule.max_lr == DEFAULT_MAX_LR["sgd"]
+
+
+def test_every_flag_has_help_and_shows_its_default():
+    """Issue 12: flags without help, or with a default the help did not show."""
+    import argparse
+
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, sub in commands.items():
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
+                continue
+            flag = f"{name} {action.option_strings[0]}"
+            assert action.help and action.help.strip() not in ("", "(default %(default)s)"), flag
+            if action.default not in (None, False, True) and not isinstance(action, argparse._StoreConstAction):
+                assert "default" in action.help, flag  # a value the flag has unless given is shown
+
+
+def test_one_epoch_reads_one_epoch(capsys):
+    """Issue 12: "1 epochs … end of epoch 0.208333"."""
+    assert cli.main(["schedule", "--epochs", "1", "--steps-per-epoch", "5"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("One Cycle: 1 epoch × 5 steps") and "(end of epoch 0.208)" in first
