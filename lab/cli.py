@@ -1,13 +1,18 @@
-"""python -m lab train | find-lr | sweep | evaluate | schedule | bench | summary
+"""python -m lab train | find-lr | sweep | evaluate | schedule | bench | runs | summary
 
-Bad input exits non-zero with one line on stderr ("error: …"), never a traceback.
+Bad input exits non-zero with one line on stderr ("error: …"), never a traceback, and leaves no folder behind:
+everything that can be checked (flags, the output folder, the data, the schedule's length, the memory) is
+checked before a run folder is made. SIGTERM, like Ctrl-C, ends a run as `stopped` (exit 128 + the signal).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +21,46 @@ from lab import config as C
 
 class CliError(Exception):
     """A one-line message for the user; exit code 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is (as Ctrl-C raises KeyboardInterrupt), so that a run ends the same
+    way: its finished epochs kept and `stopped` recorded."""
+
+    signum = signal.SIGTERM
+
+
+def _on_sigterm(signum, _frame) -> None:
+    raise Terminated()
+
+
+def check_out_dir(path: str | os.PathLike, flag: str, may_hold: Sequence[str] | None = None) -> Path:
+    """Refuse, before any work, an output folder that is a file, that already holds something (or, with
+    `may_hold`, one of those names), or that cannot be made here. Nothing is left behind by the check."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CliError(f"{flag} {path} is a file; name a folder (a new one, or an empty one)")
+    if path.is_dir():
+        try:
+            held = sorted(p.name for p in path.iterdir())
+        except OSError as e:
+            raise CliError(f"{flag} {path} cannot be read ({e.strerror}); name a folder you can write to") from None
+        clash = held if may_hold is None else [n for n in held if n in may_hold]
+        if clash:
+            what = "holds a run" if "config.json" in clash else f"is not empty (it holds {', '.join(clash[:3])}" + (
+                ", …)" if len(clash) > 3 else ")")
+            raise CliError(f"{flag} {path} {what}; name a new or empty folder (runs are never overwritten)")
+    # Can it be written? Make (and at once remove) a probe in the nearest folder that exists: permission bits
+    # say nothing for root, and places like /proc refuse only when asked.
+    parent = path if path.is_dir() else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".lab-probe-"))
+    except OSError as e:
+        raise CliError(f"{flag} {path}: cannot create a folder in {parent} ({e.strerror}); name a place you can "
+                       "write to") from None
+    return path
 
 
 class Parser(argparse.ArgumentParser):
@@ -44,7 +89,8 @@ def _add_schedule_flags(p: argparse.ArgumentParser, allow_find: bool = False) ->
 
 
 def _add_batch_and_optimizer_flags(g) -> None:
-    g.add_argument("--batch-size", type=int, default=C.SPEC_BATCH_SIZE, help="(default %(default)s)")
+    g.add_argument("--batch-size", type=int, default=C.SPEC_BATCH_SIZE,
+                   help="images per training step (default %(default)s)")
     g.add_argument("--optimizer", default=C.OPTIMIZERS[0], help="adam (the spec, default) or sgd (Nesterov preset)")
 
 
@@ -59,18 +105,20 @@ def _max_lr(args) -> float | None:
                        f"got {args.max_lr!r}") from None
 
 
-def _add_run_flags(p: argparse.ArgumentParser) -> None:
+def _add_run_flags(p: argparse.ArgumentParser, test: bool = True) -> None:
     p.add_argument("--preset", choices=list(C.PRESETS), default=None,
                    help="start from a preset's settings (lab/config.py PRESETS); flags given explicitly win: "
                         + "; ".join(f"{n}: {pr.label}" for n, pr in C.PRESETS.items()))
     d = C.TrainConfig()
     p.add_argument("--subset", type=int, default=d.subset, help="train on the first N training images (default: all)")
-    p.add_argument("--test-subset", type=int, default=d.test_subset,
-                   help="evaluate on the first N test images (default: all)")
+    if test:  # the range test evaluates nothing: it takes no --test-subset
+        p.add_argument("--test-subset", type=int, default=d.test_subset,
+                       help="evaluate on the first N test images (default: all)")
     p.add_argument("--width", type=float, default=d.width,
                    help="channel width multiplier, 1 = the spec network (default %(default)s)")
     p.add_argument("--device", default=d.device, help="auto (CUDA when present), cpu or cuda (default %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed, help="(default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help=f"seeds the shuffling, augmentation and initial weights, 0–{C.SEED_MAX} (default %(default)s)")
     p.add_argument("--data-dir", default=d.data_dir,
                    help="folder with cifar10.npz, cifar-10-batches-py/ or the .tar.gz (default: $CIFAR10_DIR, ./data)")
     p.add_argument("--loader", default=d.loader, help="fast (device-resident) or reference (albumentations); "
@@ -101,17 +149,19 @@ def _add_loss_and_augment_flags(p: argparse.ArgumentParser) -> None:
     aug = C.AugmentConfig()
     p.add_argument("--weight-decay", type=float, default=None, help="default: adam 0, sgd 5e-4")
     p.add_argument("--label-smoothing", type=float, default=C.TrainConfig.label_smoothing,
-                   help="(default %(default)s)")
+                   help="cross-entropy label smoothing in [0, 1) (default %(default)s)")
     p.add_argument("--logit-scale", type=float, default=C.TrainConfig.logit_scale,
                    help="the loss sees logits × this (a temperature; Page's recipe: 0.125) (default %(default)s)")
     p.add_argument("--tta", action="store_true",
                    help="also report flip test-time-augmented test accuracy (test_acc_tta), beside the plain one")
     p.add_argument("--pad", type=int, default=aug.pad, help="reflect padding before the random crop "
                                                             "(default %(default)s)")
-    p.add_argument("--flip-p", type=float, default=aug.flip_p, help="(default %(default)s)")
+    p.add_argument("--flip-p", type=float, default=aug.flip_p,
+                   help="probability of a horizontal flip (default %(default)s)")
     p.add_argument("--cutout", type=int, default=aug.cutout, help="CutOut hole side in pixels, 0: off "
                                                                   "(default %(default)s)")
-    p.add_argument("--cutout-p", type=float, default=aug.cutout_p, help="(default %(default)s)")
+    p.add_argument("--cutout-p", type=float, default=aug.cutout_p,
+                   help="probability of a CutOut hole (default %(default)s)")
 
 
 def _add_train_flags(p: argparse.ArgumentParser, allow_find: bool = False) -> None:
@@ -131,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "epoch 5, Adam. Prints a line per epoch and the run folder.")
     _add_train_flags(p, allow_find=True)
     _add_range_test_flags(p, prefix="find-")
-    p.add_argument("--run-dir", default=None, help="this run's folder (default: a new folder under runs/)")
+    p.add_argument("--run-dir", default=None,
+                   help="this run's folder, new or empty (default: a new folder under runs/)")
     _add_yes_flag(p)
     p.set_defaults(func=cmd_train)
 
@@ -141,9 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test accuracy and per-class accuracy of a checkpoint")
     p.add_argument("--checkpoint", default=None,
                    help="a model.pt or a run folder (default: the bundled assets/cifar10_resnet9.pt)")
-    p.add_argument("--subset", type=int, default=None, help="the first N test images")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--test-subset", type=int, default=None,
+                   help="evaluate on the first N test images (default: all)")
+    # `train` reads --subset as training images; here it would silently mean test images, so it is refused
+    p.add_argument("--subset", dest="subset_misused", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default %(default)s)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder with cifar10.npz, cifar-10-batches-py/ or the .tar.gz (default: $CIFAR10_DIR, ./data)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("schedule", help="preview the per-step LR and momentum/β1 without training")
@@ -152,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: batches per epoch of the 50,000 training images")
     p.add_argument("--json", action="store_true", help="print {step, epoch, lr, momentum} arrays as JSON")
     p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("runs", help="list the runs in a folder: status, epochs, test accuracy, folder",
+                       description="Every run folder under --root, newest first, as Run.summary() reads it: a "
+                                   "run whose process died (killed, out of memory) shows as interrupted.")
+    p.add_argument("--root", default=None, help="the folder holding the runs (default: $LAB_RUNS_DIR or runs/)")
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("bench", help="speed of the reference and fast loaders; --accuracy: the recipe over seeds",
                        description="Speed: trains with the reference and the fast loader in one process and "
@@ -173,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("summary", help="layer table with output shapes and parameter count")
-    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--width", type=float, default=1.0,
+                   help="channel width multiplier, 1 = the spec network (default %(default)s)")
     p.set_defaults(func=cmd_summary)
     return parser
 
@@ -221,12 +283,7 @@ def _confirm(args, total) -> None:
 
 
 def cmd_train(args) -> int:
-    from tqdm import tqdm
-
     from lab import data as data_mod
-    from lab.engine import resolve_device
-    from lab.experiment import train
-    from lab.runs import new_run_dir
 
     find = _wants_find(args)
     if find and args.min_lr is not None:
@@ -235,15 +292,30 @@ def cmd_train(args) -> int:
     cfg = train_config(args, max_lr=C.default_max_lr(args.optimizer) if find else None)
     if find:
         _find_settings(args, cfg)
-    resolve_device(cfg.device)  # like the data, before the run folder exists: no empty folder for a missing GPU
-    if args.run_dir and (Path(args.run_dir) / "config.json").exists():
-        raise CliError(f"--run-dir {args.run_dir} already holds a run; name a new folder (runs are never overwritten)")
-    data = data_mod.load(cfg.data_dir)  # before the run folder exists: no empty folders for missing data
+    # Everything below is checked before the run folder exists, so a run that cannot start leaves none behind;
+    # the cheap checks first (torch is imported only after them: a typo is answered in a fraction of a second).
+    if args.run_dir:
+        check_out_dir(args.run_dir, "--run-dir")
+    else:
+        check_out_dir(C.RUNS_DIR, "runs folder", may_hold=())  # it holds other runs: only writable matters
+    data = data_mod.load(cfg.data_dir)
+    from tqdm import tqdm
+
+    from lab.experiment import preflight, train
+    from lab.runs import DEFAULT_ROOT, list_runs, new_run_dir
+
+    preflight(cfg, len(data.y_train), len(data.y_test))  # the device, subsets, schedule length, memory
     _check_duration(args, cfg, data, args.find_iters if find else 0)
     found = None
     if find:  # --max-lr find: the range test picks LRMAX and LRMIN, and its result goes into config.json
         cfg, found = _find_for_train(args, cfg, data)
-    run_dir = args.run_dir or new_run_dir()
+    if args.run_dir:
+        run_dir = check_out_dir(args.run_dir, "--run-dir")  # again: the range test took minutes
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        for stray in list_runs(DEFAULT_ROOT):  # what killed runs left (never touching a live one)
+            stray.remove_temporaries()
+        run_dir = new_run_dir()
     if found is not None:
         _write_range_test(found, run_dir)
     bar = None
@@ -266,10 +338,16 @@ def cmd_train(args) -> int:
             (bar.write if bar else print)(line)
 
     print(f"run folder: {run_dir}", flush=True)
-    result = train(cfg, data, callbacks=[progress], run_dir=run_dir,
-                   extra_config={"lr_finder": found.to_dict()} if found is not None else None)
-    if bar is not None:
-        bar.close()
+    try:
+        result = train(cfg, data, callbacks=[progress], run_dir=run_dir,
+                       extra_config={"lr_finder": found.to_dict()} if found is not None else None)
+    except BaseException:
+        if not any(Path(run_dir).iterdir()):  # stopped before the run wrote anything: leave no empty folder
+            Path(run_dir).rmdir()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
     print(f"{result.status} in {result.seconds:.1f}s on {result.extra['device']} ({result.loader} loader); "
           f"final test accuracy {100 * result.final.get('test_acc', float('nan')):.2f}%")
     print(f"run folder: {run_dir}")
@@ -277,17 +355,24 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    if args.subset_misused is not None:
+        raise CliError("evaluate takes --test-subset N (the first N test images); --subset means training "
+                       "images in train and find-lr")
+    if args.test_subset is not None and args.test_subset < 1:
+        raise CliError(f"--test-subset must be a whole number of images ≥ 1, got {args.test_subset}")
     from lab import data as data_mod
     from lab import insights
     from lab.engine import resolve_device
     from lab.runs import PRETRAINED_CHECKPOINT, load_checkpoint
 
-    if args.subset is not None and args.subset < 1:
-        raise CliError(f"--subset must be a whole number of images ≥ 1, got {args.subset}")
     args.checkpoint = args.checkpoint or str(PRETRAINED_CHECKPOINT)
     device = resolve_device(args.device)
     model, cfg, recorded = load_checkpoint(args.checkpoint, device)
-    data = data_mod.load(args.data_dir).subset(test=args.subset)
+    data = data_mod.load(args.data_dir)
+    if args.test_subset is not None and args.test_subset > len(data.y_test):
+        raise CliError(f"--test-subset {args.test_subset:,} is more than the {len(data.y_test):,} test images in "
+                       f"the data; use at most {len(data.y_test):,} (or leave it out for all of them)")
+    data = data.subset(test=args.test_subset)
     ev = insights.evaluate(model, data.x_test, data.y_test, device)
     print(f"test accuracy: {100 * ev.accuracy:.2f}% on {len(ev.labels)} test images ({args.checkpoint})")
     for name, acc in ev.per_class_accuracy().items():
@@ -307,8 +392,8 @@ def cmd_schedule(args) -> int:
     if args.json:
         print(json.dumps({"steps_per_epoch": spe, "max_lr": cfg.max_lr, "min_lr": cfg.lr_min, **curve}))
         return 0
-    print(f"One Cycle: {cfg.epochs} epochs × {spe} steps, LR {cfg.lr_min:.3g} → {cfg.max_lr:.3g} (end of epoch "
-          f"{cfg.peak_epoch:g}) → {cfg.lr_min:.3g}, {cfg.anneal} anneal")
+    print(f"One Cycle: {_count(cfg.epochs, 'epoch')} × {_count(spe, 'step')}, LR {cfg.lr_min:.3g} → "
+          f"{cfg.max_lr:.3g} (end of epoch {cfg.peak_epoch:.3g}) → {cfg.lr_min:.3g}, {cfg.anneal} anneal")
     print(f"{'epoch':>6} {'step':>6} {'lr':>10} {'momentum':>9}")
     for i in list(range(0, len(curve["lr"]), spe)) + [len(curve["lr"]) - 1]:
         m = curve["momentum"][i]
@@ -335,7 +420,8 @@ def cmd_bench(args) -> int:
     elif args.accuracy:
         data = data_mod.load(cfg.data_dir)
         name = f"{cfg.optimizer.name} max_lr {cfg.schedule.max_lr:g}"
-        print(f"accuracy: {name}, {cfg.schedule.epochs} epochs, batch {cfg.batch_size}, seeds 0..{args.seeds - 1}",
+        print(f"accuracy: {name}, {_count(cfg.schedule.epochs, 'epoch')}, batch {cfg.batch_size}, "
+              f"seeds 0..{args.seeds - 1}",
               flush=True)
         result = bench.accuracy(cfg, data, list(range(args.seeds)), save_best=args.save_best)
         print(bench.format_accuracy(name, result))
@@ -345,7 +431,7 @@ def cmd_bench(args) -> int:
         for k in loaders:
             if k not in ("reference", "fast"):
                 raise CliError(f"--bench-loaders takes reference and/or fast, got {k!r}")
-        print(f"speed: {', '.join(loaders)}; {cfg.schedule.epochs} epochs, batch {cfg.batch_size}, width "
+        print(f"speed: {', '.join(loaders)}; {_count(cfg.schedule.epochs, 'epoch')}, batch {cfg.batch_size}, width "
               f"{cfg.width:g}, subset {cfg.subset or 'all'}, torch {__import__('torch').__version__}", flush=True)
         rows = bench.speed(cfg, data, loaders, args.reference_epochs)
         print(bench.format_speed(rows))
@@ -375,6 +461,30 @@ def _train_argv(args) -> list[str]:
         out.append(token)
         i += 1
     return out
+
+
+def _count(n: int, word: str) -> str:
+    """'1 epoch', '3 epochs'."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def cmd_runs(args) -> int:
+    from lab.runs import DEFAULT_ROOT, list_runs
+
+    root = Path(args.root or os.environ.get("LAB_RUNS_DIR") or DEFAULT_ROOT)
+    if args.root and not root.is_dir():
+        raise CliError(f"--root {root} is not a folder; name the folder that holds the run folders")
+    summaries = [run.summary() for run in list_runs(root)]
+    if not summaries:
+        print(f"no runs in {root}/")
+        return 0
+    name_w = max(len("run"), *(len(s.name) for s in summaries))
+    print(f"{'run':<{name_w}}  {'status':<11}  {'epochs':>7}  {'test acc':>8}  folder")
+    for s in summaries:
+        epochs = f"{s.epochs_done}/{s.epochs}" if s.epochs is not None else str(s.epochs_done)
+        acc = f"{100 * s.test_acc:.2f}%" if isinstance(s.test_acc, (int, float)) else "–"
+        print(f"{s.name:<{name_w}}  {s.status:<11}  {epochs:>7}  {acc:>8}  {s.folder}")
+    return 0
 
 
 def cmd_summary(args) -> int:
@@ -415,7 +525,7 @@ def _add_find_lr_parser(sub) -> None:
                                    "with the run's length; also the loss minimum, ÷ 10, the knee, valley, steepest "
                                    "descent) and LRMIN = LRMAX / div factor. Writes lr_finder.json and lr_finder.html.")
     _add_range_test_flags(p)
-    _add_run_flags(p)
+    _add_run_flags(p, test=False)
     _add_batch_and_optimizer_flags(p)
     _add_loss_and_augment_flags(p)
     p.add_argument("--div-factor", type=float, default=C.DEFAULT_DIV_FACTOR,
@@ -423,7 +533,8 @@ def _add_find_lr_parser(sub) -> None:
     p.add_argument("--epochs", type=int, default=C.SPEC_EPOCHS,
                    help="epochs of the run the LR is for: the default rule's margin below the loss minimum grows "
                         "with the run's length (default %(default)s)")
-    p.add_argument("--out", default=None, help="output folder (default: a new runs/lr-finder-<time>/)")
+    p.add_argument("--out", default=None,
+                   help="output folder, one without a range test in it (default: a new runs/lr-finder-<time>/)")
     _add_yes_flag(p)
     p.set_defaults(func=cmd_find_lr)
 
@@ -499,16 +610,26 @@ def _find_for_train(args, cfg: C.TrainConfig, data):
     return dataclasses.replace(cfg, schedule=schedule), result
 
 
+RANGE_TEST_FILES = ("lr_finder.json", "lr_finder.html")
+
+
 def cmd_find_lr(args) -> int:
     from lab import data as data_mod
-    from lab.runs import new_run_dir
+    from lab.experiment import preflight
+    from lab.runs import DEFAULT_ROOT, new_run_dir
 
     cfg = train_config(args)
     _find_settings(args, cfg)
+    if args.out:
+        check_out_dir(args.out, "--out", may_hold=RANGE_TEST_FILES)
+    else:
+        check_out_dir(DEFAULT_ROOT, "runs folder", may_hold=())
     data = data_mod.load(cfg.data_dir)
+    preflight(cfg, len(data.y_train), len(data.y_test), with_test=False)
     _check_duration(args, cfg, data, args.find_iters, run=False)
     result = _range_test(args, cfg, data)
-    out = Path(args.out) if args.out else new_run_dir(prefix="lr-finder-")  # only now: no folders for failures
+    # only now: no folders for failures (and checked again: the test took minutes)
+    out = check_out_dir(args.out, "--out", may_hold=RANGE_TEST_FILES) if args.out else new_run_dir(prefix="lr-finder-")
     _write_range_test(result, out)
     return 0
 
@@ -549,7 +670,8 @@ def _add_sweep_parser(sub) -> None:
                    help="a count (3: seeds 0, 1, 2) or a list (0,5,7) (default %(default)s)")
     g.add_argument("--no-range-test", action="store_true",
                    help="skip the LR range test (only with numeric max LRs)")
-    g.add_argument("--cpus-per-trial", type=float, default=1.0, help="(default %(default)s)")
+    g.add_argument("--cpus-per-trial", type=float, default=1.0,
+                   help="CPU cores Ray reserves for each trial (default %(default)s)")
     g.add_argument("--gpus-per-trial", type=float, default=None,
                    help="0.25 packs four trials on one GPU (default: 1 when Ray sees a GPU, else 0)")
     g.add_argument("--max-concurrent", type=int, default=None, help="at most this many trials at once")
@@ -598,21 +720,41 @@ def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.Argume
     return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from lab.data import DataError
-    from lab.engine import DeviceError, Diverged
-    from lab.runs import CheckpointError
-    from lab.sweep import SweepError
+# The lab's errors that end a command with exit 1 (missing data or checkpoint, a diverged run, a missing GPU, a
+# full disk), by module: main() looks them up only in modules already imported — an error can only come from a
+# module that was — so a typo is answered without importing torch (seconds on a busy machine).
+EXIT_1 = {"lab.data": ("DataError",), "lab.engine": ("DeviceError", "Diverged"),
+          "lab.runs": ("CheckpointError", "DiskFull"), "lab.sweep": ("SweepError",)}
 
+
+def _exit_code(e: BaseException) -> int | None:
+    if isinstance(e, (CliError, C.ConfigError)):
+        return 2
+    known = tuple(getattr(sys.modules[m], n) for m, names in EXIT_1.items() if m in sys.modules for n in names)
+    return 1 if isinstance(e, known) else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)  # only the main thread may set a handler
     try:
         args = parse(argv)
         return args.func(args)
-    except (CliError, C.ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (DataError, CheckpointError, Diverged, DeviceError, SweepError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except Terminated:
+        print("terminated (SIGTERM): the run is recorded as stopped", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        code = _exit_code(e)
+        if code is None:
+            raise  # a bug: the traceback is what helps
+        print(f"error: {e}", file=sys.stderr)
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -15,6 +15,7 @@ SPEC_EPOCHS = 24
 SPEC_PEAK_EPOCH = 5
 TRAIN_IMAGES = 50_000  # CIFAR-10's training and test set sizes: "0 = all" in the app, steps per epoch previews
 TEST_IMAGES = 10_000
+RUNS_DIR = "runs"  # where runs are saved unless told otherwise (the app: $LAB_RUNS_DIR)
 # Until the LR range test picks them, these are the LRs the spec recipe starts from (measured on a GPU; see
 # benchmarks/RESULTS.md). LRMIN = LRMAX / div_factor.
 DEFAULT_MAX_LR = {"adam": 0.01, "sgd": 0.1}
@@ -53,10 +54,27 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 PAD_MAX = 16  # augmentation bounds: beyond these a 32×32 crop or hole no longer makes sense
 CUTOUT_MAX = 32
+SEED_MAX = 2**32 - 1  # numpy's seeding takes 0 … 2³²−1 (torch's more); one bound for every seed the lab takes
+MIN_SCHEDULE_STEPS = 3  # One Cycle needs a step up from LRMIN, the peak and a step back down
+
+# Shared-server mode (a Hugging Face Space — SPACE_ID set — or LAB_PUBLIC=1; off locally): what one visitor's job
+# may cost. Each cap is named in the message that refuses a job over it. The defaults let the spec recipe run
+# (width 1, batch 512, 24 epochs of 50,000 training + 10,000 test images) and nothing much bigger.
+SHARED_CAPS = {
+    "width": 1.0,
+    "batch_size": 512,
+    "epochs": 100,  # each epoch writes a checkpoint: bounds the disk churn of a run of tiny epochs
+    "image_epochs": (TRAIN_IMAGES + TEST_IMAGES) * SPEC_EPOCHS,  # images seen (trained + evaluated) × epochs
+    "range_test_iters": 500,
+}
+SHARED_RUNS_QUOTA = 2 * 1024**3  # bytes under runs/ on a shared server; the oldest finished runs are pruned
+UPLOAD_MAX_BYTES = 20 * 1024**2  # an upload larger than this is refused by the server (Gradio's max_file_size)
+UPLOAD_MAX_AGE_S = 3600  # uploads older than this are deleted from Gradio's cache (checked as often)
 
 # How a run or a job ended (or that it is still going), with the heading the app shows for each.
+# "interrupted": the run's process died (killed, out of memory, a server restart) while config.json said running.
 STATUS_HEADINGS = {"running": "Running", "done": "Done", "stopped": "Stopped", "diverged": "Diverged",
-                   "error": "Failed"}
+                   "error": "Failed", "interrupted": "Interrupted"}
 
 
 def default_max_lr(optimizer: str) -> float:
@@ -65,19 +83,62 @@ def default_max_lr(optimizer: str) -> float:
 
 
 class ConfigError(ValueError):
-    """A knob has a value that cannot work; the message says which and what to do."""
+    """A knob has a value that cannot work; the message says which and what to do. `knob`: the flat knob's name
+    (FLAT_KNOBS) when one knob is at fault, so the app can name its API parameter."""
+
+    def __init__(self, message: str, knob: str | None = None):
+        super().__init__(message)
+        self.knob = knob
 
 
-def _check(ok: bool, message: str) -> None:
+def _check(ok: bool, message: str, knob: str | None = None) -> None:
     if not ok:
-        raise ConfigError(message)
+        raise ConfigError(message, knob)
 
 
-def _positive_finite(name: str, value: float) -> None:
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python, not a count
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive_finite(name: str, value: float, knob: str | None = None) -> None:
     _check(
-        isinstance(value, (int, float)) and math.isfinite(value) and value > 0,
-        f"{name} must be a positive number, got {value!r}",
+        _number(value) and math.isfinite(value) and value > 0,
+        f"{name} must be a positive number, got {value!r}", knob,
     )
+
+
+def check_seed(seed: Any) -> int:
+    """A seed is a whole number 0 … SEED_MAX (numpy refuses negative and larger ones deep inside a run)."""
+    _check(_whole(seed) and 0 <= seed <= SEED_MAX,
+           f"seed must be a whole number from 0 to {SEED_MAX:,}, got {seed!r}", "seed")
+    return seed
+
+
+def check_caps(cfg: TrainConfig, train_images: int = TRAIN_IMAGES, test_images: int = TEST_IMAGES,
+               iters: int | None = None, caps: dict[str, Any] | None = None) -> None:
+    """Refuse a job over a shared server's caps (SHARED_CAPS), naming the cap and what to lower. `iters`: the
+    range test's iterations (a range test trains no epochs and evaluates nothing)."""
+    caps = SHARED_CAPS if caps is None else caps
+    where = "this shared server's cap"
+    _check(cfg.width <= caps["width"], f"width {cfg.width:g} is above {where} of {caps['width']:g}; lower the "
+           "width (caps apply only on a shared server: run the lab on your own machine for more)", "width")
+    _check(cfg.batch_size <= caps["batch_size"], f"batch size {cfg.batch_size} is above {where} of "
+           f"{caps['batch_size']}; lower the batch size", "batch_size")
+    if iters is not None:
+        _check(iters <= caps["range_test_iters"], f"{iters} range-test iterations are above {where} of "
+               f"{caps['range_test_iters']}; run fewer iterations", "iters")
+        return
+    epochs = cfg.schedule.epochs
+    _check(epochs <= caps["epochs"], f"{epochs} epochs are above {where} of {caps['epochs']}; train fewer epochs",
+           "epochs")
+    seen = (min(cfg.subset or train_images, train_images) + min(cfg.test_subset or test_images, test_images))
+    _check(seen * epochs <= caps["image_epochs"],
+           f"{seen:,} images (training + test) × {epochs} epochs = {seen * epochs:,} image-epochs, above {where} "
+           f"of {caps['image_epochs']:,}; use fewer images or fewer epochs", "epochs")
 
 
 @dataclass(frozen=True)
@@ -95,17 +156,18 @@ class AugmentConfig:
     cutout_p: float = 1.0
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.pad, int) and 0 <= self.pad <= PAD_MAX,
-               f"pad must be an integer 0–{PAD_MAX} pixels, got {self.pad!r}")
+        _check(_whole(self.pad) and 0 <= self.pad <= PAD_MAX,
+               f"pad must be an integer 0–{PAD_MAX} pixels, got {self.pad!r}", "pad")
         _check(
-            isinstance(self.cutout, int) and 0 <= self.cutout <= CUTOUT_MAX,
+            _whole(self.cutout) and 0 <= self.cutout <= CUTOUT_MAX,
             f"cutout size must be an integer 0–{CUTOUT_MAX} pixels (0 turns CutOut off), got {self.cutout!r}",
+            "cutout",
         )
         for name in ("flip_p", "cutout_p"):
             value = getattr(self, name)
             _check(
-                isinstance(value, (int, float)) and 0.0 <= value <= 1.0,
-                f"{name} is a probability and must lie in [0, 1], got {value!r}",
+                _number(value) and 0.0 <= value <= 1.0,
+                f"{name} is a probability and must lie in [0, 1], got {value!r}", name,
             )
 
 
@@ -129,32 +191,38 @@ class ScheduleConfig:
 
     def __post_init__(self) -> None:
         _check(
-            isinstance(self.epochs, int) and self.epochs >= 1,
-            f"epochs must be a whole number ≥ 1, got {self.epochs!r}",
+            _whole(self.epochs) and self.epochs >= 1,
+            f"epochs must be a whole number ≥ 1, got {self.epochs!r}", "epochs",
         )
         if self.peak_epoch is None:
             object.__setattr__(self, "peak_epoch", SPEC_PEAK_EPOCH * self.epochs / SPEC_EPOCHS)
-        _positive_finite("max LR", self.max_lr)
+        _positive_finite("max LR", self.max_lr, "max_lr")
         if self.min_lr is not None:
-            _positive_finite("min LR", self.min_lr)
+            _positive_finite("min LR", self.min_lr, "min_lr")
             _check(
                 self.min_lr < self.max_lr,
                 f"min LR ({self.min_lr:g}) must be below max LR ({self.max_lr:g}); lower min LR or raise max LR",
+                "min_lr",
             )
         else:
             _check(
-                isinstance(self.div_factor, (int, float)) and math.isfinite(self.div_factor) and self.div_factor > 1,
+                _number(self.div_factor) and math.isfinite(self.div_factor) and self.div_factor > 1,
                 f"div factor must be a number > 1 (min LR = max LR / div factor), got {self.div_factor!r}",
+                "div_factor",
             )
         _check(
-            isinstance(self.peak_epoch, (int, float)) and 0 < self.peak_epoch < self.epochs,
+            _number(self.peak_epoch) and 0 < self.peak_epoch < self.epochs,
             f"peak epoch must lie after 0 and before the last epoch ({self.epochs}), got {self.peak_epoch!r}",
+            "peak_epoch",
         )
-        _check(self.anneal in ANNEALS, f"anneal must be one of {', '.join(ANNEALS)}, got {self.anneal!r}")
+        _check(self.anneal in ANNEALS, f"anneal must be one of {', '.join(ANNEALS)}, got {self.anneal!r}", "anneal")
+        _check(isinstance(self.cycle_momentum, bool),
+               f"cycle momentum is on or off (true or false), got {self.cycle_momentum!r}", "cycle_momentum")
         _check(
-            0 <= self.base_momentum <= self.max_momentum < 1,
+            _number(self.base_momentum) and _number(self.max_momentum)
+            and 0 <= self.base_momentum <= self.max_momentum < 1,
             "momentum range must satisfy 0 ≤ base momentum ≤ max momentum < 1, "
-            f"got {self.base_momentum!r}..{self.max_momentum!r}",
+            f"got {self.base_momentum!r}..{self.max_momentum!r}", "base_momentum",
         )
 
     @property
@@ -180,12 +248,12 @@ class OptimizerConfig:
     def __post_init__(self) -> None:
         _check(
             self.name in OPTIMIZERS,
-            f"unknown optimizer {self.name!r}; choose one of: {', '.join(OPTIMIZERS)}",
+            f"unknown optimizer {self.name!r}; choose one of: {', '.join(OPTIMIZERS)}", "optimizer",
         )
         if self.weight_decay is not None:
             _check(
-                isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < 1,
-                f"weight decay must lie in [0, 1), got {self.weight_decay!r}",
+                _number(self.weight_decay) and 0 <= self.weight_decay < 1,
+                f"weight decay must lie in [0, 1), got {self.weight_decay!r}", "weight_decay",
             )
 
     @property
@@ -224,24 +292,25 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(
-            isinstance(self.batch_size, int) and self.batch_size >= 1,
-            f"batch size must be a whole number ≥ 1, got {self.batch_size!r}",
+            _whole(self.batch_size) and self.batch_size >= 1,
+            f"batch size must be a whole number ≥ 1, got {self.batch_size!r}", "batch_size",
         )
         _check(
-            isinstance(self.width, (int, float)) and 0 < self.width <= 4,
-            f"width multiplier must lie in (0, 4] (1 = the spec network), got {self.width!r}",
+            _number(self.width) and 0 < self.width <= 4,
+            f"width multiplier must lie in (0, 4] (1 = the spec network), got {self.width!r}", "width",
         )
         for name in ("subset", "test_subset"):
             value = getattr(self, name)
             _check(
-                value is None or (isinstance(value, int) and value >= 1),
-                f"{name.replace('_', ' ')} must be a whole number of images ≥ 1, got {value!r}",
+                value is None or (_whole(value) and value >= 1),
+                f"{name.replace('_', ' ')} must be a whole number of images ≥ 1, got {value!r}", name,
             )
-        _check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        _check(self.loader in LOADERS, f"loader must be one of {', '.join(LOADERS)}, got {self.loader!r}")
+        check_seed(self.seed)
+        _check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {self.device!r}", "device")
+        _check(self.loader in LOADERS, f"loader must be one of {', '.join(LOADERS)}, got {self.loader!r}", "loader")
         _check(
-            0 <= self.label_smoothing < 1,
-            f"label smoothing must lie in [0, 1), got {self.label_smoothing!r}",
+            _number(self.label_smoothing) and 0 <= self.label_smoothing < 1,
+            f"label smoothing must lie in [0, 1), got {self.label_smoothing!r}", "label_smoothing",
         )
         _positive_finite("logit scale", self.logit_scale)
         _check(isinstance(self.tta, bool), f"tta is on or off (true/false), got {self.tta!r}")
@@ -249,12 +318,36 @@ class TrainConfig:
                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         _check(
             self.compile_mode in COMPILE_MODES,
-            f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}",
+            f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}", "compile_mode",
         )
         _check(
-            self.workers is None or (isinstance(self.workers, int) and self.workers >= 0),
-            f"workers must be a whole number ≥ 0, got {self.workers!r}",
+            self.workers is None or (_whole(self.workers) and self.workers >= 0),
+            f"workers must be a whole number ≥ 0, got {self.workers!r}", "workers",
         )
+
+    def check_data(self, train_images: int, test_images: int | None) -> None:
+        """What can only be checked against the data (its sizes): the subsets fit in it, and the schedule has
+        the steps One Cycle needs. test_images None: a range test (no test set, no schedule). Called before any
+        run folder exists."""
+        _check(train_images >= 1 and (test_images is None or test_images >= 1),
+               f"the data holds {train_images} training and {test_images} test images; a run needs at least one "
+               "of each")
+        sizes = [("subset", self.subset, train_images, "training")]
+        if test_images is not None:
+            sizes.append(("test_subset", self.test_subset, test_images, "test"))
+        for name, value, have, what in sizes:
+            _check(value is None or value <= have,
+                   f"{name.replace('_', ' ')} {value:,} is more than the {have:,} {what} images in the data; use at "
+                   f"most {have:,} (or leave it out for all of them)" if value is not None else "", name)
+        if test_images is None:
+            return
+        images = min(self.subset or train_images, train_images)
+        steps = self.schedule.epochs * math.ceil(images / self.batch_size)
+        _check(steps >= MIN_SCHEDULE_STEPS,
+               f"One Cycle needs at least {MIN_SCHEDULE_STEPS} steps (up from LRMIN, the peak, back down), but "
+               f"{self.schedule.epochs} epoch{'s' * (self.schedule.epochs != 1)} of {images:,} images in batches of "
+               f"{self.batch_size} make {steps}; train on more images, use a smaller batch or more epochs",
+               "epochs")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -282,13 +375,19 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """The inverse of to_dict; ConfigError for anything that is not such a dict (a damaged config.json or
+        checkpoint), never a TypeError from deep inside."""
+        _check(isinstance(d, dict), f"a run's config must be a mapping of settings, got {type(d).__name__}")
         d = dict(d)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         _check(not unknown, f"unknown config keys {sorted(unknown)}; this lab knows {sorted(known)}")
-        d["augment"] = AugmentConfig(**d.get("augment", {}))
-        d["schedule"] = ScheduleConfig(**d.get("schedule", {}))
-        d["optimizer"] = OptimizerConfig(**d.get("optimizer", {}))
+        for name, part in (("augment", AugmentConfig), ("schedule", ScheduleConfig), ("optimizer", OptimizerConfig)):
+            value = d.get(name, {})
+            fields = {f.name for f in dataclasses.fields(part)}
+            _check(isinstance(value, dict) and set(value) <= fields,
+                   f"the config's {name} part must be a mapping with keys among {sorted(fields)}, got {value!r:.80}")
+            d[name] = part(**value)
         return cls(**d)
 
 

@@ -1,10 +1,12 @@
 """Find and load CIFAR-10 as uint8 arrays; class names and mean/std live here and only here.
 
-Places searched, in order: an explicit directory (`--data-dir`), the CIFAR10_DIR environment variable, ./data.
-In each, three layouts are understood: the compact `cifar10.npz` bundle, the official `cifar-10-batches-py`
-pickles, and the official `cifar-10-python.tar.gz` archive. If none is found, torchvision downloads the
-official archive into ./data (real users have a network); if that fails too, DataNotFoundError names every
-place searched and how to provide the data.
+An explicit directory (`--data-dir`) is the only place looked in when one is given: a folder holding no CIFAR-10
+is an error, never a reason to train on other data found elsewhere. Without one, the places searched, in order,
+are the CIFAR10_DIR environment variable and ./data. In each, three layouts are understood: the compact
+`cifar10.npz` bundle, the official `cifar-10-batches-py` pickles, and the official `cifar-10-python.tar.gz`
+archive. If none is found, torchvision downloads the official archive into ./data (real users have a network);
+if that fails too, what the failed download left is removed and DataNotFoundError names every place searched
+and how to provide the data.
 
 The official batches are pickles, and a pickle can name any function to call while it loads. They are read by
 _BatchUnpickler, which lets a pickle name only the numpy functions that rebuild an array; a batch that names
@@ -75,7 +77,9 @@ def _validate(x: np.ndarray, y: np.ndarray, what: str, path: Path) -> tuple[np.n
         raise DataError(f"{path}: {what} has {x.shape[0]} images but labels of shape {y.shape}")
     if x.dtype != np.uint8:
         raise DataError(f"{path}: {what} images are {x.dtype}, expected uint8")
-    if len(y) and (y.min() < 0 or y.max() >= len(CLASSES)):
+    if len(y) == 0:
+        raise DataError(f"{path}: the {what} set holds no images; the file is not CIFAR-10 (replace it)")
+    if y.min() < 0 or y.max() >= len(CLASSES):
         raise DataError(f"{path}: {what} labels fall outside 0–9")
     return x, y.astype(np.int64)
 
@@ -193,9 +197,10 @@ def _candidates(folder: Path) -> list[tuple[Path, object]]:
 
 
 def search_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    dirs = []
+    """Where to look: only `data_dir` when it is given, else $CIFAR10_DIR and ./data."""
     if data_dir:
-        dirs.append(Path(data_dir))
+        return [Path(data_dir)]
+    dirs = []
     if os.environ.get("CIFAR10_DIR"):
         dirs.append(Path(os.environ["CIFAR10_DIR"]))
     dirs.append(DEFAULT_DIR)
@@ -224,18 +229,38 @@ def _download(root: Path) -> Path:
     return root / BATCHES_DIR
 
 
+def _remove_new(made: list[Path]) -> None:
+    """Remove what a failed download created: `made` lists the paths that did not exist before it."""
+    import shutil
+
+    for path in made:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def load(data_dir: str | os.PathLike | None = None, download: bool = True) -> Cifar10:
-    """Load CIFAR-10 from the first place that has it, or download it into ./data."""
+    """Load CIFAR-10 from `data_dir` when given (only there), else from the first place that has it, or
+    download it into ./data."""
     found = find(data_dir)
     if found is not None:
         path, reader = found
         return reader(path)  # type: ignore[operator]
+    if data_dir:
+        raise DataNotFoundError(
+            f"data dir {data_dir} holds no CIFAR-10: expected {NPZ_NAME}, {BATCHES_DIR}/ or {ARCHIVE_NAME} in it. "
+            "Point --data-dir at the folder that holds one of them, or leave it out to search $CIFAR10_DIR and "
+            f"{DEFAULT_DIR}/ (and download there)."
+        )
     searched = ", ".join(f"{d}/" for d in search_dirs(data_dir))
     why = "download turned off"
     if download:
+        made = [p for p in (DEFAULT_DIR, DEFAULT_DIR / BATCHES_DIR, DEFAULT_DIR / ARCHIVE_NAME) if not p.exists()]
         try:
             return _read_batches_dir(_download(DEFAULT_DIR))
         except Exception as e:  # no network, disk full, a half download
+            _remove_new(made)  # a half download would be found (and fail) next time; an empty data/ misleads
             why = f"the download into {DEFAULT_DIR}/ failed: {type(e).__name__}: {e}"
     raise DataNotFoundError(
         f"CIFAR-10 not found: searched {searched} for {NPZ_NAME}, {BATCHES_DIR}/ or {ARCHIVE_NAME}, and {why}. "

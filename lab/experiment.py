@@ -1,13 +1,15 @@
 """One training run from a TrainConfig: data → batch streams → model → optimizer → schedule → engine → run folder.
 
-prepare() is the one setup sequence (device → data subset → seed → batch streams → model), shared by train()
-and the LR range test so both see the same batches and the same initial weights. train() is the single entry
-point that the CLI, the Gradio app, the sweeps and the benchmarks all call.
+preflight() checks what a run needs before anything is made (the data's size, the schedule's length, the
+memory at the peak); prepare() is the one setup sequence (device → data subset → seed → batch streams → model),
+shared by train() and the LR range test so both see the same batches and the same initial weights. train() is
+the single entry point that the CLI, the Gradio app, the sweeps and the benchmarks all call.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -19,15 +21,23 @@ import torch
 from torch import nn
 
 from lab import data as data_mod
-from lab.config import TrainConfig
+from lab.config import ConfigError, TrainConfig
 from lab.engine import (Callback, Diverged, Event, Precision, fit, make_optimizer, prepare_model, resolve_device,
                         resolve_precision, seed_everything)
 from lab.loaders import FastLoader, reference_loader
-from lab.model import Net
-from lab.runs import Run
+from lab.model import Net, activation_bytes, count_parameters
+from lab.runs import DiskFull, Run, fmt_bytes
 from lab.schedule import OneCycle
 
 EVAL_BATCH = 1024  # evaluation holds no activations for backward: a larger batch is cheaper per image
+# Peak memory of a training step ÷ what autograd saves for the backward pass (model.activation_bytes), measured
+# by benchmarks/memory_probe.py on the CPU (one Adam step; table and command in benchmarks/RESULTS.md). The live
+# tensors peak at 0.99–1.04× the saved bytes (plus the weights' gradients, counted below); what the process
+# actually takes (peak RSS growth, the allocator's overhead included) was 0.90–1.45× over widths 0.125–2 and
+# batches 32–512, varying from run to run. 1.6 stays above every reading. On CUDA the same fp32 count
+# over-estimates bf16 activations (up to 2×): a refusal there errs on the safe side.
+PEAK_OVER_SAVED = 1.6
+OPTIMIZER_STATES = {"adam": 2, "sgd": 1}  # per-parameter buffers besides the weight and its gradient
 
 
 @dataclass
@@ -79,6 +89,83 @@ def build_loaders(cfg: TrainConfig, data: data_mod.Cifar10, device: torch.device
     return train, test
 
 
+def peak_memory(cfg: TrainConfig, device: torch.device, train_images: int, test_images: int,
+                with_test: bool = True) -> int:
+    """An estimate, in bytes, of the most memory a run of `cfg` holds on `device` at once: the larger of a
+    training step's activations (PEAK_OVER_SAVED × what autograd saves per image × batch) and an evaluation
+    batch's (the largest layer output and its input, × the evaluation batch), plus the weights, their gradients
+    and the optimizer's state, plus the dataset when the fast loader keeps it on the device."""
+    saved, largest = activation_bytes(float(cfg.width))
+    train_peak = PEAK_OVER_SAVED * saved * cfg.batch_size
+    eval_peak = 2 * largest * max(cfg.batch_size, EVAL_BATCH) if with_test else 0
+    weights = count_parameters_at(cfg.width) * 4 * (2 + OPTIMIZER_STATES.get(cfg.optimizer.name, 2))
+    data = 0
+    if choose_loader(cfg, device) == "fast":
+        images = min(cfg.subset or train_images, train_images) + (
+            min(cfg.test_subset or test_images, test_images) if with_test else 0)
+        data = images * 32 * 32 * 3  # uint8 on the device
+    return int(max(train_peak, eval_peak) + weights + data)
+
+
+def count_parameters_at(width: float) -> int:
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        return count_parameters(Net(width=width))
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes this process could still get on `device`; None when it cannot be told. On CUDA: the driver's
+    free memory plus what torch's caching allocator holds unused. On the CPU: MemAvailable, and the container's
+    limit (cgroup v2, then v1) when that is tighter."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    found = []
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit = open(limit_file).read().strip()
+            usage = int(open(usage_file).read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**60:  # "max" or a huge number: no limit
+            found.append(int(limit) - usage)
+        break
+    return min(found) if found else None
+
+
+def check_memory(cfg: TrainConfig, device: torch.device, train_images: int, test_images: int,
+                 with_test: bool = True) -> int:
+    """Refuse (ConfigError naming width and batch) a run whose estimated peak does not fit what is free on the
+    device; returns the estimate. LAB_MEMORY_LIMIT (bytes) stands in for the free memory (tests, or a server
+    that wants to keep room for something else)."""
+    need = peak_memory(cfg, device, train_images, test_images, with_test)
+    override = os.environ.get("LAB_MEMORY_LIMIT")
+    free = int(float(override)) if override else free_memory(device)
+    if free is not None and need > free:
+        where = "the GPU" if device.type == "cuda" else "this machine"
+        raise ConfigError(
+            f"this run would need about {fmt_bytes(need)} of memory at its peak (width {cfg.width:g}, batch "
+            f"{cfg.batch_size}: {fmt_bytes(activation_bytes(float(cfg.width))[0])} of activations per image), but "
+            f"only {fmt_bytes(free)} is free on {where}; lower the batch size or the width", "batch_size")
+    return need
+
+
+def preflight(cfg: TrainConfig, train_images: int, test_images: int, with_test: bool = True) -> torch.device:
+    """Everything that can be checked before a run makes anything: the device is there, the subsets fit the
+    data, the schedule has the steps One Cycle needs, the estimated peak memory fits. Returns the device."""
+    device = resolve_device(cfg.device)
+    cfg.check_data(train_images, test_images if with_test else None)
+    check_memory(cfg, device, train_images, test_images, with_test)
+    return device
+
+
 @dataclass
 class Prepared:
     """What a run trains with: everything before the optimizer."""
@@ -99,9 +186,9 @@ def prepare(cfg: TrainConfig, data: data_mod.Cifar10 | None = None, *, with_test
     everything seeded (the shuffling, the augmentation draws, the initial weights) is the same for every caller.
     `data`: CIFAR-10 (loaded from cfg.data_dir when None). `model`: start from a deep copy of these weights
     instead of a freshly initialised network (the caller's model is never modified)."""
-    device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
     full = data if data is not None else data_mod.load(cfg.data_dir)
+    device = preflight(cfg, len(full.y_train), len(full.y_test), with_test)
+    precision = resolve_precision(cfg.precision, device)
     used = full.subset(cfg.subset, cfg.test_subset if with_test else 0)
     seed_everything(cfg.seed)
     kind = choose_loader(cfg, device)
@@ -119,8 +206,11 @@ def train(
     extra_config: dict[str, Any] | None = None,
     step_every: int | None = None,
 ) -> Result:
-    """Train one run. With run_dir, the run folder is written as it goes (config first, then metrics and the
-    checkpoint after every epoch), so an interrupted run keeps its finished epochs."""
+    """Train one run. With run_dir, the run folder is written as it goes: lock.json (this process owns the run),
+    config.json (status running), then after every epoch the checkpoint and only then the metrics line that
+    claims it, so an interrupted run keeps its finished epochs and never claims one its checkpoint lacks. At the
+    end config.json records how the run ended (done, stopped — the stop flag, Ctrl-C or SIGTERM —, diverged or
+    error, with the reason) and the lock goes; a process that dies without that reads `interrupted`."""
     t0 = time.perf_counter()
     p = prepare(cfg, data)
     device, model, train_batches = p.device, p.model, p.train_batches
@@ -142,28 +232,43 @@ def train(
 
     def persist(event: Event) -> None:
         if event.kind == "epoch":
-            history.append(event.data)
             if run is not None:
-                run.write_metrics(history)
-                run.save_model(model, cfg, event.data)
+                run.save_model(model, cfg, event.data)  # first: a metrics line never claims a missing checkpoint
+                run.write_metrics([*history, event.data])
+            history.append(event.data)
 
     if run is not None:
+        run.claim()
         run.write_config(cfg, status="running", **extra)
-    status = "error"
+    status, error = "error", None
     try:
         _, status = fit(step_model, optimizer, schedule, train_batches, p.test_batches, cfg.schedule.epochs, device,
                         label_smoothing=cfg.label_smoothing, logit_scale=cfg.logit_scale, tta=cfg.tta,
                         precision=p.precision, callbacks=[persist, *callbacks], stop=stop,
                         step_every=step_every)
     except KeyboardInterrupt:
-        status = "stopped"  # Ctrl-C: the finished epochs and their checkpoint stay, as with the stop flag
+        status = "stopped"  # Ctrl-C or SIGTERM: the finished epochs and their checkpoint stay, as with the stop flag
         raise
     except Diverged as e:
-        status = "diverged"
-        if run is not None:
-            run.update_config(status=status, error=str(e))
+        status, error = "diverged", str(e)
+        raise
+    except Exception as e:  # disk full, out of memory, a bug: the run records why it failed
+        error = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise
     finally:
-        if run is not None and status != "diverged":
-            run.update_config(status=status, seconds=time.perf_counter() - t0)
+        if run is not None:
+            _record_end(run, status, error, time.perf_counter() - t0)
     return Result(history, status, model, run, device, p.loader, time.perf_counter() - t0, extra)
+
+
+def _record_end(run: Run, status: str, error: str | None, seconds: float) -> None:
+    """config.json says how the run ended, then the lock goes. On a full disk even this small write may fail:
+    then the lock stays, and the run reads `interrupted` once this process is gone — never `running`."""
+    fields: dict[str, Any] = {"status": status, "seconds": seconds}
+    if error:
+        fields["error"] = error
+    try:
+        run.update_config(**fields)
+    except (DiskFull, OSError):
+        return
+    run.release()

@@ -24,6 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 
 from lab.augment import Normalizer, to_chw_tensor
+from lab.config import UPLOAD_MAX_BYTES
 from lab.data import CLASSES
 from lab.engine import autocast_for
 
@@ -212,7 +213,7 @@ class ImageError(ValueError):
 # before any pixel is decoded: a 60 KB PNG of zeros can claim 64 megapixels (~200 MB as RGB). 40 megapixels
 # take most camera photos (a 48 MP phone saves 12 MP unless told otherwise); PIL's own MAX_IMAGE_PIXELS check
 # (89 MP) stays on as well.
-MAX_UPLOAD_BYTES = 20 * 2**20
+MAX_UPLOAD_BYTES = UPLOAD_MAX_BYTES  # lab.config: the one value, also Gradio's max_file_size
 MAX_UPLOAD_PIXELS = 40_000_000
 
 NOT_UPLOADED = ("this image was not uploaded to this app; upload an image file (PNG, JPEG, GIF, BMP, TIFF, WebP) or "

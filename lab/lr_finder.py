@@ -370,14 +370,17 @@ def check_settings(iters: int = DEFAULT_ITERS, start_lr: float = DEFAULT_START_L
                    rule: str = DEFAULT_RULE) -> None:
     """Raise ConfigError, with a message a person can act on, for settings the range test cannot run with."""
     def finite_positive(x) -> bool:
-        return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
-    if not (isinstance(iters, int) and iters >= 2):
-        raise ConfigError(f"range-test iterations must be a whole number ≥ 2, got {iters!r}")
-    if not (finite_positive(start_lr) and finite_positive(end_lr) and start_lr < end_lr):
-        raise ConfigError(f"the range test needs 0 < start LR < end LR, got {start_lr!r} and {end_lr!r}")
+    if not (isinstance(iters, int) and not isinstance(iters, bool) and iters >= 2):
+        raise ConfigError(f"range-test iterations must be a whole number ≥ 2, got {iters!r}", "iters")
+    if not finite_positive(start_lr):
+        raise ConfigError(f"start LR must be a positive number, got {start_lr!r}", "start_lr")
+    if not (finite_positive(end_lr) and start_lr < end_lr):
+        raise ConfigError(f"the range test needs 0 < start LR < end LR, got {start_lr!r} and {end_lr!r}; raise the "
+                          "end LR or lower the start LR", "end_lr")
     if mode not in MODES:
-        raise ConfigError(f"range-test mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise ConfigError(f"range-test mode must be one of {', '.join(MODES)}, got {mode!r}", "mode")
     if not (isinstance(smooth_f, (int, float)) and 0 <= smooth_f < 1):
         raise ConfigError(f"smoothing factor must lie in [0, 1) (0: no smoothing), got {smooth_f!r}")
     if not (finite_positive(diverge_th) and diverge_th > 1):

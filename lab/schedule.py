@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch.optim.lr_scheduler import OneCycleLR
 
-from lab.config import ConfigError, ScheduleConfig
+from lab.config import MIN_SCHEDULE_STEPS, ConfigError, ScheduleConfig
 
 
 class OneCycle:
@@ -24,9 +24,9 @@ class OneCycle:
             raise ValueError(f"steps per epoch must be ≥ 1, got {steps_per_epoch}")
         self.cfg = cfg
         self.total_steps = cfg.epochs * steps_per_epoch
-        if self.total_steps < 3:
+        if self.total_steps < MIN_SCHEDULE_STEPS:
             raise ConfigError(
-                f"One Cycle needs at least 3 steps (up from LRMIN, the peak, back down), got {cfg.epochs} epoch(s) × "
+                f"One Cycle needs at least {MIN_SCHEDULE_STEPS} steps (up from LRMIN, the peak, back down), got {cfg.epochs} epoch(s) × "
                 f"{steps_per_epoch} step(s); train on more images, use a smaller batch or more epochs"
             )
         # OneCycleLR's rise ends at step pct_start·total − 1. In a run of very few steps the asked-for peak can

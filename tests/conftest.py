@@ -283,11 +283,14 @@ def launch_app(tmp_path, cifar10_dir):
     """launch(runs_root) → URL of `python app.py` (start_app) over the real data; stopped at teardown."""
     procs = []
 
-    def launch(runs_root: Path, timeout: float = 120) -> str:
-        proc, _, url = start_app(runs_root, tmp_path, cifar10_dir, timeout=timeout)
-        procs.append(proc)
+    def launch(runs_root: Path, timeout: float = 120, env: dict[str, str] | None = None) -> str:
+        """`env`: more variables for the app (e.g. LAB_PUBLIC=1)."""
+        proc, log, url = start_app(runs_root, tmp_path, cifar10_dir, env=env, timeout=timeout)
+        procs.append((proc, log))
         return url
 
+    launch.procs = procs  # (process, log) of each app started: a test may signal one
     yield launch
-    for proc in procs:
-        stop_app(proc)
+    for proc, _ in procs:
+        if proc.poll() is None:  # not already ended (a test may stop it)
+            stop_app(proc)

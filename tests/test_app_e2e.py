@@ -82,3 +82,94 @@ def test_the_app_classifies_trains_reports_and_stops(client, tmp_path):
         assert stopped == "nothing is running" and final["status"] == "done"
     assert f"saved to {final['run_dir']}" in final["message"]
     assert client.predict(api_name="/train_stop") == "nothing is running"
+
+
+def _raw_call(url: str, api_name: str, data: list) -> tuple[str, str]:
+    """A stranger's raw HTTP call (no gradio_client): POST the values, read the event stream; (event, data)."""
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(f"{url}gradio_api/call/{api_name}", data=json.dumps({"data": data}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        event_id = json.loads(r.read())["event_id"]
+    with urllib.request.urlopen(f"{url}gradio_api/call/{api_name}/{event_id}", timeout=120) as r:
+        stream = r.read().decode()
+    events = [line.split(":", 1)[1].strip() for line in stream.splitlines() if line.startswith("event:")]
+    datas = [line.split(":", 1)[1].strip() for line in stream.splitlines() if line.startswith("data:")]
+    return events[-1], datas[-1]
+
+
+def test_a_shared_server_checks_every_api_argument_and_lets_only_the_starter_stop(launch_app, runs_root, tmp_path):
+    """LAB_PUBLIC=1: wrong-typed and missing arguments are one line naming the parameter (never {"error": null}),
+    a job over a cap is refused, an upload over the size cap is refused, and Stop works only from the client
+    (browser session) that started the job; the other sees when it should end."""
+    import httpx
+    from gradio_client import Client
+
+    from lab.config import SHARED_CAPS, UPLOAD_MAX_BYTES
+
+    url = launch_app(runs_root, env={"LAB_PUBLIC": "1"})
+    alice, bob = Client(url, verbose=False), Client(url, verbose=False)
+
+    # wrong types: an answer that names the parameter, and nothing starts
+    for kwargs, words in ((dict(width="wide"), "width must be a number, got 'wide' (`width`)"),
+                          (dict(seed=-1), "(`seed`)"), (dict(cycle_momentum="yes"), "(`cycle_momentum`)"),
+                          (dict(device=["cpu"]), "(`device`)"), (dict(max_lr=None), "max LR is empty")):
+        msg = alice.predict(**{**TINY_RUN, **kwargs}, api_name="/train_start")
+        assert msg.startswith("⚠ ") and words in msg, msg
+    msg = alice.predict(iters=50, start_lr=1.0, end_lr=0.1, api_name="/find_lr")
+    assert msg.startswith("⚠ ") and "start LR < end LR" in msg and "(`end_lr`)" in msg
+    # over a cap
+    msg = alice.predict(**{**TINY_RUN, "width": SHARED_CAPS["width"] * 2}, api_name="/train_start")
+    assert "above this shared server's cap" in msg and "(`width`)" in msg
+    assert alice.predict(api_name="/train_status")["status"] == "idle"
+
+    # missing arguments, from a raw HTTP caller: the error names them
+    event, data = _raw_call(url, "train_start", [0.125])
+    assert event == "error" and "train_start got 1 of its 22 parameters; missing: subset, test_subset" in data, data
+    assert "null" not in data
+
+    # an upload over the size cap is refused by the server
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\0" * (UPLOAD_MAX_BYTES + 1))
+    with big.open("rb") as f:
+        r = httpx.post(f"{url}gradio_api/upload", files={"files": ("big.png", f)}, timeout=120)
+    assert r.status_code == 413 and "maximum allowed size" in r.text
+
+    # session-owned Stop
+    assert alice.predict(**TINY_RUN, api_name="/train_start").startswith("Run started")
+    poll(alice, lambda s: s["last_step"] or not s["busy"])
+    refused = bob.predict(api_name="/train_stop")
+    if refused != "nothing is running":  # (it had already finished: a very fast machine)
+        assert refused.startswith("⚠ ") and "another browser session" in refused
+        assert alice.predict(api_name="/train_status")["busy"]  # Bob's Stop did not stop it
+        busy = bob.predict(**TINY_RUN, api_name="/train_start")
+        assert "only the browser session that started it" in busy
+    stopped = alice.predict(api_name="/train_stop")
+    final = poll(alice, lambda s: not s["busy"])
+    if stopped.startswith("stopping"):
+        assert final["status"] == "stopped", final
+    else:
+        assert stopped == "nothing is running" and final["status"] == "done"
+
+
+def test_sigterm_to_the_server_records_the_running_job_as_stopped(launch_app, runs_root):
+    """A Space restarting sends SIGTERM: the job's run folder says `stopped`, not `running` forever."""
+    import signal
+
+    from gradio_client import Client
+
+    from lab.runs import LOCK, Run
+
+    url = launch_app(runs_root)
+    client = Client(url, verbose=False)
+    assert client.predict(**{**TINY_RUN, "epochs": 50}, api_name="/train_start").startswith("Run started")
+    status = poll(client, lambda s: s["last_step"] or not s["busy"])
+    assert status["busy"], status
+    run = Run(status["run_dir"])
+    proc = launch_app.procs[-1][0]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) is not None
+    assert run.config_doc()["status"] == "stopped" and run.summary().status == "stopped"
+    assert not (run.path / LOCK).exists()

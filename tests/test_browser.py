@@ -384,3 +384,79 @@ def test_every_tab_in_a_real_browser(page, shots, tmp_path):
                  "3-one-cycle-drag", "4-train", "5-insights", "5b-insights-pair-eigencam", "6-classify",
                  "6b-classify-webcam", "6c-classify-clipboard", "6d-classify-tiny"):
         assert (shots / f"{name}.png").stat().st_size > 10_000, name
+
+
+def test_bad_input_and_a_second_session_in_a_real_browser(launch_app, runs_root, shots):
+    """A shared server (LAB_PUBLIC=1) used by two people: bad values get one line saying what to fix (never a bare
+    "Error"), the second person sees the first one's run and when it ends, and cannot stop it; the message under
+    Start clears once the run is over."""
+    _need(Path(CHROMIUM).is_file() or shutil.which(CHROMIUM) is not None, f"{CHROMIUM} not found")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need(False, "the playwright Python package is not installed (pip install -r requirements.txt)")
+    url = launch_app(runs_root, env={"LAB_PUBLIC": "1"})
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        alice, bob = (browser.new_context(viewport={"width": 1400, "height": 1000}).new_page() for _ in range(2))
+        for pg in (alice, bob):
+            pg.set_default_timeout(TIMEOUT_MS)
+            pg.goto(url, wait_until="domcontentloaded")
+            pg.wait_for_selector("button[role=tab]")
+
+        # Augment: a negative seed
+        open_tab(alice, "Augment")
+        image_loaded(alice, "#augment-grid img")
+        set_number(alice, "augment-seed", -5)
+        caption = wait_text(alice, "augment-caption", "seed must")
+        assert "seed must be a whole number from 0 to" in caption and "Error" not in caption
+        alice.screenshot(path=shots / "b1-augment-negative-seed.png", full_page=True)
+
+        # LR range test: start LR above end LR, then an empty start LR
+        open_tab(alice, "LR range test")
+        set_number(alice, "lr-start-lr", 1)
+        set_number(alice, "lr-end-lr", 0.1)
+        alice.click("#lr-run")
+        assert "start LR < end LR" in wait_text(alice, "lr-message", "⚠")
+        set_number(alice, "lr-start-lr", "")
+        alice.click("#lr-run")
+        assert "start LR is empty" in wait_text(alice, "lr-message", "empty")
+        alice.screenshot(path=shots / "b2-lr-bad-range.png", full_page=True)
+
+        # Train: a negative seed, then a run over the shared server's width cap, then a run long enough (20 epochs
+        # of 16 small steps) for Bob to find it running
+        open_tab(alice, "One Cycle")
+        set_number(alice, "oc-epochs", 20)
+        set_number(alice, "oc-batch", 16)
+        wait_text(alice, "oc-summary", r"20 epochs × \d+ steps \([0-9,]+ images / batch 16\)")
+        open_tab(alice, "Train")
+        set_number(alice, "train-width", 0.125)
+        set_number(alice, "train-subset", 256)
+        set_number(alice, "train-test-subset", 64)
+        set_number(alice, "train-seed", -1)
+        alice.click("#train-start")
+        assert "seed must be a whole number from 0 to" in wait_text(alice, "train-message", "⚠")
+        set_number(alice, "train-seed", 0)
+        set_number(alice, "train-width", 2)
+        alice.click("#train-start")
+        assert "above this shared server's cap" in wait_text(alice, "train-message", "cap")
+        alice.screenshot(path=shots / "b3-train-over-cap.png", full_page=True)
+        set_number(alice, "train-width", 0.125)
+        alice.click("#train-start")
+        wait_text(alice, "train-message", "Run started at")  # (the cap's line stays until the answer comes)
+
+        # Bob sees the run and when it should end, and cannot stop it
+        open_tab(bob, "Train")
+        status = wait_text(bob, "train-status", r"ends at about \d\d:\d\d:\d\d")
+        assert "Running" in status
+        bob.click("#train-stop")
+        assert "another browser session" in wait_text(bob, "train-message", "⚠")
+        bob.screenshot(path=shots / "b4-second-session-stop-refused.png", full_page=True)
+
+        # Alice stops it; her "stopping…" line goes once the run has ended
+        alice.click("#train-stop")
+        wait_text(alice, "train-message", "stopping")
+        wait_text(alice, "train-status", r"\b(Stopped|Done)\b")
+        alice.wait_for_function("document.getElementById('train-message').innerText.trim() === ''")
+        alice.screenshot(path=shots / "b5-stopped-message-cleared.png", full_page=True)
+        browser.close()

@@ -5,44 +5,141 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from conftest import run_lab
+from conftest import make_cifar, run_lab, write_npz
 from lab import cli
 from lab.config import DEFAULT_MAX_LR
 from lab import data as data_mod
 
-BAD_INPUTS = {  # id → (arguments, words the message must hold)
-    "epochs-0": (["train", "--epochs", "0"], "epochs must be a whole number"),
-    "peak-beyond-epochs": (["train", "--epochs", "5", "--peak-epoch", "6"], "peak epoch"),
-    "peak-at-last-epoch": (["train", "--epochs", "5", "--peak-epoch", "5"], "peak epoch"),
-    "negative-max-lr": (["train", "--max-lr", "-0.1"], "max LR must be a positive number"),
-    "zero-max-lr": (["train", "--max-lr", "0"], "max LR must be a positive number"),
-    "max-lr-not-a-number": (["train", "--max-lr", "fast"], "--max-lr must be a number"),
-    "negative-min-lr": (["train", "--min-lr", "-0.001"], "min LR must be a positive number"),
-    "min-lr-equals-max-lr": (["train", "--max-lr", "0.01", "--min-lr", "0.01"], "must be below max LR"),
-    "min-lr-above-max-lr": (["train", "--max-lr", "0.01", "--min-lr", "0.1"], "must be below max LR"),
-    "batch-size-0": (["train", "--batch-size", "0"], "batch size must be a whole number"),
-    "unknown-optimizer": (["train", "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
-    "data-not-found": (["train", "--data-dir", "no/such/folder", "--epochs", "1"], "does not exist"),
-    "unknown-flag": (["train", "--bogus"], "unrecognized arguments"),
-    "no-command": ([], "required"),
-    "schedule-epochs-0": (["schedule", "--epochs", "0"], "epochs"),
-    "schedule-steps-per-epoch-0": (["schedule", "--steps-per-epoch", "0"], "--steps-per-epoch"),
-    "summary-width-0": (["summary", "--width", "0"], "width"),
-    "evaluate-missing-checkpoint": (["evaluate", "--checkpoint", "nowhere.pt"], "not found"),
+def _synthetic(cwd: Path) -> dict:
+    """A tiny CIFAR-10 (20 training, 6 test images) in cwd/data, named by --data-dir in the case's arguments."""
+    write_npz(cwd / "data", make_cifar())
+    return {}
+
+
+def _file(name: str):
+    def setup(cwd: Path) -> dict:
+        (cwd / name).write_text("not a folder")
+        return _synthetic(cwd)
+    return setup
+
+
+def _folder_with(name: str):
+    def setup(cwd: Path) -> dict:
+        (cwd / "out").mkdir()
+        (cwd / "out" / name).write_text("{}")
+        return _synthetic(cwd)
+    return setup
+
+
+def _empty_data_dir_and_real_data_elsewhere(cwd: Path) -> dict:
+    (cwd / "empty").mkdir()
+    write_npz(cwd / "elsewhere", make_cifar())
+    return {"CIFAR10_DIR": str(cwd / "elsewhere")}  # the old code fell through to this and trained on it
+
+
+def _npz_without_images(cwd: Path) -> dict:
+    (cwd / "zero").mkdir()
+    none = np.zeros((0, 32, 32, 3), np.uint8)
+    np.savez(cwd / "zero" / "cifar10.npz", x_train=none, y_train=np.zeros(0, np.uint8), x_test=none,
+             y_test=np.zeros(0, np.uint8))
+    return {}
+
+
+def _string_config_checkpoint(cwd: Path) -> dict:
+    torch.save({"state_dict": {}, "config": "a string"}, cwd / "odd.pt")
+    return _synthetic(cwd)
+
+
+def _low_memory(cwd: Path) -> dict:
+    _synthetic(cwd)
+    return {"LAB_MEMORY_LIMIT": str(1 << 30)}  # as if 1 GiB were free
+
+
+SYN = ["--data-dir", "data", "--device", "cpu"]  # with a _synthetic setup
+# id → (arguments, words the message must hold, setup(cwd) → extra environment, or None). Every bad input a
+# person can type, from the spec's checks and issues 10 and 12: exit non-zero, one line, no traceback, and the
+# folder it ran in unchanged (no run folder, no empty --run-dir left behind).
+BAD_INPUTS = {
+    "epochs-0": (["train", "--epochs", "0"], "epochs must be a whole number", None),
+    "peak-beyond-epochs": (["train", "--epochs", "5", "--peak-epoch", "6"], "peak epoch", None),
+    "peak-at-last-epoch": (["train", "--epochs", "5", "--peak-epoch", "5"], "peak epoch", None),
+    "negative-max-lr": (["train", "--max-lr", "-0.1"], "max LR must be a positive number", None),
+    "zero-max-lr": (["train", "--max-lr", "0"], "max LR must be a positive number", None),
+    "max-lr-not-a-number": (["train", "--max-lr", "fast"], "--max-lr must be a number", None),
+    "negative-min-lr": (["train", "--min-lr", "-0.001"], "min LR must be a positive number", None),
+    "min-lr-equals-max-lr": (["train", "--max-lr", "0.01", "--min-lr", "0.01"], "must be below max LR", None),
+    "min-lr-above-max-lr": (["train", "--max-lr", "0.01", "--min-lr", "0.1"], "must be below max LR", None),
+    "batch-size-0": (["train", "--batch-size", "0"], "batch size must be a whole number", None),
+    "unknown-optimizer": (["train", "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'", None),
+    "data-not-found": (["train", "--data-dir", "no/such/folder", "--epochs", "1"], "does not exist", None),
+    "unknown-flag": (["train", "--bogus"], "unrecognized arguments", None),
+    "no-command": ([], "required", None),
+    "schedule-epochs-0": (["schedule", "--epochs", "0"], "epochs", None),
+    "schedule-steps-per-epoch-0": (["schedule", "--steps-per-epoch", "0"], "--steps-per-epoch", None),
+    "summary-width-0": (["summary", "--width", "0"], "width", None),
+    "evaluate-missing-checkpoint": (["evaluate", "--checkpoint", "nowhere.pt"], "not found", None),
+    # issue 10: seeds
+    "seed-negative": (["train", "--seed", "-1", *SYN], "seed must be a whole number from 0 to", _synthetic),
+    "seed-1e23": (["train", "--seed", "1e23", *SYN], "--seed: invalid int value: '1e23'", _synthetic),
+    "seed-too-big": (["train", "--seed", str(2**40), *SYN], "seed must be a whole number from 0 to", _synthetic),
+    # issue 10: --run-dir and --out refused before any data is loaded
+    "run-dir-is-a-file": (["train", "--run-dir", "afile", *SYN], "--run-dir afile is a file", _file("afile")),
+    "run-dir-not-empty": (["train", "--run-dir", "out", *SYN], "--run-dir out is not empty (it holds notes.txt)",
+                          _folder_with("notes.txt")),
+    "run-dir-holds-a-run": (["train", "--run-dir", "out", *SYN], "--run-dir out holds a run",
+                            _folder_with("config.json")),
+    "run-dir-in-proc": (["train", "--run-dir", "/proc/lab-run", *SYN], "--run-dir /proc/lab-run: cannot create",
+                        _synthetic),
+    "find-lr-out-is-a-file": (["find-lr", "--out", "afile", *SYN], "--out afile is a file", _file("afile")),
+    "find-lr-out-holds-a-test": (["find-lr", "--out", "out", *SYN], "--out out is not empty (it holds lr_finder.json)",
+                                 _folder_with("lr_finder.json")),
+    # issue 10: data
+    "data-dir-without-cifar10": (["train", "--data-dir", "empty", "--device", "cpu"], "data dir empty holds no CIFAR-10",
+                                 _empty_data_dir_and_real_data_elsewhere),
+    "npz-with-no-images": (["train", "--data-dir", "zero", "--device", "cpu"], "the training set holds no images",
+                           _npz_without_images),
+    "subset-beyond-the-data": (["train", "--subset", "21", *SYN], "subset 21 is more than the 20 training images",
+                               _synthetic),
+    "test-subset-beyond-the-data": (["train", "--test-subset", "7", *SYN], "test subset 7 is more than the 6 test",
+                                    _synthetic),
+    "find-lr-subset-beyond-the-data": (["find-lr", "--subset", "21", *SYN], "subset 21 is more than the 20",
+                                       _synthetic),
+    "checkpoint-config-is-a-string": (["evaluate", "--checkpoint", "odd.pt", "--data-dir", "data"],
+                                      "odd.pt is not a lab checkpoint", _string_config_checkpoint),
+    "peak-memory-over-what-is-free": (["train", "--width", "2", "--batch-size", "2048", "--epochs", "3", *SYN],
+                                      "would need about", _low_memory),
+    # issue 12: a too-short schedule, and flags that meant something else (or nothing)
+    "schedule-too-short": (["train", "--batch-size", "512", "--epochs", "1", *SYN], "One Cycle needs at least 3",
+                           _synthetic),
+    "evaluate-subset-means-test-subset": (["evaluate", "--subset", "5"], "evaluate takes --test-subset", None),
+    "evaluate-test-subset-beyond-the-data": (["evaluate", "--test-subset", "7", "--data-dir", "data"],
+                                             "--test-subset 7 is more than the 6 test images", _synthetic),
+    "find-lr-takes-no-test-subset": (["find-lr", "--test-subset", "5"], "unrecognized arguments: --test-subset",
+                                     None),
 }
+
+
+def _tree(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
 @pytest.fixture(scope="module")
 def bad_runs(tmp_path_factory):
-    """Every bad input run once, in fresh interpreters (two at a time), each in its own empty folder."""
+    """Every bad input run once, in fresh interpreters (two at a time), each in its own folder (set up by the
+    case); returns (folder, what it held before, the finished process)."""
 
     def run(case):
+        args, _, setup = BAD_INPUTS[case]
         cwd = tmp_path_factory.mktemp(case)
-        return cwd, run_lab(*BAD_INPUTS[case][0], cwd=cwd, timeout=120)
+        env = setup(cwd) if setup else {}
+        before = _tree(cwd)
+        return cwd, before, run_lab(*args, cwd=cwd, env=env, timeout=180)
 
     with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
         return dict(zip(BAD_INPUTS, pool.map(run, BAD_INPUTS)))
@@ -50,7 +147,7 @@ def bad_runs(tmp_path_factory):
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_exits_nonzero_with_one_line(bad_runs, case):
-    cwd, proc = bad_runs[case]
+    cwd, before, proc = bad_runs[case]
     words = BAD_INPUTS[case][1]
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -58,28 +155,30 @@ def test_bad_input_exits_nonzero_with_one_line(bad_runs, case):
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: ")
     assert words in lines[0]
-    assert not (cwd / "runs").exists()  # no run folder is made for a run that cannot start
+    assert "run folder" not in proc.stdout
+    assert _tree(cwd) == before  # no run folder, no empty --run-dir, nothing half-written
 
 
 def test_config_errors_exit_2_and_missing_data_exits_1(bad_runs):
-    assert bad_runs["epochs-0"][1].returncode == 2
-    assert bad_runs["unknown-flag"][1].returncode == 2
-    assert bad_runs["data-not-found"][1].returncode == 1
+    assert bad_runs["epochs-0"][2].returncode == 2
+    assert bad_runs["unknown-flag"][2].returncode == 2
+    assert bad_runs["data-not-found"][2].returncode == 1
+    assert bad_runs["subset-beyond-the-data"][2].returncode == 2
 
 
 def test_missing_data_message_says_where_it_looked_and_how_to_fix_it(tmp_path, monkeypatch, capsys):
-    """An existing but empty --data-dir, no CIFAR10_DIR, no ./data, and a download that fails (no network)."""
+    """No --data-dir, no CIFAR10_DIR, no ./data, and a download that fails (no network): one line, and neither
+    a run folder nor an empty data/ left behind."""
     monkeypatch.delenv("CIFAR10_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "empty").mkdir()
-    code = cli.main(["train", "--data-dir", "empty", "--epochs", "1"])
+    code = cli.main(["train", "--epochs", "1"])
     err = capsys.readouterr().err
     assert code == 1
     assert err.count("\n") == 1 and err.startswith("error: CIFAR-10 not found")
-    assert "empty/" in err and "data/" in err
+    assert "data/" in err
     assert "network disabled in tests" in err  # the torchvision download was tried
     assert "CIFAR10_DIR" in err and "--data-dir" in err
-    assert not (tmp_path / "runs").exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_data_is_checked_before_the_run_folder(tmp_path, monkeypatch, capsys):
@@ -168,13 +267,38 @@ def test_a_long_cpu_job_states_its_cost_and_waits_for_yes(cifar10_dir, tmp_path,
     slow = estimate.StepTime("cpu", 0.125, estimate.PROBE_BATCH, 3600.0, 1.0)
     monkeypatch.setattr(estimate, "measure", lambda *a, **k: slow)
     monkeypatch.chdir(tmp_path)
-    small = ["--subset", "128", "--test-subset", "64", "--width", "0.125", "--batch-size", "32", "--device", "cpu",
+    small = ["--subset", "128", "--width", "0.125", "--batch-size", "32", "--device", "cpu",
              "--data-dir", str(cifar10_dir)]
-    for command in (["train", "--epochs", "1", "--peak-epoch", "0.5"], ["find-lr", "--iters", "5"]):
+    for command in (["train", "--epochs", "1", "--peak-epoch", "0.5", "--test-subset", "64"],
+                    ["find-lr", "--iters", "5"]):
         assert cli.main([*command, *small]) == 2
         out, err = capsys.readouterr()
         assert out.startswith("expected: about ") and "on the CPU" in out
         assert err.startswith("error: this would take about") and "pass --yes" in err
         assert not (tmp_path / "runs").exists()  # nothing started, no folder left behind
-    assert cli.main(["train", "--epochs", "1", "--peak-epoch", "0.5", "--yes", *small]) == 0
+    assert cli.main(["train", "--epochs", "1", "--peak-epoch", "0.5", "--test-subset", "64", "--yes", *small]) == 0
     assert "final test accuracy" in capsys.readouterr().out
+
+
+def test_every_flag_has_help_and_shows_its_default():
+    """Issue 12: flags without help, or with a default the help did not show."""
+    import argparse
+
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, sub in commands.items():
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
+                continue
+            flag = f"{name} {action.option_strings[0]}"
+            assert action.help and action.help.strip() not in ("", "(default %(default)s)"), flag
+            # None, a flag's False/True and an empty list (sweep --grid) are no value to show
+            if action.default not in (None, False, True, []) and not isinstance(action, argparse._StoreConstAction):
+                assert "default" in action.help, flag  # a value the flag has unless given is shown
+
+
+def test_one_epoch_reads_one_epoch(capsys):
+    """Issue 12: "1 epochs … end of epoch 0.208333"."""
+    assert cli.main(["schedule", "--epochs", "1", "--steps-per-epoch", "5"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("One Cycle: 1 epoch × 5 steps") and "(end of epoch 0.208)" in first

@@ -86,12 +86,18 @@ def test_search_order_data_dir_then_env_then_dot_data(synthetic_data, tmp_path, 
     assert loaded.source == str(Path("data") / data_mod.ARCHIVE_NAME)
 
 
-def test_an_empty_data_dir_falls_through_to_the_env(synthetic_data, tmp_path, monkeypatch):
-    env, ds_env = synthetic_data("npz", seed=4)
+def test_an_explicit_data_dir_without_cifar10_is_an_error_not_a_fall_through(synthetic_data, tmp_path, monkeypatch):
+    """Issue 10: an explicit --data-dir holding no CIFAR-10 silently trained on CIFAR10_DIR instead."""
+    env, _ = synthetic_data("npz", seed=4)
     monkeypatch.setenv("CIFAR10_DIR", str(env))
+    calls = []
+    monkeypatch.setattr(data_mod, "_download", lambda root: calls.append(root))
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert_same(data_mod.load(empty, download=False), ds_env)
+    with pytest.raises(DataNotFoundError, match="holds no CIFAR-10") as e:
+        data_mod.load(empty)
+    assert str(empty) in str(e.value) and str(env) not in str(e.value) and "\n" not in str(e.value)
+    assert calls == []  # no download either: the caller said where the data is
 
 
 def test_a_data_dir_that_does_not_exist_is_an_error(tmp_path):
@@ -103,27 +109,44 @@ def test_a_data_dir_that_does_not_exist_is_an_error(tmp_path):
 # -------------------------------------------------------------------------------------------- missing data
 
 
-def test_missing_data_names_every_place_searched_and_how_to_fix_it(tmp_path, monkeypatch):
-    empty = tmp_path / "empty"
-    empty.mkdir()
+def test_missing_data_names_every_place_searched_and_how_to_fix_it(tmp_path, monkeypatch, isolated):
     env = tmp_path / "env"
     env.mkdir()
     monkeypatch.setenv("CIFAR10_DIR", str(env))
     with pytest.raises(DataNotFoundError) as e:
-        data_mod.load(empty)
+        data_mod.load()
     message = str(e.value)
-    for place in (str(empty), str(env), "data/"):
+    for place in (str(env), "data/"):
         assert place in message
     assert "download" in message and "network disabled in tests" in message  # the download was tried, and failed
     assert "--data-dir" in message and "CIFAR10_DIR" in message  # how to provide the data
     assert "\n" not in message
 
 
-def test_missing_data_without_download_says_so(tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
+def test_missing_data_without_download_says_so(isolated):
     with pytest.raises(DataNotFoundError, match="download turned off"):
-        data_mod.load(empty, download=False)
+        data_mod.load(download=False)
+
+
+@pytest.mark.parametrize("existed", [False, True], ids=["no-data-folder", "data-folder-existed"])
+def test_a_failed_download_leaves_nothing_behind(monkeypatch, isolated, existed):
+    """Issue 12: a failed download left an empty data/ (and a half archive would be found, and fail, next time)."""
+    if existed:
+        (isolated / "data").mkdir()
+        (isolated / "data" / "notes.txt").write_text("mine")
+
+    def half_download(root: Path) -> Path:
+        (root / data_mod.BATCHES_DIR).mkdir(parents=True)
+        (root / data_mod.ARCHIVE_NAME).write_bytes(b"half an archive")
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(data_mod, "_download", half_download)
+    with pytest.raises(DataNotFoundError, match="connection reset"):
+        data_mod.load()
+    if existed:  # what was there before stays; only what the download made goes
+        assert sorted(p.name for p in (isolated / "data").iterdir()) == ["notes.txt"]
+    else:
+        assert not (isolated / "data").exists()
 
 
 def test_download_lands_in_dot_data_and_is_read(monkeypatch, isolated):
@@ -161,8 +184,10 @@ def test_corrupt_npz_names_the_file(tmp_path):
         ({"y_train": np.arange(20) % 11}, "outside 0–9"),
         ({"y_train": np.zeros(19, dtype=np.int64)}, "labels of shape"),
         ({"x_test": np.zeros((6, 32, 32, 3), dtype=np.float32)}, "uint8"),
+        ({"x_train": np.zeros((0, 32, 32, 3), dtype=np.uint8), "y_train": np.zeros(0, dtype=np.uint8)},
+         "training set holds no images"),
     ],
-    ids=["wrong-shape", "missing-arrays", "label-range", "label-count", "dtype"],
+    ids=["wrong-shape", "missing-arrays", "label-range", "label-count", "dtype", "no-images"],
 )
 def test_bad_npz_contents_are_explained_and_name_the_file(tmp_path, changes, words):
     folder = tmp_path / "bad"

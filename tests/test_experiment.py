@@ -4,16 +4,24 @@ a stop request that keeps the finished epochs."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import run_lab
+from conftest import REPO, make_cifar, run_lab, write_npz
 from lab import insights
+from lab import runs as runs_mod
 from lab.config import ScheduleConfig, TrainConfig
 from lab.experiment import train
 from lab.runs import CHECKPOINT, CONFIG, METRICS, Run, load_checkpoint
@@ -96,7 +104,7 @@ def test_checkpoint_loads_with_weights_only_and_reproduces_the_test_accuracy(cli
 
 def test_evaluate_command_reads_the_run(cli_run, cifar10_dir):
     cwd, _, run = cli_run
-    proc = run_lab("evaluate", "--checkpoint", "run", "--subset", "500", "--device", "cpu", cwd=cwd,
+    proc = run_lab("evaluate", "--checkpoint", "run", "--test-subset", "500", "--device", "cpu", cwd=cwd,
                    env={"CIFAR10_DIR": str(cifar10_dir)})
     assert proc.returncode == 0, proc.stderr
     match = re.search(r"test accuracy: ([\d.]+)% on 500 test images", proc.stdout)
@@ -136,3 +144,101 @@ def test_stop_keeps_the_finished_epochs(cifar10, tmp_path):
     assert [r["epoch"] for r in run.metrics()] == [1]
     model, _, metrics = load_checkpoint(run.path)
     assert metrics["epoch"] == 1
+
+
+# ------------------------------------------------------------------------- run folders never lie (issue 10)
+
+TINY = dict(batch_size=4, width=0.125, subset=20, test_subset=6, device="cpu", workers=0)
+
+
+def test_each_epoch_checkpoint_lands_before_the_metrics_line_that_claims_it(monkeypatch, tmp_path):
+    claimed = []
+    real = Run.write_metrics
+
+    def checked(self, records):
+        on_disk = torch.load(self.path / CHECKPOINT, weights_only=True)["metrics"]["epoch"]
+        claimed.append((records[-1]["epoch"], on_disk))
+        real(self, records)
+
+    monkeypatch.setattr(Run, "write_metrics", checked)
+    train(TrainConfig(**TINY, schedule=ScheduleConfig(epochs=3)), make_cifar(), run_dir=tmp_path / "run")
+    assert claimed == [(1, 1), (2, 2), (3, 3)]  # every metrics line is written with its epoch's checkpoint there
+    assert not (tmp_path / "run" / runs_mod.LOCK).exists()
+
+
+def test_a_full_disk_mid_run_is_recorded_as_the_runs_error(monkeypatch, tmp_path):
+    real = runs_mod.atomic_write_bytes
+    checkpoints = []
+
+    def fills_up(path, data):
+        if Path(path).name == CHECKPOINT:
+            checkpoints.append(path)
+            if len(checkpoints) == 2:  # the second epoch's checkpoint finds the disk full
+                with monkeypatch.context() as m:
+                    m.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")))
+                    return real(path, data)
+        return real(path, data)
+
+    monkeypatch.setattr(runs_mod, "atomic_write_bytes", fills_up)
+    with pytest.raises(runs_mod.DiskFull):
+        train(TrainConfig(**TINY, schedule=ScheduleConfig(epochs=3)), make_cifar(), run_dir=tmp_path / "run")
+    run = Run(tmp_path / "run")
+    s = run.summary()
+    assert s.status == "error" and s.error.startswith("disk full: cannot write model.pt in ")
+    assert str(run.path) in s.error and " free there" in s.error
+    assert [r["epoch"] for r in run.metrics()] == [1] and load_checkpoint(run.path)[2]["epoch"] == 1
+    assert sorted(p.name for p in run.path.iterdir()) == [CONFIG, METRICS, CHECKPOINT]  # no lock, no temporary
+
+
+def _start_cli_run(tmp_path, epochs=500):
+    """`python -m lab train` on a tiny synthetic data set in a subprocess; returns (process, run folder) once
+    its first epoch is on disk."""
+    data = tmp_path / "data"
+    write_npz(data, make_cifar())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lab", "train", "--data-dir", str(data), "--subset", "20", "--test-subset", "6",
+         "--batch-size", "4", "--width", "0.125", "--epochs", str(epochs), "--device", "cpu", "--workers", "0",
+         "--run-dir", "run"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    run = Run(tmp_path / "run")
+    t0 = time.time()
+    while not (run.path / METRICS).exists():
+        if proc.poll() is not None or time.time() - t0 > 180:
+            proc.kill()
+            raise AssertionError(f"the run never finished an epoch: {proc.communicate()}")
+        time.sleep(0.1)
+    return proc, run
+
+
+def _checkpoint_covers_the_metrics(run: Run) -> None:
+    last = run.metrics()[-1]["epoch"]
+    assert torch.load(run.path / CHECKPOINT, weights_only=True)["metrics"]["epoch"] >= last
+
+
+def test_sigterm_records_stopped_and_keeps_the_finished_epochs(tmp_path):
+    proc, run = _start_cli_run(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("terminated (SIGTERM)")
+    s = run.summary()
+    assert s.status == "stopped" and run.config_doc()["status"] == "stopped" and s.epochs_done >= 1
+    _checkpoint_covers_the_metrics(run)
+    assert not (run.path / runs_mod.LOCK).exists() and run.temporaries() == []
+
+
+def test_sigkill_leaves_a_run_that_reads_interrupted(tmp_path):
+    proc, run = _start_cli_run(tmp_path)
+    time.sleep(0.5)  # a few more epochs: the kill lands anywhere in the loop, mid-write included
+    proc.kill()
+    proc.wait(60)
+    assert run.config_doc()["status"] == "running"  # what the dead process left …
+    assert run.summary().status == "interrupted"  # … and what every reader shows
+    _checkpoint_covers_the_metrics(run)
+    listing = run_lab("runs", "--root", str(tmp_path), cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    header, line = listing.stdout.splitlines()  # the data folder beside it holds no run
+    assert header.split() == ["run", "status", "epochs", "test", "acc", "folder"]
+    assert line.split()[:2] == ["run", "interrupted"] and line.endswith(str(run.path))
+    assert f"{run.summary().epochs_done}/500" in line

@@ -95,3 +95,38 @@ def test_flops_match_the_layer_shapes(net):
 
 def test_gradcam_layers_deepest_first(net):
     assert list(net.gradcam_layers) == ["layer3", "layer2", "layer1", "prep"]
+
+
+def _saved_by_autograd(width: float) -> int:
+    """What autograd keeps for the backward pass of one image, counted by torch's saved-tensor hooks (parameters
+    left out; a tensor two layers save counts once)."""
+    torch.manual_seed(0)
+    net = Net(width=width).train()
+    weights = {t.untyped_storage().data_ptr() for t in (*net.parameters(), *net.buffers())}
+    saved = {}
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in weights:
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        net(torch.zeros(1, 3, 32, 32))
+    return sum(saved.values())
+
+
+@pytest.mark.parametrize("width", [0.125, 0.3, 1.0, 2.0])
+def test_the_activation_formula_is_what_autograd_saves(width):
+    from lab.model import activation_bytes
+
+    saved, largest = activation_bytes(width)
+    assert saved == _saved_by_autograd(width)
+    net = Net(width=width).eval()
+    outputs = []
+    hooks = [m.register_forward_hook(lambda m, i, o: outputs.append(o.numel() * o.element_size()))
+             for m in net.modules() if not list(m.children())]
+    with torch.no_grad():
+        net(torch.zeros(1, 3, 32, 32))
+    for h in hooks:
+        h.remove()
+    assert largest == max(outputs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 import pytest
@@ -255,21 +256,29 @@ def test_a_title_is_kept_beside_the_run_and_the_folder_keeps_its_name(tmp_path):
             runs.set_title(root, "a", bad)
 
 
-def test_delete_spares_running_runs_unless_they_died_long_ago(tmp_path):
+def test_delete_spares_running_runs_but_not_dead_ones(tmp_path):
     root = tmp_path / "runs"
     _run(root, "done")
     live = _run(root, "live", status="running")
+    live.claim()  # this process trains it
     mine = _run(root, "mine")
+    elsewhere = _run(root, "elsewhere", status="running")  # its lock names another host: only its files' age tells
+    runs.atomic_write_text(elsewhere.path / runs.LOCK, json.dumps({**runs.owner_record(), "host": "other-host"}))
+    dead = _run(root, "dead", status="running")  # said running, no live owner: interrupted, so deletable
     with pytest.raises(runs.RunError, match="training right now"):
         runs.delete_run(root, "mine", active={mine.path})
-    with pytest.raises(runs.RunError, match="still running"):
+    with pytest.raises(runs.RunError, match="being trained by process"):
         runs.delete_run(root, "live")
+    with pytest.raises(runs.RunError, match="still running"):
+        runs.delete_run(root, "elsewhere")
     old = time.time() - runs.STALE_RUNNING_S - 60  # a run that said "running" and then wrote nothing for long
-    for f in live.path.iterdir():
+    for f in elsewhere.path.iterdir():
         os.utime(f, (old, old))
-    assert runs.delete_run(root, "live") == live.path and not live.path.exists()
+    assert runs.delete_run(root, "elsewhere") == elsewhere.path and not elsewhere.path.exists()
+    assert runs.delete_run(root, "dead") == dead.path
+    live.release()
     runs.delete_run(root, "done")
-    assert [r.name for r in list_runs(root)] == ["mine"]
+    assert sorted(r.name for r in list_runs(root)) == ["live", "mine"]
 
 
 def test_range_tests_are_listed_read_and_deleted_apart_from_runs(tmp_path):
@@ -289,3 +298,132 @@ def test_range_tests_are_listed_read_and_deleted_apart_from_runs(tmp_path):
     (root / "bad" / "lr_finder.json").write_text("{}")
     with pytest.raises(runs.RunError, match="not a range test"):
         runs.read_range_test(root / "bad")
+
+
+# --------------------------------------------------------------------------------- a run folder never lies
+
+
+def test_bad_checkpoint_configs_are_checkpoint_errors(tmp_path):
+    """Issue 10: a checkpoint whose config is a string gave a traceback."""
+    for i, config in enumerate(["a string", {"width": "wide"}, {"schedule": "fast"}, ["not", "a", "dict"]]):
+        path = tmp_path / f"m{i}.pt"
+        torch.save({"state_dict": small_net().state_dict(), "config": config}, path)
+        with pytest.raises(CheckpointError, match="not a lab checkpoint") as e:
+            load_checkpoint(path)
+        assert str(path) in str(e.value)
+    path = tmp_path / "weights-not-tensors.pt"
+    torch.save({"state_dict": {"fc.weight": "zeros"}, "config": CFG.to_dict()}, path)
+    with pytest.raises(CheckpointError, match="not a mapping of tensors"):
+        load_checkpoint(path)
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid  # reaped: no process has it (until the kernel hands it out again, long after this test)
+
+
+def test_a_running_run_without_a_live_owner_reads_interrupted(tmp_path):
+    run = Run(tmp_path / "r")
+    run.claim()
+    run.write_config(CFG, status="running")
+    lock = run.lock()
+    assert lock["pid"] == os.getpid() and lock["host"] and lock["started"] <= time.time()
+    assert run.owned() is True and run.summary().status == "running"
+
+    atomic_write_text(run.path / runs.LOCK, json.dumps({**lock, "pid": _dead_pid()}))  # as SIGKILL leaves it
+    assert run.owned() is False and run.summary().status == "interrupted"
+
+    # the pid is alive but is another process (a restarted container reuses pids): its start time differs
+    atomic_write_text(run.path / runs.LOCK, json.dumps({**lock, "process_start": "1"}))
+    if runs._process_start(os.getpid()) is not None:  # Linux: /proc tells start times apart
+        assert run.summary().status == "interrupted"
+
+    atomic_write_text(run.path / runs.LOCK, json.dumps({**lock, "host": "another-host"}))
+    assert run.owned() is None and run.summary().status == "running"  # cannot be told from here: not a guess
+
+    run.release()
+    assert run.summary().status == "interrupted"  # no lock at all (e.g. a run written before locks)
+    run.update_config(status="done")
+    assert run.summary().status == "done"  # finished runs are never reinterpreted
+
+
+def test_temporaries_of_dead_writers_are_ignored_then_removed(tmp_path):
+    run = Run(tmp_path / "r")
+    run.write_config(CFG, status="done")
+    run.write_metrics([{"epoch": 1, "test_acc": 0.5}])
+    stray = run.path / ".model.pt.abc123.tmp"  # what SIGKILL during a checkpoint write leaves
+    stray.write_bytes(b"half a checkpoint")
+    s = run.summary()
+    assert (s.status, s.epochs_done, s.has_checkpoint) == ("done", 1, False)  # never read as a checkpoint
+    assert run.remove_temporaries() == []  # young: it could be a write in progress
+    old = time.time() - runs.TEMP_GRACE_S - 5
+    os.utime(stray, (old, old))
+    run.claim()
+    assert run.remove_temporaries() == []  # a live process owns the run: its files are its own
+    run.release()
+    assert run.remove_temporaries() == [stray] and not stray.exists()
+
+
+def _finished_run(root, name, status="done", size=1000, age=0.0):
+    run = Run(root / name)
+    run.write_config(CFG, status=status)
+    (run.path / "model.pt").write_bytes(b"x" * size)
+    stamp = time.time() - 1000 + age
+    os.utime(run.path / runs.CONFIG, (stamp, stamp))
+    return run
+
+
+def test_prune_removes_the_oldest_finished_runs_never_a_running_one(tmp_path):
+    root = tmp_path / "runs"
+    oldest_running = _finished_run(root, "a-running", status="running", size=5000, age=0)
+    oldest_running.claim()  # this process trains it
+    _finished_run(root, "b-stopped", status="stopped", size=5000, age=10)
+    _finished_run(root, "c-done", size=5000, age=20)
+    newest = _finished_run(root, "d-done", size=5000, age=30)
+    (root / "lr-finder-x").mkdir()  # not a run folder: never touched
+    (root / "lr-finder-x" / "lr_finder.json").write_text("{}")
+    total = runs._size(root)
+
+    assert runs.prune(root, quota_bytes=total) == []  # it fits
+    removed = runs.prune(root, quota_bytes=total - 4000)
+    assert removed == ["b-stopped"]  # the oldest finished one; the older running one stays
+    removed = runs.prune(root, quota_bytes=runs._size(root), incoming=9000)
+    assert removed == ["c-done", "d-done"]
+    assert oldest_running.path.is_dir() and (root / "lr-finder-x").is_dir() and not newest.path.exists()
+    assert runs.prune(root, quota_bytes=0) == []  # only the running run is left: nothing more may go
+
+    oldest_running.release()  # its process died: an interrupted run is finished, and may go
+    assert oldest_running.summary().status == "interrupted"
+    assert runs.prune(root, quota_bytes=0) == ["a-running"]
+    assert runs.prune(tmp_path / "nowhere", 0) == []
+
+
+def test_prune_never_touches_the_bundled_assets(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    assets = root / "assets"  # a runs root that (wrongly) holds the assets folder, made to look like a run
+    Run(assets).write_config(CFG, status="done")
+    (assets / "cifar10_resnet9.pt").write_bytes(b"x" * 100)
+    monkeypatch.setattr(runs, "ASSETS", assets)
+    assert runs.prune(root, quota_bytes=0) == [] and (assets / "cifar10_resnet9.pt").exists()
+
+
+def test_a_full_disk_is_one_line_naming_the_folder_and_the_space_left(tmp_path, monkeypatch):
+    import errno
+
+    target = tmp_path / "run" / "model.pt"
+    atomic_write_text(target, "old")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(runs.DiskFull) as e:
+        atomic_write_text(target, "new")
+    message = str(e.value)
+    assert message.startswith("disk full: cannot write model.pt in ") and str(target.parent) in message
+    assert "free there" in message and re.search(r"\d+(\.\d)? (B|KB|MB|GB) free", message) and "\n" not in message
+    assert target.read_text() == "old" and [p.name for p in target.parent.iterdir()] == ["model.pt"]

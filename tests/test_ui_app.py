@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import gradio as gr
+import pytest
 
 from lab import data as data_mod
-from lab.ui.app import build_app, launch_kwargs
+from lab.ui.app import api_parameters, build_app, launch_kwargs
 from lab.ui.jobs import JobManager
 
 API = {"classify", "train_start", "train_status", "train_stop", "find_lr", "sweep_start", "sweep_stop"}
@@ -22,12 +23,10 @@ def _missing():
 
 
 def test_the_range_test_endpoint_takes_every_training_control(tmp_path):
-    import inspect
-
     from lab.ui.common import CONTROL_NAMES
 
     demo = build_app(JobManager(runs_root=tmp_path / "runs", data_loader=_missing), pretrained=tmp_path / "none.pt")
-    params = {fn.api_name: list(inspect.signature(fn.fn).parameters) for fn in demo.fns.values()
+    params = {fn.api_name: [p.name for p in api_parameters(fn.fn)] for fn in demo.fns.values()
               if fn.api_name in ("train_start", "find_lr")}
     # the controls keep their names and order; "confirm" (for long CPU jobs) is new, last and optional
     assert params["train_start"] == [*CONTROL_NAMES, "confirm"]
@@ -66,3 +65,36 @@ def test_classify_takes_uploads_webcam_and_clipboard_through_one_stable_endpoint
     image = fn.inputs[0]
     # the webcam snapshot and the pasted image arrive as uploads: the same raw pass-through and checks apply
     assert isinstance(image, AnyImage) and image.sources == ["upload", "webcam", "clipboard"]
+
+
+def test_shared_server_mode_is_on_on_a_space_and_with_lab_public_only():
+    from lab.ui.common import shared_mode
+
+    assert shared_mode({"SPACE_ID": "someone/cifar10-lab"}) and shared_mode({"LAB_PUBLIC": "1"})
+    assert not shared_mode({}) and not shared_mode({"LAB_PUBLIC": "0"}) and not shared_mode({"SPACE_ID": ""})
+
+
+def test_a_call_missing_parameters_is_told_which(tmp_path):
+    from lab.ui.common import CONTROL_NAMES
+
+    demo = build_app(JobManager(runs_root=tmp_path / "runs", data_loader=_missing), pretrained=tmp_path / "none.pt")
+    fn = next(fn for fn in demo.fns.values() if fn.api_name == "train_start")
+    n = len(CONTROL_NAMES) + 1  # and confirm
+    with pytest.raises(gr.Error) as e:
+        demo.validate_inputs(fn, [0.125, 256])
+    message = e.value.message
+    assert message.startswith(f"train_start got 2 of its {n} parameters; missing: test_subset, seed, device")
+    assert ", ".join([*CONTROL_NAMES[2:], "confirm"]) in message
+    demo.validate_inputs(fn, [None] * n)  # all there: no complaint (the handler checks values)
+    # a script written before the optional parameters (the loss controls, confirm) existed: they take defaults
+    first_api = [None] * (len(CONTROL_NAMES) - 3)
+    demo.validate_inputs(fn, first_api)
+    assert len(first_api) == n and first_api[-1] is False
+
+
+def test_uploads_are_capped_and_their_cache_is_cleaned(tmp_path):
+    from lab.config import UPLOAD_MAX_AGE_S, UPLOAD_MAX_BYTES
+
+    assert launch_kwargs()["max_file_size"] == UPLOAD_MAX_BYTES
+    demo = build_app(JobManager(runs_root=tmp_path / "runs", data_loader=_missing), pretrained=tmp_path / "none.pt")
+    assert demo.delete_cache == (UPLOAD_MAX_AGE_S, UPLOAD_MAX_AGE_S)

@@ -188,3 +188,145 @@ def test_each_tab_can_tell_whether_its_kind_of_job_changed(manager, blocking_tra
     manager.stop()
     manager.wait(10)
     assert manager.fingerprint("lr_range") == lr_before
+
+
+# ------------------------------------------------------------------------------ shared-server mode (issue 10)
+
+from lab import runs as runs_mod  # noqa: E402
+from lab.config import SHARED_CAPS, ConfigError, check_caps  # noqa: E402
+
+
+@pytest.fixture
+def shared(runs_root, cifar10):
+    m = JobManager(runs_root=runs_root, data_loader=lambda: cifar10, shared=True)
+    yield m
+    m.stop()
+    assert m.wait(60)
+
+
+CAPPED = {  # one job just over each cap → the words the refusal must hold (the cap's name and value)
+    "width": (dict(width=SHARED_CAPS["width"] * 2), f"above this shared server's cap of {SHARED_CAPS['width']:g}"),
+    "batch_size": (dict(batch_size=SHARED_CAPS["batch_size"] * 2, subset=SHARED_CAPS["batch_size"] * 8),
+                   f"batch size {SHARED_CAPS['batch_size'] * 2} is above this shared server's cap"),
+    "epochs": (dict(subset=16, test_subset=16, batch_size=4, epochs=SHARED_CAPS["epochs"] + 1),
+               f"epochs are above this shared server's cap of {SHARED_CAPS['epochs']}"),
+    "image_epochs": (dict(subset=None, test_subset=None, epochs=SHARED_CAPS["image_epochs"] // 60_000 + 1),
+                     f"image-epochs, above this shared server's cap of {SHARED_CAPS['image_epochs']:,}"),
+}
+
+
+@pytest.mark.parametrize("cap", list(CAPPED))
+def test_each_cap_refuses_a_job_over_it_naming_the_cap(shared, manager, blocking_train, cap):
+    knobs, words = CAPPED[cap]
+    cfg = TrainConfig.from_flat(**{**TINY.flat(), **knobs})
+    with pytest.raises(ConfigError) as e:
+        shared.start_training(cfg)
+    assert words in str(e.value) and e.value.knob in ("width", "batch_size", "epochs")
+    assert shared.status() is None and len(list(shared.runs_root.iterdir())) == 1  # no job, no run folder
+    if cap in SHARED_CAPS and cap != "image_epochs":  # exactly at the cap is allowed
+        check_caps(TrainConfig.from_flat(**{**TINY.flat(), **knobs, cap: SHARED_CAPS[cap]}))
+    manager.start_training(cfg)  # locally there are no caps
+    manager.stop()
+    assert manager.wait(10)
+
+
+def test_the_range_test_iterations_are_capped(shared, manager, monkeypatch):
+    import lab.lr_finder as lr_finder
+
+    over = SHARED_CAPS["range_test_iters"] + 1
+    with pytest.raises(ConfigError, match=f"{over} range-test iterations are above this shared server's cap"):
+        shared.start_range_test(TINY, iters=over)
+    with pytest.raises(ConfigError, match="start LR < end LR"):  # its settings are checked before it starts too
+        shared.start_range_test(TINY, iters=10, start_lr=1.0, end_lr=0.1)
+    assert shared.status() is None
+    monkeypatch.setattr(lr_finder, "range_test", lambda cfg, data, **kw: lr_finder.RangeTest(
+        [1e-3], [2.0], {}, 1e-2, 4e-4, "fallback"))
+    manager.start_range_test(TINY, iters=over)  # locally: no cap
+    assert manager.wait(10)
+
+
+def test_a_run_that_would_not_fit_in_memory_is_refused_before_it_starts(manager, monkeypatch):
+    monkeypatch.setenv("LAB_MEMORY_LIMIT", str(64 * 1024**2))  # as if 64 MB were free
+    big = TrainConfig.from_flat(**{**TINY.flat(), "width": 1.0, "batch_size": 512, "subset": 4096})
+    with pytest.raises(ConfigError, match=r"would need about [\d.]+ (MB|GB) of memory at its peak \(width 1, batch 512"):
+        manager.start_training(big)
+    assert manager.status() is None and len(list(manager.runs_root.iterdir())) == 1
+
+
+def test_the_peak_memory_estimate_is_at_least_what_a_step_takes():
+    """The estimate (lab.experiment.peak_memory) against a measurement (benchmarks/memory_probe.py): the most
+    bytes live tensors hold during one Adam step at width 0.25, batch 256, from torch's profiler."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from conftest import REPO
+    from lab.experiment import peak_memory
+
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "memory_probe.py"), "--width", "0.25",
+                           "--batch", "256", "--json"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    measured = json.loads(proc.stdout.strip().splitlines()[-1])["tensor_peak_bytes"]
+    cfg = TrainConfig(width=0.25, batch_size=256, device="cpu")
+    estimate = peak_memory(cfg, torch.device("cpu"), 50_000, 10_000)
+    assert measured <= estimate <= 3 * measured  # safe, and not so loose it refuses what fits
+
+
+def test_the_runs_quota_prunes_the_oldest_finished_runs_never_a_running_one(runs_root, cifar10, blocking_train):
+    import os
+
+    old = runs_root / "20000101-000000"  # the tiny finished run the fixture holds
+    running = runs_mod.Run(runs_root / "19990101-000000")  # older still, but a live process trains it
+    running.claim()
+    running.write_config(TINY, status="running")
+    stamp = time.time() - 3600
+    os.utime(running.path / "config.json", (stamp, stamp))
+    quota = runs_mod._size(runs_root) + 1000  # full: the next run's checkpoint does not fit
+    m = JobManager(runs_root=runs_root, data_loader=lambda: cifar10, shared=True, runs_quota=quota)
+    job = m.start_training(TINY)
+    assert not old.exists() and running.path.is_dir() and job.run_dir and os.path.isdir(job.run_dir)
+    m.stop()
+    assert m.wait(10)
+    local = JobManager(runs_root=runs_root, data_loader=lambda: cifar10, runs_quota=0)  # locally: no quota
+    local.start_training(TINY)
+    local.stop()
+    assert local.wait(10) and len(runs_mod.list_runs(runs_root)) >= 1 and running.path.is_dir()
+    running.release()
+
+
+def test_only_the_session_that_started_a_job_can_stop_it_on_a_shared_server(shared, manager, blocking_train):
+    shared.start_training(TINY, owner="session-a")
+    wait_for(lambda: shared.status()["steps"])
+    with pytest.raises(jobs.NotYours) as e:
+        shared.stop("session-b")
+    msg = str(e.value)
+    assert "started from another browser session" in msg and "only that session can stop it" in msg
+    assert re.search(r"it should end at about \d\d:\d\d:\d\d \(in \d+ s\)", msg)  # others see when it ends
+    assert shared.status()["status"] == "running"
+    assert re.search(r"should end at about \d\d:\d\d:\d\d", shared.busy_message())
+    assert "only the browser session that started it can stop it" in shared.busy_message()
+    assert shared.stop("session-a").startswith("stopping the training run")
+    assert shared.wait(10) and shared.status()["status"] == "stopped"
+
+    manager.start_training(TINY, owner="session-a")  # locally, anyone may press Stop
+    wait_for(lambda: manager.status()["steps"])
+    assert manager.stop("session-b").startswith("stopping")
+    assert manager.wait(10)
+
+
+def test_a_job_failure_is_one_readable_line(manager, monkeypatch):
+    def full(*a, **k):
+        raise runs_mod.disk_full(manager.runs_root, "model.pt")
+
+    monkeypatch.setattr(experiment, "train", full)
+    manager.start_training(TINY)
+    assert manager.wait(10)
+    s = manager.status()
+    assert s["status"] == "error" and s["message"].startswith("disk full: cannot write model.pt in ")
+    assert "Errno" not in s["message"] and "\n" not in s["message"]
+    assert jobs.failure_message(KeyError("x")).startswith("the job failed unexpectedly (KeyError")
+    assert jobs.failure_message(MemoryError()).startswith("out of memory")

@@ -265,13 +265,14 @@ def test_train_bad_input_and_missing_data_give_messages(ctx, no_data_ctx):
 
 def test_train_refresh_draws_the_run_and_skips_when_nothing_changed(ctx):
     out = train.refresh(ctx, None)
-    seen, line, fig, table, runs_df, picker, overlay, target = out
+    seen, line, fig, table, runs_df, picker, overlay, target, note = out
     assert "No run yet" in line and isinstance(fig, go.Figure) and table.empty
     assert list(runs_df["run"]) == ["20000101-000000"] and picker.value == ["20000101-000000"]
     assert all(is_skip(x) for x in train.refresh(ctx, seen, picker.value))
     ctx.manager.start_training(train_config(**CONTROLS))
     assert ctx.manager.wait(120)
-    seen2, line, fig, table, runs_df, picker, overlay, target = train.refresh(ctx, seen, ["20000101-000000"])
+    seen2, line, fig, table, runs_df, picker, overlay, target, note = train.refresh(ctx, seen, ["20000101-000000"])
+    assert note == ""  # the run ended: "Run started at …" under Start would be stale
     assert seen2 != seen and "**Done**" in line and "images/s" in line and "test acc" in line
     assert list(table.columns) == train.EPOCH_COLUMNS and len(table) == 1
     assert len(runs_df) == 2 and len(picker.value) == 2  # the finished run joins the overlay
@@ -394,8 +395,8 @@ def test_model_summary_shows_the_layer_table():
 def test_lr_tab_before_any_range_test(ctx):
     out = lr_range.use_these(ctx)
     assert all(is_skip(x) for x in out[:4]) and "run a range test first" in out[4]
-    seen, fig, line, text, button = lr_range.refresh(ctx, None)
-    assert "No range test" in line and isinstance(fig, go.Figure) and text == ""
+    seen, fig, line, text, button, note = lr_range.refresh(ctx, None)
+    assert "No range test" in line and isinstance(fig, go.Figure) and text == "" and is_skip(note)
     assert all(is_skip(x) for x in lr_range.refresh(ctx, seen))
 
 
@@ -442,7 +443,7 @@ def test_lr_tab_runs_the_test_and_fills_one_cycle(ctx, monkeypatch):
     assert seen_cfg["cfg"].schedule.epochs == 7 and seen_cfg["div_factor"] == pytest.approx(10)
     assert msg.startswith("Range test started at") and "50 iterations" in msg and "sgd" in msg
     assert ctx.manager.wait(30)
-    seen, fig, line, text, button = lr_range.refresh(ctx, None)
+    seen, fig, line, text, button, _ = lr_range.refresh(ctx, None)
     assert "**Done**" in line and "Suggested LRMAX 0.01" in text and "a note" in text and "weak" not in text
     assert button.value == lr_range.USE
     assert any(t.x and len(t.x) == 50 for t in fig.data)
@@ -695,3 +696,89 @@ def test_any_image_passes_the_raw_upload_through():
     from gradio.components.image import ImageData
 
     assert comp.preprocess(ImageData(url="data:image/png;base64,aGVsbG8=")) == b"hello"
+
+
+# ------------------------------------------------------------- every control checked before "started" (issue 10)
+
+TRAIN_BAD = {  # id → (controls changed, words of the message, the API parameter it must name)
+    "negative-seed": ({"seed": -1}, "seed must be a whole number from 0 to", "seed"),
+    "huge-seed": ({"seed": 1e23}, "seed must be a whole number from 0 to", "seed"),
+    "empty-max-lr": ({"max_lr": None}, "max LR is empty; enter a number", "max_lr"),
+    "blank-max-lr": ({"max_lr": ""}, "max LR is empty; enter a number", "max_lr"),
+    "infinite-max-lr": ({"max_lr": float("inf")}, "max LR must be a finite number", "max_lr"),
+    "text-for-width": ({"width": "wide"}, "width must be a number, got 'wide'", "width"),
+    "bool-for-epochs": ({"epochs": True}, "epochs must be a number, got True", "epochs"),
+    "list-for-device": ({"device": ["cpu"]}, "device must be one of auto, cpu, cuda, got ['cpu']", "device"),
+    "dict-for-optimizer": ({"optimizer": {"name": "adam"}}, "optimizer must be one of adam, sgd", "optimizer"),
+    "text-for-a-checkbox": ({"cycle_momentum": "yes"}, "cycle momentum is on or off: true or false", "cycle_momentum"),
+    "unknown-lr-mode": ({"lr_mode": "max"}, "LRMIN from must be one of div factor, min LR", "lr_mode"),
+    "min-lr-above-max-lr": ({"lr_mode": "min LR", "min_lr": 1.0}, "min LR (1) must be below max LR", "min_lr"),
+    "subset-beyond-the-data": ({"subset": 60_000}, "subset 60,000 is more than the 50,000 training images", "subset"),
+    "schedule-too-short": ({"subset": 64, "batch_size": 64, "epochs": 1}, "One Cycle needs at least 3 steps",
+                           "epochs"),
+}
+
+
+@pytest.mark.parametrize("case", list(TRAIN_BAD))
+def test_train_start_checks_every_control_and_names_it(ctx, runs_root, case):
+    change, words, param = TRAIN_BAD[case]
+    msg = train.start(ctx, "a-session", **{**CONTROLS, **change})
+    assert msg.startswith("⚠ ") and words in msg and msg.endswith(f"(`{param}`)"), msg
+    assert "\n" not in msg and "float()" not in msg and "Error" not in msg
+    assert ctx.manager.status() is None  # nothing was started …
+    assert [p.name for p in runs_root.iterdir()] == ["20000101-000000"]  # … and no run folder made
+
+
+RANGE_BAD = {  # id → (iters, start_lr, end_lr, mode, optimizer), words, parameter
+    "empty-start-lr": ((50, None, 10.0, "exp", "adam"), "start LR is empty", "start_lr"),
+    "start-above-end": ((50, 1.0, 0.1, "exp", "adam"), "0 < start LR < end LR", "end_lr"),
+    "zero-start-lr": ((50, 0, 10.0, "exp", "adam"), "start LR must be a positive number", "start_lr"),
+    "no-iterations": ((None, 1e-6, 10.0, "exp", "adam"), "iterations is empty", "iters"),
+    "fractional-iterations": ((10.5, 1e-6, 10.0, "exp", "adam"), "iterations must be a whole number", "iters"),
+    "one-iteration": ((1, 1e-6, 10.0, "exp", "adam"), "iterations must be a whole number ≥ 2", "iters"),
+    "unknown-mode": ((50, 1e-6, 10.0, "cosine", "adam"), "LR increase must be one of exp, linear", "mode"),
+    "unknown-optimizer": ((50, 1e-6, 10.0, "exp", "rmsprop"), "optimizer must be one of adam, sgd", "optimizer"),
+}
+
+
+@pytest.mark.parametrize("case", list(RANGE_BAD))
+def test_range_test_start_checks_every_setting_and_names_it(ctx, case):
+    args, words, param = RANGE_BAD[case]
+    msg = lr_range.start(ctx, CONTROLS, *args)
+    assert msg.startswith("⚠ ") and words in msg and msg.endswith(f"(`{param}`)"), msg
+    assert "float()" not in msg and "int()" not in msg
+    assert ctx.manager.status() is None
+
+
+@pytest.mark.parametrize("seed,words", [(-5, "seed must be a whole number from 0 to"),
+                                        (2**40, "seed must be a whole number from 0 to"),
+                                        ("x", "seed must be a number")])
+def test_augment_bad_seed_is_a_message_not_an_error(ctx, seed, words):
+    img, msg = augment.preview(ctx, 4, 8, 1.0, 0.5, seed)
+    assert img is None and words in msg and "`seed`" in msg
+    img, msg = augment.preview(ctx, None, 8, 1.0, 0.5, 0)
+    assert img is None and "pad is empty" in msg
+
+
+def test_the_range_test_message_is_cleared_when_the_test_ends(ctx, monkeypatch):
+    _fake_range(monkeypatch)
+    seen, *_ = lr_range.refresh(ctx, None)
+    assert lr_range.start(ctx, CONTROLS, 20, 1e-6, 10.0, "exp", "adam").startswith("Range test started")
+    assert ctx.manager.wait(30)
+    *_, note = lr_range.refresh(ctx, seen)
+    assert note == ""
+
+
+def test_stop_from_another_session_on_a_shared_server_says_who_may_and_when_it_ends(ctx, monkeypatch):
+    ctx.manager.shared = True
+    assert train.start(ctx, "session-a", **{**CONTROLS, "epochs": 3, "peak_epoch": 1, "batch_size": 16}).startswith(
+        "Run started")
+    t0 = time.time()
+    while not ctx.manager.status()["steps"] and time.time() - t0 < 60:
+        time.sleep(0.05)
+    msg = train.stop(ctx, "session-b")
+    assert msg.startswith("⚠ ") and "another browser session" in msg
+    assert ctx.manager.status()["status"] == "running"
+    assert "ends at about" in train.describe(ctx.manager.status())  # what everyone sees: when it will end
+    assert train.stop(ctx, "session-a").startswith("stopping")
+    assert ctx.manager.wait(60)

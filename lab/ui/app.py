@@ -3,6 +3,11 @@
 The tabs feed each other: the Augment tab's settings and the One Cycle tab's schedule are what the Train tab
 trains with and what the LR range test uses; "use these" in the LR tab fills the One Cycle tab. Named API
 endpoints for scripts and tests: classify, train_start, train_status, train_stop, find_lr, sweep_start, sweep_stop.
+
+Every API caller is treated as a stranger: train_start and find_lr take their parameters raw (preprocess=False)
+and check each one themselves (lab.ui.common.train_config), so a wrong type or value is one line naming the
+parameter — never a component's exception or Gradio's bare `{"error": null}`; a call missing parameters is told
+which (LabBlocks). Uploads are capped in size and deleted from Gradio's cache after an hour.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from typing import Any
 
 import gradio as gr
 
+from lab.config import UPLOAD_MAX_AGE_S, UPLOAD_MAX_BYTES
 from lab.data import DataError
-from lab.insights import MAX_UPLOAD_BYTES
 from lab.ui import augment, classify, insights, lr_range, one_cycle, train
 from lab.ui import sweep as sweep_tab
-from lab.ui.common import CONTROL_NAMES, TRAIN_CONTROLS, AppContext, control_defaults, has_cuda, manage_runs_allowed
+from lab.ui.common import (CONTROL_NAMES, TRAIN_CONTROLS, AppContext, control_defaults, has_cuda, manage_runs_allowed,
+                           shared_mode)
 from lab.ui.jobs import JobManager
 from lab.ui.zerogpu import ZeroGPU, on_zerogpu
 
@@ -59,16 +65,58 @@ def theme() -> gr.themes.Theme:
 
 
 def launch_kwargs() -> dict:
-    """What app.py passes to launch(): host and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT. Gradio
-    stops reading an upload past the size the Classify tab accepts (HTTP 413) rather than storing it."""
-    return {"theme": theme(), "css": CSS, "max_file_size": MAX_UPLOAD_BYTES}
+    """What app.py passes to launch(): host and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT; an
+    upload larger than UPLOAD_MAX_BYTES is refused by the server (HTTP 413) before it reaches a handler."""
+    return {"theme": theme(), "css": CSS, "max_file_size": UPLOAD_MAX_BYTES}
 
 
 def default_manager() -> JobManager:
     """The server's job manager: runs under $LAB_RUNS_DIR (default runs/); LAB_DOWNLOAD=1 lets a server without
-    the data download CIFAR-10 through torchvision on first use."""
+    the data download CIFAR-10 through torchvision on first use; shared-server mode on a Space or with
+    LAB_PUBLIC=1 (lab.ui.common.shared_mode)."""
     return JobManager(runs_root=os.environ.get("LAB_RUNS_DIR") or None,
-                      download=os.environ.get("LAB_DOWNLOAD", "") in ("1", "true", "yes"))
+                      download=os.environ.get("LAB_DOWNLOAD", "") in ("1", "true", "yes"), shared=shared_mode())
+
+
+STOP_GRACE_S = 20  # how long a SIGTERM or Ctrl-C waits for the running job to stop and record it
+
+
+def stop_job_then_exit(manager: JobManager) -> Callable:
+    """A signal handler for app.py: SIGTERM (a Space restarting, `kill`) or Ctrl-C asks the running job to stop,
+    gives it STOP_GRACE_S to write `stopped` into its run folder (as the Stop button would), then closes the
+    server the way Gradio closes it on Ctrl-C. Without it the job's thread dies with the process, and its run
+    reads `interrupted`."""
+    def handler(signum, frame) -> None:
+        if manager.stop() != "nothing is running":
+            manager.wait(STOP_GRACE_S)
+        raise KeyboardInterrupt
+
+    return handler
+
+
+def api_parameters(fn: Callable) -> list[inspect.Parameter]:
+    """An endpoint's API parameters: its handler's parameters, less the gr.Request Gradio fills in."""
+    return [p for p in inspect.signature(fn).parameters.values() if p.annotation is not gr.Request]
+
+
+class LabBlocks(gr.Blocks):
+    """gr.Blocks whose named endpoints take a raw HTTP caller's call without their optional (trailing, defaulted)
+    parameters — gradio_client fills those in itself — and tell a caller that sends too few of the others which
+    are missing. (Gradio's own check raises a plain ValueError, which a server without show_error answers with a
+    bare `{"error": null}`; a gr.Error's message reaches the caller.)"""
+
+    def validate_inputs(self, block_fn, inputs: list[Any]):
+        if len(inputs) < len(block_fn.inputs) and block_fn.api_name:
+            params = api_parameters(block_fn.fn)
+            missing = params[len(inputs):] if len(params) == len(block_fn.inputs) else []
+            if missing and all(p.default is not inspect.Parameter.empty for p in missing):
+                inputs.extend(p.default for p in missing)  # in place: Gradio reads this list next
+            else:
+                raise gr.Error(f"{block_fn.api_name} got {len(inputs)} of its {len(block_fn.inputs)} parameters; "
+                               f"missing: {', '.join(p.name for p in missing) or 'the last ones'}. Send every "
+                               "parameter, in order (gradio_client fills in the defaults of those you do not name).",
+                               print_exception=False)
+        super().validate_inputs(block_fn, inputs)
 
 
 def header(ctx: AppContext) -> str:
@@ -86,27 +134,33 @@ def header(ctx: AppContext) -> str:
             f"learned. Device: {device} · {data_line}.")
 
 
-def api_function(name: str, params: tuple[tuple[str, type], ...], body: Callable[[dict], Any], doc: str,
+def api_function(name: str, params: tuple[tuple[str, type], ...], body: Callable[[dict, str | None], Any], doc: str,
                  stream: bool = False, defaults: dict[str, Any] | None = None):
     """A handler whose signature is `params` (Gradio names an endpoint's API parameters after its handler's
-    signature), calling body({name: value}) — so the controls are listed once, in TRAIN_CONTROLS, and not
-    spelled again as a parameter list, a dict and a call. With `stream`, body returns an iterator and the handler
-    is a generator function (Gradio streams what a generator function yields)."""
+    signature), calling body({name: value}, session) — so the controls are listed once, in TRAIN_CONTROLS, and
+    not spelled again as a parameter list, a dict and a call. A last `request: gr.Request` parameter (which
+    Gradio fills in and leaves out of the API) gives the caller's browser session. With `stream`, body returns an
+    iterator and the handler is a generator function (Gradio streams what a generator function yields)."""
+    def call(values: tuple) -> tuple[dict, str | None]:
+        *values, request = values
+        return dict(zip((n for n, _ in params), values)), getattr(request, "session_hash", None)
+
     if stream:
         def handler(*values):
-            yield from body(dict(zip((n for n, _ in params), values)))
+            yield from body(*call(values))
     else:
         def handler(*values):
-            return body(dict(zip((n for n, _ in params), values)))
+            return body(*call(values))
 
     handler.__name__ = handler.__qualname__ = name
     handler.__doc__ = doc
     defaults = defaults or {}  # optional parameters (API clients may leave them out)
     handler.__signature__ = inspect.Signature(
         [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=t,
-                           default=defaults.get(n, inspect.Parameter.empty)) for n, t in params],
+                           default=defaults.get(n, inspect.Parameter.empty)) for n, t in params]
+        + [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request, default=None)],
         return_annotation=str)
-    handler.__annotations__ = {**{n: t for n, t in params}, "return": str}
+    handler.__annotations__ = {**{n: t for n, t in params}, "request": gr.Request, "return": str}
     return handler
 
 
@@ -120,9 +174,8 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
     streamed = ctx.zerogpu is not None
     preset = train.default_preset()
     pv = train.preset_values(preset)
-    # Gradio copies every file it serves (checkpoint downloads, uploads, images) into its cache: files older than an
-    # hour are deleted every hour, so a stream of requests cannot fill the disk.
-    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
+    # delete_cache: every UPLOAD_MAX_AGE_S, uploads (and other temporary files) older than that are deleted
+    with LabBlocks(title=TITLE, delete_cache=(UPLOAD_MAX_AGE_S, UPLOAD_MAX_AGE_S)) as demo:
         gr.Markdown(header(ctx))
         with gr.Tabs():
             with gr.Tab("Augment", id="augment"):
@@ -162,11 +215,11 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
         # -- every training control of the three tabs, in TRAIN_CONTROLS order (the train_start API's parameters)
         controls = [tabs[name] for name in CONTROL_NAMES]
 
-        def train_start(values: dict):
+        def train_start(values: dict, session: str | None):
             if streamed:  # a GPU call is bounded by its own limit: no CPU-time confirmation
                 values.pop("confirm", None)
-                return train.start_streamed(ctx, **values)
-            return train.start(ctx, **values)
+                return train.start_streamed(ctx, session, **values)
+            return train.start(ctx, values.pop("confirm", False), session, **values)
 
         tr["start"].click(api_function("train_start", (*TRAIN_CONTROLS, *CONFIRM), train_start,
                                        "Start a training run in the background (returns at once; poll train_status, "
@@ -176,9 +229,13 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
                                        "ZeroGPU Space the run is one GPU call: this streams its message until the run "
                                        "ends.", stream=streamed, defaults=API_DEFAULTS),
                           [*controls, tr["confirm"]], tr["message"], api_name="train_start", concurrency_limit=None,
+                          preprocess=False,
                           ).then(train.long_job_button, tr["message"], tr["anyway"], api_visibility="private")
-        tr["anyway"].click(lambda *v: train.start(ctx, True, **dict(zip(CONTROL_NAMES, v))), controls, tr["message"],
-                           api_visibility="private", concurrency_limit=None,
+        train_anyway = api_function("train_anyway", TRAIN_CONTROLS,
+                                    lambda values, session: train.start(ctx, True, session, **values),
+                                    "Start the run held back as a long job (the Start anyway button).")
+        tr["anyway"].click(train_anyway, controls, tr["message"], api_visibility="private", concurrency_limit=None,
+                           preprocess=False,
                            ).then(train.long_job_button, tr["message"], tr["anyway"], api_visibility="private")
 
         # -- what Start would cost, before it is pressed (the step time is measured once per width and device)
@@ -196,14 +253,14 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
         range_params = (*range_own, *((n, t) for n, t in TRAIN_CONTROLS if n != "optimizer"), *CONFIRM)
         range_inputs = [lr[n] for n, _ in range_own] + [tabs[n] for n, _ in range_params[len(range_own):-1]]
 
-        def find_lr(values: dict):
+        def find_lr(values: dict, session: str | None) -> str:
             own = {n: values.pop(n) for n, _ in range_own}
-            confirm = bool(values.pop("confirm", False))
+            confirm = values.pop("confirm", False)  # checked with the rest (lr_range.start)
             if streamed:  # a GPU call is bounded by its own limit: no CPU-time confirmation
                 return lr_range.start_streamed(ctx, {**values, "optimizer": own["optimizer"]}, own["iters"],
-                                               own["start_lr"], own["end_lr"], own["mode"], own["optimizer"])
+                                               own["start_lr"], own["end_lr"], own["mode"], own["optimizer"], session)
             return lr_range.start(ctx, {**values, "optimizer": own["optimizer"]}, own["iters"], own["start_lr"],
-                                  own["end_lr"], own["mode"], own["optimizer"], confirm)
+                                  own["end_lr"], own["mode"], own["optimizer"], confirm, session)
 
         lr["run"].click(api_function("find_lr", range_params, find_lr,
                                      "Start the LR range test in the background (poll train_status: kind 'lr_range'; "
@@ -212,12 +269,19 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
                                      "ZeroGPU Space it is one GPU call, and this streams its message until it ends.",
                                      stream=streamed, defaults=API_DEFAULTS),
                         [*range_inputs, lr["confirm"]], lr["message"], api_name="find_lr", concurrency_limit=None,
+                        preprocess=False,
                         ).then(lr_range.long_job_button, lr["message"], lr["anyway"], api_visibility="private")
-        lr["anyway"].click(lambda *v: find_lr({**dict(zip((n for n, _ in range_params), v)), "confirm": True}),
-                           range_inputs, lr["message"], api_visibility="private", concurrency_limit=None,
+        find_lr_anyway = api_function("find_lr_anyway", range_params[:-1],
+                                      lambda values, session: find_lr({**values, "confirm": True}, session),
+                                      "Start the range test held back as a long job (the Run anyway button).")
+        lr["anyway"].click(find_lr_anyway, range_inputs, lr["message"], api_visibility="private",
+                           concurrency_limit=None, preprocess=False,
                            ).then(lr_range.long_job_button, lr["message"], lr["anyway"], api_visibility="private")
-        lr["stop"].click(lambda: ctx.manager.stop(), None, lr["message"], api_visibility="private",
-                         concurrency_limit=None)
+
+        def stop_range_test(request: gr.Request) -> str:
+            return lr_range.stop(ctx, getattr(request, "session_hash", None))
+
+        lr["stop"].click(stop_range_test, None, lr["message"], api_visibility="private", concurrency_limit=None)
         lr["use"].click(lambda ack: lr_range.use_these(ctx, ack), lr["acknowledged"],
                         [oc["max_lr"], oc["lr_mode"], oc["min_lr"], oc["optimizer"], lr["message"],
                          lr["acknowledged"], lr["use"]],

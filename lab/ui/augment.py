@@ -9,14 +9,15 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from lab import augment
-from lab.config import CUTOUT_MAX, PAD_MAX, AugmentConfig, ConfigError
+from lab.config import CUTOUT_MAX, PAD_MAX, AugmentConfig, ConfigError, check_seed
 from lab.data import CLASSES, DataError
-from lab.ui.common import AppContext, error_md
+from lab.ui.common import AppContext, error_md, message, number, whole
 
 CELL = 96  # pixels per 32×32 image in the grid (×3, nearest-neighbour: every pixel stays visible)
 GAP = 6
 LABEL_W = 90
 HEADER_H = 24
+MAX_IMAGES = 12  # rows of the grid (the slider's range)
 
 
 def pipeline_text(cfg: AugmentConfig) -> str:
@@ -67,17 +68,23 @@ def grid(originals: np.ndarray, augmented: list[list[np.ndarray]], labels: list[
 
 def preview(ctx: AppContext, pad: float, cutout: float, cutout_p: float, flip_p: float, seed: float,
             n_images: float = 6, draws: float = 4) -> tuple[np.ndarray | None, str]:
-    """(grid image, Markdown caption). The seed picks the images and every random draw of the pipeline."""
+    """(grid image, Markdown caption). The seed picks the images and every random draw of the pipeline. A bad
+    setting (a negative seed, an empty box) is one line saying what to fix."""
     try:
-        cfg = AugmentConfig(pad=int(pad), flip_p=float(flip_p), cutout=int(cutout), cutout_p=float(cutout_p))
-    except (ConfigError, TypeError, ValueError) as e:
-        return None, error_md(str(e))
+        cfg = AugmentConfig(pad=whole("pad", "pad", pad), flip_p=number("flip_p", "flip probability", flip_p),
+                            cutout=whole("cutout", "CutOut size", cutout),
+                            cutout_p=number("cutout_p", "CutOut probability", cutout_p))
+        seed = check_seed(whole("seed", "seed", 0 if seed in (None, "") else seed))
+        n_images = whole("n_images", "images", n_images)
+        if not 1 <= n_images <= MAX_IMAGES:
+            raise ConfigError(f"images must be 1–{MAX_IMAGES}, got {n_images}", "n_images")
+    except ConfigError as e:
+        return None, error_md(message(e))
     try:
         data = ctx.manager.data()
     except DataError:
         # the tab's notice above already says what is missing and how to provide it: not twice
         return None, error_md("Nothing to show: CIFAR-10 is not available on this server (see the notice above).")
-    seed = int(seed or 0)
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(data.x_train), size=int(n_images), replace=False)
     originals = data.x_train[idx]
@@ -91,7 +98,7 @@ def preview(ctx: AppContext, pad: float, cutout: float, cutout_p: float, flip_p:
 
 
 def new_seed() -> int:
-    return random.randint(0, 99_999)
+    return random.randint(0, 99_999)  # short enough to read and type back
 
 
 def build(ctx: AppContext, defaults: dict | None = None) -> dict[str, gr.components.Component]:
@@ -114,7 +121,7 @@ def build(ctx: AppContext, defaults: dict | None = None) -> dict[str, gr.compone
             flip_p = gr.Slider(0, 1, value=defaults.get("flip_p", d.flip_p), step=0.05,
                                label="horizontal flip probability")
             seed = gr.Number(value=0, precision=0, label="seed", elem_id="augment-seed")
-            n_images = gr.Slider(1, 12, value=6, step=1, label="images")
+            n_images = gr.Slider(1, MAX_IMAGES, value=6, step=1, label="images")
             new = gr.Button("New sample", variant="primary", elem_id="augment-new")
         with gr.Column(scale=3):
             image = gr.Image(label="original | augmented", type="numpy", interactive=False, format="png",

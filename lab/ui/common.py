@@ -18,7 +18,8 @@ import torch
 from lab import data as data_mod
 from lab import estimate as estimate_mod
 from lab import runs as runs_mod
-from lab.config import DEFAULT_DIV_FACTOR, STATUS_HEADINGS, TEST_IMAGES, TRAIN_IMAGES, ConfigError, TrainConfig
+from lab.config import (ANNEALS, DEFAULT_DIV_FACTOR, DEVICES, LOADERS, OPTIMIZERS, STATUS_HEADINGS, TEST_IMAGES,
+                        TRAIN_IMAGES, ConfigError, TrainConfig)
 from lab.engine import resolve_device
 from lab.ui.jobs import JobManager
 
@@ -52,58 +53,101 @@ DIV_FACTOR_RANGE = (2, 1000)  # the One Cycle tab's div-factor slider; a preset 
 _WHOLE = {"seed": "seed", "epochs": "epochs", "batch_size": "batch size", "pad": "pad", "cutout": "cutout size"}
 _IMAGES = {"subset": "training images", "test_subset": "test images"}
 _OPTIONAL = {"weight_decay"}  # may be left empty
+_CHOICES = {"device": DEVICES, "loader": LOADERS, "optimizer": OPTIMIZERS, "anneal": ANNEALS, "lr_mode": LR_MODES}
+_LABELS = {"cutout_p": "CutOut probability", "flip_p": "flip probability", "lr_mode": "LRMIN from",
+           "cycle_momentum": "cycle momentum"}  # the rest: the name in words ("max_lr" → "max LR")
 
 
-def _number(label: str, value) -> float:
-    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
-        raise ConfigError(f"{label} is empty; enter a number")
+def shared_mode(environ=None) -> bool:
+    """A server strangers use: on by itself on a Hugging Face Space (SPACE_ID is set there) and with
+    LAB_PUBLIC=1; off locally. It turns on the per-job caps, the runs/ quota and session-owned Stop."""
+    environ = os.environ if environ is None else environ
+    return bool(environ.get("SPACE_ID")) or environ.get("LAB_PUBLIC", "").strip().lower() in ("1", "true", "yes")
+
+
+def message(e: Exception) -> str:
+    """One readable line for a refused input, naming the control's API parameter when one is at fault."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    knob = getattr(e, "knob", None)
+    return f"{text} (`{knob}`)" if knob else text
+
+
+def _empty(value) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+
+
+def number(name: str, label: str, value) -> float:
+    """A control's number (the browser sends floats, an API caller anything): ConfigError naming `name`."""
+    if _empty(value):
+        raise ConfigError(f"{label} is empty; enter a number", name)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{label} must be a number, got {value!r:.60}", name)
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{label} must be a number, got {value!r}") from None
+        v = float(value)
+    except ValueError:
+        raise ConfigError(f"{label} must be a number, got {value!r:.60}", name) from None
+    if not math.isfinite(v):
+        raise ConfigError(f"{label} must be a finite number, got {value!r:.60}", name)
+    return v
 
 
-def _whole(label: str, value) -> int:
-    v = _number(label, value)
+def whole(name: str, label: str, value) -> int:
+    v = number(name, label, value)
     if v != int(v):
-        raise ConfigError(f"{label} must be a whole number, got {value!r}")
+        raise ConfigError(f"{label} must be a whole number, got {value!r:.60}", name)
     return int(v)
 
 
-def _images(label: str, value) -> int | None:
+def _images(name: str, label: str, value) -> int | None:
     """0 or empty → None (all images); otherwise a whole number ≥ 1."""
-    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+    if _empty(value):
         return None
-    v = _number(label, value)
+    v = number(name, label, value)
     if v != int(v) or v < 0:
-        raise ConfigError(f"{label} must be a whole number of images (0 = all), got {value!r}")
+        raise ConfigError(f"{label} must be a whole number of images (0 = all), got {value!r:.60}", name)
     return int(v) or None
+
+
+def choice(name: str, label: str, value, choices) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(f"{label} must be one of {', '.join(choices)}, got {value!r:.60}", name)
+    return value
+
+
+def flag(name: str, label: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{label} is on or off: true or false, got {value!r:.60}", name)
+    return value
 
 
 def train_config(**controls) -> TrainConfig:
     """The app's training controls (TRAIN_CONTROLS, all of them, by name) → a validated TrainConfig; ConfigError
-    with a readable message otherwise. The one place the app turns controls into a config."""
+    with a readable message naming the control otherwise. The one place the app turns controls into a config:
+    every value is checked here (type and range), so a job that starts can run."""
     missing = [n for n in CONTROL_NAMES if n not in controls]
     unknown = [n for n in controls if n not in CONTROL_NAMES]
     if missing or unknown:
         raise ConfigError(f"training controls missing {missing} / unknown {unknown}")
-    use_min = controls["lr_mode"] == "min LR"
+    use_min = choice("lr_mode", _LABELS["lr_mode"], controls["lr_mode"], LR_MODES) == "min LR"
     # LRMIN comes from one of two controls; the other one's value is not read (it may be empty)
     knobs: dict[str, Any] = {"min_lr": None} if not use_min else {"div_factor": DEFAULT_DIV_FACTOR}
     for name, kind in TRAIN_CONTROLS:
         value = controls[name]
+        label = _LABELS.get(name) or name.replace("_", " ").replace("lr", "LR")
         if name == "lr_mode" or name in knobs:
             continue
-        if name in _OPTIONAL and (value is None or value == "" or (isinstance(value, float) and math.isnan(value))):
+        if name in _OPTIONAL and _empty(value):
             knobs[name] = None  # empty: the default this knob takes from others (weight decay: the optimizer's)
         elif name in _IMAGES:
-            knobs[name] = _images(_IMAGES[name], value)
+            knobs[name] = _images(name, _IMAGES[name], value)
         elif name in _WHOLE:
-            knobs[name] = _whole(_WHOLE[name], value)
+            knobs[name] = whole(name, _WHOLE[name], value)
+        elif name in _CHOICES:
+            knobs[name] = choice(name, label, value, _CHOICES[name])
         elif kind is float:
-            knobs[name] = _number(name.replace("_", " ").replace("lr", "LR"), value)
+            knobs[name] = number(name, label, value)
         else:
-            knobs[name] = bool(value) if kind is bool else value
+            knobs[name] = flag(name, label, value)
     return TrainConfig.from_flat(**knobs)
 
 
@@ -259,13 +303,13 @@ class AppContext:
 
 
 def manage_runs_allowed(env: dict | None = None) -> bool:
-    """Renaming and deleting runs is for a server's own users: on by default, off on a Hugging Face Space (SPACE_ID
-    is set there), where every visitor is a stranger; LAB_MANAGE_RUNS=1 or 0 decides either way."""
+    """Renaming and deleting runs is for a server's own users: on by default, off on a shared server (a Hugging Face
+    Space, LAB_PUBLIC=1: shared_mode), where every visitor is a stranger; LAB_MANAGE_RUNS=1 or 0 decides either way."""
     env = os.environ if env is None else env
     choice = env.get("LAB_MANAGE_RUNS", "").strip().lower()
     if choice:
         return choice in ("1", "true", "yes")
-    return not env.get("SPACE_ID")
+    return not shared_mode(env)
 
 
 def run_label(s: runs_mod.RunSummary) -> str:

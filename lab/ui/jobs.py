@@ -17,6 +17,12 @@ read a thread's job. The body is the same function either way (`_run_training`, 
 
 The manager also caches the dataset (loaded once). It never hands out the training thread's model: the app
 inspects runs through their checkpoint files. `status_json()` is what API clients read about the job.
+
+Every job's cost is checked before it starts (lab.experiment.preflight: the data's size, the schedule's length,
+the estimated peak memory against what is free). On a shared server (`shared=True`: a Space, or LAB_PUBLIC=1)
+the manager also applies the per-job caps (lab.config.SHARED_CAPS), keeps runs/ within a quota by pruning the
+oldest finished runs, and lets only the browser session that started a job stop it; everyone sees what runs and
+when it should end.
 """
 
 from __future__ import annotations
@@ -36,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from lab import data as data_mod
-from lab.config import RANGE_TEST_ITERS, TrainConfig
-from lab.engine import Diverged, resolve_device
+from lab.config import RANGE_TEST_ITERS, SHARED_CAPS, SHARED_RUNS_QUOTA, ConfigError, TrainConfig, check_caps
+from lab.engine import Diverged
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +51,21 @@ MAX_POINTS = 4000  # step events kept per job; past this the older half is thinn
 KIND_WORDS = {"train": "training run", "lr_range": "LR range test", "sweep": "sweep"}
 SWEEP_POLL_S = 1.0  # how often a sweep job re-reads its sweep.json
 SWEEP_STOP_WAIT_S = 120  # after Stop, how long the sweep may take to stop its trials and write its results
+# A sweep is a grid × seeds of runs, each of which a visitor could start alone: on a shared server it is refused,
+# not capped (a capped sweep would still hold the one job slot for every trial).
+SWEEP_SHARED_OFF = ("sweeps are switched off on this shared server (each one trains many runs, and one job at a time "
+                    "serves every visitor); train single runs here, or run `python -m lab sweep` on your own machine")
 
 
 class Busy(RuntimeError):
-    """Another job is running; the message names it and when it started."""
+    """Another job is running; the message names it, when it started and when it should end."""
+
+
+class NotYours(RuntimeError):
+    """On a shared server, Stop from a browser session other than the one that started the job."""
+
+
+TRUSTED = object()  # stop()'s caller when it is the server itself (tests, shutdown), not a browser session
 
 
 @dataclass
@@ -68,6 +85,7 @@ class Job:
     result: dict[str, Any] | None = None  # range test: RangeTest.to_dict(); train: the last epoch record;
     # sweep: its sweep.json
     version: int = 0  # sweep: bumped whenever its sweep.json changes
+    owner: str | None = None  # the browser session (gr.Request.session_hash) that started it
 
     @property
     def running(self) -> bool:
@@ -91,6 +109,24 @@ class Job:
             return f"{finished}/{self.total} trials finished"
         return f"iteration {len(self.points)}/{self.total}"
 
+    def eta(self) -> float | None:
+        """Seconds until the job should end (from its pace so far); None before there is a pace."""
+        if not self.running:
+            return None
+        if self.kind == "train":
+            eta = self.steps[-1].get("eta") if self.steps else None
+            return eta if isinstance(eta, (int, float)) and math.isfinite(eta) else None
+        done = len(self.points)
+        return (time.time() - self.started) / done * max(0, (self.total or done) - done) if done else None
+
+    def ends(self) -> str:
+        """'; it should end at about 14:10:05 (in 6 min)', or '' while there is no pace yet."""
+        eta = self.eta()
+        if eta is None:
+            return ""
+        at = time.strftime("%H:%M:%S", time.localtime(time.time() + eta))
+        return f"; it should end at about {at} (in {_duration(eta)})"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "kind": self.kind, "status": self.status, "message": self.message,
@@ -98,7 +134,7 @@ class Job:
             "elapsed": (self.finished or time.time()) - self.started, "run_dir": self.run_dir,
             "config": self.config, "total": self.total, "progress": self.progress(),
             "steps": list(self.steps), "epochs": list(self.epochs), "points": list(self.points),
-            "result": self.result,
+            "result": self.result, "eta": self.eta(),
         }
 
 
@@ -113,13 +149,31 @@ def json_safe(value):
     return value
 
 
-def _ago(seconds: float) -> str:
+def _duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
     if seconds < 60:
-        return f"{seconds} s ago"
+        return f"{seconds} s"
     if seconds < 3600:
-        return f"{seconds // 60} min ago"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def _ago(seconds: float) -> str:
+    return f"{_duration(seconds)} ago"
+
+
+def failure_message(e: BaseException) -> str:
+    """One readable line for a job that failed: the lab's own errors say what to do; anything else is named
+    as unexpected (the server log has the traceback)."""
+    from lab.runs import CheckpointError, DiskFull
+
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if isinstance(e, (Diverged, ConfigError, data_mod.DataError, CheckpointError, DiskFull)):
+        return first
+    if isinstance(e, MemoryError) or "out of memory" in first.lower():
+        return ("out of memory: this run needed more memory than was free when it ran; lower the batch size or the "
+                "width")
+    return f"the job failed unexpectedly ({type(e).__name__}{': ' + first if first else ''}); the server log has details"
 
 
 
@@ -193,7 +247,7 @@ def _guarded(job: Job, lock, body: Callable[[], None]) -> None:
         log.error("job %s failed:\n%s", job.id, traceback.format_exc())
         with lock:
             job.status = "diverged" if isinstance(e, Diverged) else "error"
-            job.message = str(e) if isinstance(e, Diverged) else f"{type(e).__name__}: {e}"
+            job.message = failure_message(e)
     finally:
         with lock:
             if job.status == "running":
@@ -271,12 +325,18 @@ def stream_job(kind: str, cfg: TrainConfig, data: data_mod.Cifar10, *, run_dir: 
 
 class JobManager:
     def __init__(self, runs_root: str | Path | None = None, data_dir: str | None = None, download: bool = False,
-                 data_loader: Callable[[], data_mod.Cifar10] | None = None):
+                 data_loader: Callable[[], data_mod.Cifar10] | None = None, shared: bool = False,
+                 caps: dict[str, Any] | None = None, runs_quota: int | None = None):
+        """`shared`: a server strangers use — per-job caps (`caps`, default SHARED_CAPS), a quota on runs_root
+        (`runs_quota` bytes, default SHARED_RUNS_QUOTA) and session-owned Stop."""
         from lab.runs import DEFAULT_ROOT
 
         self.runs_root = Path(runs_root) if runs_root is not None else DEFAULT_ROOT
         self.data_dir = data_dir
         self.download = download
+        self.shared = shared
+        self.caps = dict(SHARED_CAPS if caps is None else caps)
+        self.runs_quota = SHARED_RUNS_QUOTA if runs_quota is None else runs_quota
         self._data_loader = data_loader
         self._lock = threading.RLock()
         self._data_lock = threading.Lock()
@@ -345,9 +405,10 @@ class JobManager:
             job = self._job
             if job is None or not job.running:
                 return None
+            how = ("wait for it to finish (only the browser session that started it can stop it)" if self.shared
+                   else "wait for it to finish, or press Stop")
             return (f"busy — a {KIND_WORDS[job.kind]} started at {job.started_at} ({_ago(time.time() - job.started)}) "
-                    f"is in progress ({job.progress()}). One job runs at a time on this server: wait for it to "
-                    "finish, or press Stop.")
+                    f"is in progress ({job.progress()}){job.ends()}. One job runs at a time on this server: {how}.")
 
     def status(self, kind: str | None = None) -> dict[str, Any] | None:
         """A copy of the latest job (of `kind`, when given) that a poller may read freely; None if none yet."""
@@ -362,19 +423,19 @@ class JobManager:
         if status is None:
             return {"status": "idle", "kind": None, "busy": False, "message": "no job has run on this server yet"}
         out = {k: status[k] for k in ("id", "kind", "status", "message", "started_at", "elapsed", "run_dir", "total",
-                                      "progress", "epochs", "result")}
+                                      "progress", "epochs", "result", "eta")}
         out["last_step"] = status["steps"][-1] if status["steps"] else None
         out["points"] = len(status["points"])
         out["busy"] = status["status"] == "running"
         return json_safe(out)
 
     # starting -------------------------------------------------------------------------------------------
-    def _claim(self, kind: str, config: dict[str, Any], total: int) -> Job:
+    def _claim(self, kind: str, config: dict[str, Any], total: int, owner: str | None) -> Job:
         with self._lock:
             busy = self.busy_message()
             if busy:
                 raise Busy(busy)
-            job = Job(self._next_id, kind, config, total=total)
+            job = Job(self._next_id, kind, config, total=total, owner=owner)
             self._next_id += 1
             self._job = job
             self._latest[kind] = job
@@ -390,53 +451,95 @@ class JobManager:
                                         name=f"lab-{job.kind}-{job.id}", daemon=True)
         self._thread.start()
 
-    def _train_job(self, cfg: TrainConfig) -> tuple[Job, data_mod.Cifar10, Path]:
-        """Claim a training job: Busy if one runs, DeviceError/DataError before a job or a run folder exists."""
+    def _preflight(self, cfg: TrainConfig, data: data_mod.Cifar10, iters: int | None = None) -> None:
+        """What a job must pass before it is started: the shared server's caps, then the data's size, the
+        schedule's length and the memory (lab.experiment.preflight). ConfigError / DeviceError otherwise."""
+        from lab.experiment import preflight
+
+        if self.shared:
+            check_caps(cfg, len(data.y_train), len(data.y_test), iters=iters, caps=self.caps)
+        preflight(cfg, len(data.y_train), len(data.y_test), with_test=iters is None)
+
+    def check(self, cfg: TrainConfig, iters: int | None = None) -> None:
+        """What a job of `cfg` (a range test of `iters`) must pass, without starting it: for callers that do more
+        work before they start one (timing it for an estimate), so that a job over a cap is never even timed."""
+        self._preflight(cfg, self.data(), iters)
+
+    def _make_room(self, cfg: TrainConfig) -> None:
+        """Remove what killed runs left; on a shared server, prune the oldest finished runs so that runs_root
+        stays within its quota with this run's checkpoint added."""
+        from lab import runs as runs_mod
+        from lab.experiment import count_parameters_at
+
+        for run in runs_mod.list_runs(self.runs_root):
+            run.remove_temporaries()
+        if self.shared:
+            incoming = count_parameters_at(cfg.width) * 4 + 1_000_000  # the checkpoint, and room for the rest
+            removed = runs_mod.prune(self.runs_root, self.runs_quota, incoming)
+            if removed:
+                log.info("runs quota: removed %s", ", ".join(removed))
+
+    def _train_job(self, cfg: TrainConfig, owner: str | None = None) -> tuple[Job, data_mod.Cifar10, Path]:
+        """Claim a training job (a thread's or a streamed one): Busy if one runs; DataError, DeviceError or
+        ConfigError (a cap, the data's size, the schedule's length, the memory) before a job or run folder exists."""
         from lab.runs import new_run_dir
 
         busy = self.busy_message()  # fail fast, before touching the data
         if busy:
             raise Busy(busy)
-        resolve_device(cfg.device)  # a missing GPU fails here, before a job or an empty run folder exists
         data = self.data()
-        job = self._claim("train", cfg.to_dict(), cfg.schedule.epochs)
+        self._preflight(cfg, data)
+        job = self._claim("train", cfg.to_dict(), cfg.schedule.epochs, owner)
         try:
+            self._make_room(cfg)
             run_dir = new_run_dir(self.runs_root)
         except Exception as e:
-            self._fail(job, f"cannot create a run folder under {self.runs_root}: {e}")
+            self._fail(job, f"cannot create a run folder under {self.runs_root}: {failure_message(e)}")
             raise
         job.run_dir = str(run_dir)
         return job, data, run_dir
 
-    def _range_job(self, cfg: TrainConfig, kwargs: dict[str, Any]) -> tuple[Job, data_mod.Cifar10]:
+    def _range_job(self, cfg: TrainConfig, kwargs: dict[str, Any], owner: str | None = None
+                   ) -> tuple[Job, data_mod.Cifar10]:
+        """Claim a range-test job: its settings, the caps and the memory are checked first (ConfigError)."""
+        from lab.lr_finder import check_settings
+
         busy = self.busy_message()
         if busy:
             raise Busy(busy)
+        check_settings(**{k: v for k, v in kwargs.items() if k not in ("progress", "stop", "model")})
         data = self.data()
-        job = self._claim("lr_range", {"train": cfg.to_dict(), **kwargs}, int(kwargs.get("iters", RANGE_TEST_ITERS)))
+        iters = int(kwargs.get("iters", RANGE_TEST_ITERS))
+        self._preflight(cfg, data, iters=iters)
+        job = self._claim("lr_range", {"train": cfg.to_dict(), **kwargs}, iters, owner)
         return job, data
 
-    def start_training(self, cfg: TrainConfig, extra_config: dict[str, Any] | None = None) -> Job:
-        """Start a training run in the background; Busy if a job runs, DataError if there is no data."""
-        job, data, run_dir = self._train_job(cfg)
+    def start_training(self, cfg: TrainConfig, extra_config: dict[str, Any] | None = None,
+                       owner: str | None = None) -> Job:
+        """Start a training run in the background (_train_job says what is refused first). `owner`: the browser
+        session starting it (only it may stop the job on a shared server)."""
+        job, data, run_dir = self._train_job(cfg, owner)
         stop, extra = self._stop, {"started_from": "app", **(extra_config or {})}
         self._launch(job, lambda: _run_training(job, self._lock, cfg, data, stop, run_dir, extra))
         return job
 
-    def start_range_test(self, cfg: TrainConfig, **kwargs: Any) -> Job:
-        """Start lab.lr_finder.range_test(cfg, data, **kwargs) in the background."""
-        job, data = self._range_job(cfg, kwargs)
+    def start_range_test(self, cfg: TrainConfig, owner: str | None = None, **kwargs: Any) -> Job:
+        """Start lab.lr_finder.range_test(cfg, data, **kwargs) in the background (_range_job: what is refused)."""
+        job, data = self._range_job(cfg, kwargs, owner)
         stop = self._stop
         self._launch(job, lambda: _run_range_test(job, self._lock, cfg, data, stop, kwargs, self.runs_root))
         return job
 
-    def start_sweep(self, spec) -> Job:
+    def start_sweep(self, spec, owner: str | None = None) -> Job:
         """Start a sweep (a lab.sweep.SweepSpec) under runs/sweeps/ in a child process; Busy if a job runs,
-        DataError if there is no data, ConfigError for a spec that cannot run."""
+        DataError if there is no data, ConfigError for a spec that cannot run — or, on a shared server, for any
+        sweep (SWEEP_SHARED_OFF: a grid × seeds of runs is many visitors' worth of jobs)."""
         import dataclasses
 
         from lab import sweep as sweep_mod
 
+        if self.shared:
+            raise ConfigError(SWEEP_SHARED_OFF)
         busy = self.busy_message()
         if busy:
             raise Busy(busy)
@@ -444,7 +547,7 @@ class JobManager:
         if spec.base.data_dir is None and self.data_dir is not None:
             spec = dataclasses.replace(spec, base=dataclasses.replace(spec.base, data_dir=self.data_dir))
         spec.validate()
-        job = self._claim("sweep", spec.to_dict(), 0)
+        job = self._claim("sweep", spec.to_dict(), 0, owner)
         stop = self._stop
         try:
             sweep = sweep_mod.create(spec, self.runs_root / "sweeps")
@@ -509,12 +612,14 @@ class JobManager:
         return job
 
     # streamed (ZeroGPU) ---------------------------------------------------------------------------------
-    def claim_streamed(self, kind: str, cfg: TrainConfig, kwargs: dict[str, Any] | None = None) -> Job:
-        """Claim a job whose body will run elsewhere (run_streamed): the same checks, record and run folder as a
-        thread's job. Busy / DataError / DeviceError as start_training and start_range_test raise them."""
+    def claim_streamed(self, kind: str, cfg: TrainConfig, kwargs: dict[str, Any] | None = None,
+                       owner: str | None = None) -> Job:
+        """Claim a job whose body will run elsewhere (run_streamed): the same checks (the shared server's caps
+        included), record and run folder as a thread's job; Busy / DataError / DeviceError / ConfigError as
+        start_training and start_range_test raise them."""
         if kind == "train":
-            return self._train_job(cfg)[0]
-        return self._range_job(cfg, kwargs or {})[0]
+            return self._train_job(cfg, owner)[0]
+        return self._range_job(cfg, kwargs or {}, owner)[0]
 
     def run_streamed(self, job: Job, deltas: Iterator[JobDelta]) -> Iterator[Job]:
         """Mirror a job that runs elsewhere (stream_job, inside a @spaces.GPU generator) into `job`, yielding after
@@ -566,11 +671,18 @@ class JobManager:
             return {Path(job.run_dir)} if job is not None and job.running and job.run_dir else set()
 
     # stopping -------------------------------------------------------------------------------------------
-    def stop(self) -> str:
+    def stop(self, session: Any = TRUSTED) -> str:
+        """Ask the running job to stop after its current step. `session`: the browser session asking (TRUSTED:
+        the server itself). On a shared server, only the session that started the job may stop it: NotYours,
+        saying what runs and when it should end, otherwise."""
         with self._lock:
             job = self._job
             if job is None or not job.running:
                 return "nothing is running"
+            if self.shared and session is not TRUSTED and job.owner is not None and session != job.owner:
+                raise NotYours(f"the {KIND_WORDS[job.kind]} started at {job.started_at} ({job.progress()}) was started "
+                               f"from another browser session, and only that session can stop it on this shared "
+                               f"server{job.ends()}.")
             self._stop.set()
             if job.kind == "sweep":
                 return (f"stopping the sweep started at {job.started_at}: every trial stops; the finished ones are "

@@ -14,8 +14,10 @@ from lab.config import (OPTIMIZERS, RANGE_TEST_END_LR, RANGE_TEST_ITERS, RANGE_T
                         ConfigError, TrainConfig)
 from lab.data import DataError
 from lab.engine import DeviceError
-from lab.ui.common import AppContext, error_md, fmt_seconds, heading, round_lr, train_config
-from lab.ui.jobs import Busy
+from lab.ui.common import (AppContext, choice, error_md, flag, fmt_seconds, heading, message, number, round_lr,
+                           train_config, whole)
+from lab.ui.jobs import Busy, NotYours
+from lab.ui.zerogpu import TooLong
 
 USE = "Use these in One Cycle"
 USE_WEAK = "⚠ Use these in One Cycle (weak test: see why)"
@@ -23,10 +25,13 @@ USE_ANYWAY = "⚠ Use them anyway"
 LONG_JOB = "⚠ **Long job:**"  # as the Train tab's: the message that holds back a long CPU job
 
 def _settings(controls: dict, iters, start_lr, end_lr, mode, optimizer) -> tuple[TrainConfig, dict]:
-    cfg = train_config(**{**controls, "optimizer": optimizer})
+    """This tab's settings and every training control → (config, range-test kwargs), each value checked (type,
+    range, start LR below end LR): ConfigError naming the control otherwise."""
+    kwargs = dict(iters=whole("iters", "iterations", iters), start_lr=number("start_lr", "start LR", start_lr),
+                  end_lr=number("end_lr", "end LR", end_lr), mode=choice("mode", "LR increase", mode, RANGE_TEST_MODES))
+    cfg = train_config(**{**controls, "optimizer": choice("optimizer", "optimizer", optimizer, OPTIMIZERS)})
     # the One Cycle tab's LRMAX : LRMIN ratio, whether it is set as a div factor or as min LR
-    kwargs = dict(iters=int(iters), start_lr=float(start_lr), end_lr=float(end_lr), mode=mode,
-                  div_factor=cfg.schedule.max_lr / cfg.schedule.lr_min)
+    kwargs["div_factor"] = cfg.schedule.max_lr / cfg.schedule.lr_min
     lr_finder.check_settings(**{k: kwargs[k] for k in ("iters", "start_lr", "end_lr", "mode", "div_factor")})
     return cfg, kwargs
 
@@ -38,28 +43,31 @@ def _started(job, cfg: TrainConfig, kwargs: dict, estimate=None) -> str:
             f"width {cfg.width:g}.{expected}")
 
 
-def start(ctx: AppContext, controls: dict, iters, start_lr, end_lr, mode, optimizer, confirm: bool = False) -> str:
+def start(ctx: AppContext, controls: dict, iters, start_lr, end_lr, mode, optimizer, confirm: bool = False,
+          session: str | None = None) -> str:
     """Start the range test as the server's background job, for the run that every training control describes
     (with this tab's optimizer); returns a one-line Markdown message. LRMIN will be the found LRMAX / the One
-    Cycle tab's div factor, as "use these" sets it. A test expected to run over lab.estimate.LONG_JOB_S on a CPU
-    waits for `confirm` (the Run button's second press)."""
+    Cycle tab's div factor, as "use these" sets it. Every setting, and on a shared server every cap, is checked
+    before the test is timed and started. A test expected to run over lab.estimate.LONG_JOB_S on a CPU waits for
+    `confirm` (the Run button's second press). `session`: the browser session starting it."""
     try:
+        confirm = flag("confirm", "confirm", confirm)  # an API caller's "false" must not start a long job
         cfg, kwargs = _settings(controls, iters, start_lr, end_lr, mode, optimizer)
         busy = ctx.manager.busy_message()
         if busy:
             raise Busy(busy)
-        ctx.manager.data()  # no data: say so before timing anything
+        ctx.manager.check(cfg, iters=kwargs["iters"])  # no data, a cap, the memory: said before timing anything
         estimate = ctx.estimate_range_test(cfg, kwargs["iters"])
         if estimate is not None and estimate.long and not confirm:
             return (f"{LONG_JOB} this range test would take {estimate}. Press **Run anyway** to run it, or lower "
                     "the iterations, the width or the batch size. (API: pass `confirm=True`.)")
-        job = ctx.manager.start_range_test(cfg, **kwargs)
+        job = ctx.manager.start_range_test(cfg, owner=session, **kwargs)
     except Busy as e:
         return error_md(str(e))
     except DataError:
         return ctx.data_message()  # in the app's words: the app takes no --data-dir
-    except (ConfigError, DeviceError, TypeError, ValueError) as e:
-        return error_md(str(e))
+    except (ConfigError, DeviceError, OSError) as e:
+        return error_md(message(e))
     return _started(job, cfg, kwargs, estimate)
 
 
@@ -68,15 +76,19 @@ def long_job_button(message: str):
     return gr.Button(visible=str(message or "").startswith(LONG_JOB))
 
 
-def start_streamed(ctx: AppContext, controls: dict, iters, start_lr, end_lr, mode, optimizer) -> Iterator[str]:
+def start_streamed(ctx: AppContext, controls: dict, iters, start_lr, end_lr, mode, optimizer,
+                   session: str | None = None) -> Iterator[str]:
     """On a ZeroGPU Space: the range test as one GPU call (lab.ui.zerogpu), yielding the message line as it
-    reports; the curve reaches the page through the job manager's record."""
+    reports; the curve reaches the page through the job manager's record. The same checks (caps included) first."""
     try:
         cfg, kwargs = _settings(controls, iters, start_lr, end_lr, mode, optimizer)
         seconds = ctx.zerogpu.check("lr_range", cfg, kwargs)
-        jobs = ctx.zerogpu.start("lr_range", cfg, kwargs)
-    except (Busy, ConfigError, DataError, TypeError, ValueError) as e:  # TooLong is a ValueError
-        yield error_md(str(e))
+        jobs = ctx.zerogpu.start("lr_range", cfg, kwargs, owner=session)
+    except DataError:
+        yield ctx.data_message()
+        return
+    except (Busy, ConfigError, DeviceError, TooLong, OSError) as e:
+        yield error_md(message(e))
         return
     head = None
     for job in jobs:
@@ -118,6 +130,13 @@ def describe(status: dict | None, busy: str | None = None) -> tuple[str, str]:
     return line, text
 
 
+def stop(ctx: AppContext, session: str | None = None) -> str:
+    try:
+        return ctx.manager.stop(session)
+    except NotYours as e:
+        return error_md(str(e))
+
+
 def use_button(status: dict | None):
     """The "use these" button as the latest test deserves: flagged when its result is weak."""
     r = status and status.get("result")
@@ -150,17 +169,19 @@ def use_these(ctx: AppContext, acknowledged=None):
 
 
 def refresh(ctx: AppContext, seen: int | None):
-    """Timer tick: (seen, figure, status line, suggestions, use button) — all skipped when nothing it shows has
-    changed."""
+    """Timer tick: (seen, figure, status line, suggestions, use button, Run/Stop message) — all skipped when
+    nothing it shows has changed. The message under Run/Stop is cleared once no job runs any more (the status line
+    says how the test ended; "started" or "stopping…" would be stale)."""
     version = ctx.manager.fingerprint("lr_range")
     if seen is not None and tuple(seen) == version:
-        return (gr.skip(),) * 5
+        return (gr.skip(),) * 6
     status = ctx.manager.status("lr_range")
     busy = ctx.manager.busy_message()
+    note = "" if seen is not None and busy is None else gr.skip()
     if busy and status is not None and status["status"] == "running":
         busy = None  # the status line already says it is running
     line, text = describe(status, busy)
-    return version, figure(status), line, text, use_button(status)
+    return version, figure(status), line, text, use_button(status), note
 
 
 # ----------------------------------------------------------------------------------- saved tests, compared
@@ -218,13 +239,13 @@ def build(ctx: AppContext) -> dict:
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
             iters = gr.Slider(10, 500, value=RANGE_TEST_ITERS, step=10, label="iterations", elem_id="lr-iters")
-            start_lr = gr.Number(value=RANGE_TEST_START_LR, label="start LR", minimum=0)
-            end_lr = gr.Number(value=RANGE_TEST_END_LR, label="end LR", minimum=0)
+            start_lr = gr.Number(value=RANGE_TEST_START_LR, label="start LR", minimum=0, elem_id="lr-start-lr")
+            end_lr = gr.Number(value=RANGE_TEST_END_LR, label="end LR", minimum=0, elem_id="lr-end-lr")
             mode = gr.Radio(list(RANGE_TEST_MODES), value=RANGE_TEST_MODES[0], label="LR increase")
             optimizer = gr.Radio(list(OPTIMIZERS), value=OPTIMIZERS[0], label="optimizer")
             with gr.Row():
                 run = gr.Button("▶ Run range test", variant="primary", elem_id="lr-run")
-                stop = gr.Button("■ Stop", variant="stop")
+                stop = gr.Button("■ Stop", variant="stop", elem_id="lr-stop")
             anyway = gr.Button("▶ Run anyway", variant="stop", visible=False, elem_id="lr-run-anyway")
             confirm = gr.Checkbox(value=False, visible=False, label="confirm")  # the find_lr API's last parameter
             use = gr.Button(USE, elem_id="lr-use")
@@ -244,7 +265,7 @@ def build(ctx: AppContext) -> dict:
     seen = gr.State(None)
     acknowledged = gr.State(None)  # the job id of a weak test whose LRs the next "use" press applies anyway
     timer = gr.Timer(1.0)
-    timer.tick(lambda s: refresh(ctx, s), seen, [seen, plot, line, suggestions, use], api_visibility="private",
+    timer.tick(lambda s: refresh(ctx, s), seen, [seen, plot, line, suggestions, use, message], api_visibility="private",
                concurrency_limit=None, show_progress="hidden", queue=False)
     saved.change(lambda names: compare(ctx, names), saved, saved_plot, api_visibility="private",
                  show_progress="hidden")

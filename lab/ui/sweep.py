@@ -22,7 +22,7 @@ from lab.config import (CPU_PRESET, GPU_PRESET, OPTIMIZERS, PRESETS, RANGE_TEST_
 from lab.data import DataError
 from lab.runs import Run
 from lab.ui.common import AppContext, error_md, fmt_seconds, has_cuda, heading
-from lab.ui.jobs import Busy
+from lab.ui.jobs import SWEEP_SHARED_OFF, Busy, NotYours
 
 # A server's sweep is bounded before it starts: this many trials (configurations × seeds) at most, each a whole
 # training run of the chosen preset.
@@ -65,19 +65,29 @@ ZEROGPU_REFUSAL = ("sweeps do not run on a ZeroGPU Space: its GPU is lent one ca
                    "many runs under Ray on a machine of its own — run `python -m lab sweep` there")
 
 
-def start(ctx: AppContext, preset: str, optimizer: str, lrs: str, seeds, iters) -> str:
-    """Start a sweep as the server's background job; a one-line Markdown message (busy, bad input or started)."""
+def start(ctx: AppContext, preset: str, optimizer: str, lrs: str, seeds, iters, session: str | None = None) -> str:
+    """Start a sweep as the server's background job; a one-line Markdown message (busy, bad input or started).
+    Refused on a ZeroGPU Space and on any shared server (SWEEP_SHARED_OFF). `session`: the browser session."""
     if ctx.zerogpu is not None:
         return error_md(ZEROGPU_REFUSAL)
+    if ctx.manager.shared:
+        return error_md(SWEEP_SHARED_OFF)
     try:
         spec = spec_for(preset, optimizer, lrs, seeds, iters)
-        job = ctx.manager.start_sweep(spec)
+        job = ctx.manager.start_sweep(spec, owner=session)
     except (Busy, ConfigError, DataError, TypeError, ValueError) as e:
         return error_md(str(e))
     n = len(spec.combos()) * len(spec.seeds)
     return (f"Sweep started at {job.started_at} in `{job.run_dir}`: {len(spec.combos())} max LRs × "
             f"{len(spec.seeds)} seeds = {n} trials of the {preset} preset (a range test of "
             f"{spec.range_test['iters']} iterations first).")
+
+
+def stop(ctx: AppContext, session: str | None) -> str:
+    try:
+        return ctx.manager.stop(session)
+    except NotYours as e:
+        return error_md(str(e))
 
 
 def trials_table(doc: dict | None) -> pd.DataFrame:
@@ -177,14 +187,16 @@ def build(ctx: AppContext) -> dict:
     timer.tick(lambda s: refresh(ctx, s), seen, [seen, line, trials, summary, fig, overlay],
                api_visibility="private", concurrency_limit=None, show_progress="hidden", queue=False)
 
-    def sweep_start(preset: str, optimizer: str, max_lrs: str, seeds: float, iters: float) -> str:
+    def sweep_start(preset: str, optimizer: str, max_lrs: str, seeds: float, iters: float,
+                    request: gr.Request) -> str:
         """Start a sweep of max LRs × seeds on a preset in the background (poll train_status: kind 'sweep'; its
-        result is the sweep.json document). Stop it with sweep_stop."""
-        return start(ctx, preset, optimizer, max_lrs, seeds, iters)
+        result is the sweep.json document). Stop it with sweep_stop. Refused on a shared server."""
+        return start(ctx, preset, optimizer, max_lrs, seeds, iters, getattr(request, "session_hash", None))
 
-    def sweep_stop() -> str:
-        """Stop the running sweep: every trial stops; finished trials are kept and the sweep can be resumed."""
-        return ctx.manager.stop()
+    def sweep_stop(request: gr.Request) -> str:
+        """Stop the running job: a sweep's every trial stops; finished trials are kept and it can be resumed. On a
+        shared server only the browser session that started the job may stop it."""
+        return stop(ctx, getattr(request, "session_hash", None))
 
     start_btn.click(sweep_start, [preset, optimizer, lrs, seeds, iters], message, api_name="sweep_start",
                     concurrency_limit=None)

@@ -21,14 +21,16 @@ import pandas as pd
 
 from lab import plots
 from lab import runs as runs_mod
-from lab.config import CPU_PRESET, DEVICES, GPU_PRESET, LOADERS, PRESETS, TRAIN_IMAGES, ConfigError, TrainConfig
+from lab.config import (CPU_PRESET, DEVICES, GPU_PRESET, LOADERS, PRESETS, TRAIN_IMAGES, ConfigError, TrainConfig,
+                        check_caps)
 from lab.data import DataError
 from lab.engine import DeviceError
 from lab.estimate import LONG_JOB_S
 from lab.model import describe as describe_model
-from lab.ui.common import (CONTROL_NAMES, DIV_FACTOR_RANGE, LR_MODES, AppContext, error_md, fmt_seconds, has_cuda, heading, run_label,
-                           train_config)
-from lab.ui.jobs import Busy
+from lab.ui.common import (CONTROL_NAMES, DIV_FACTOR_RANGE, LR_MODES, AppContext, error_md, flag, fmt_seconds,
+                           has_cuda, heading, message, run_label, train_config)
+from lab.ui.jobs import Busy, NotYours
+from lab.ui.zerogpu import TooLong
 
 EPOCH_COLUMNS = ["epoch", "LR", "train loss", "train acc %", "test loss", "test acc %", "seconds", "images/s"]
 RUN_COLUMNS = ["run", "title", "status", "epochs", "test acc %", "width", "optimizer", "max LR", "batch", "images",
@@ -69,40 +71,47 @@ def _started(job, cfg: TrainConfig, estimate=None) -> str:
             f"LR {s.lr_min:.3g} → {s.max_lr:.3g} → {s.lr_min:.3g}.{expected}")
 
 
-def start(ctx: AppContext, confirm: bool = False, **controls) -> str:
+def start(ctx: AppContext, confirm: bool = False, session: str | None = None, **controls) -> str:
     """Start a run as the server's background job; returns a one-line Markdown message (busy, bad input, started,
     or — for a CPU run expected to take over LONG_JOB_S, unless `confirm` — what it would cost and how to start it
-    anyway) and never waits for the run. The estimate comes from a step time measured on this server."""
+    anyway) and never waits for the run. Every control, and on a shared server every cap, is checked before the
+    run is timed for its estimate (measured on this server) and before "started". `session`: the browser session
+    starting it (gr.Request.session_hash)."""
     try:
+        confirm = flag("confirm", "confirm", confirm)  # an API caller's "false" must not start a long job
         cfg = train_config(**controls)
         busy = ctx.manager.busy_message()
         if busy:
             raise Busy(busy)
-        ctx.manager.data()  # no data: say so before timing anything
+        ctx.manager.check(cfg)  # no data, a cap, too little memory: said before timing anything
         estimate = ctx.estimate_run(cfg)
         if estimate is not None and estimate.long and not confirm:
             return (f"{LONG_JOB} this run would take {estimate}. Press **Start anyway** to run it, or pick a smaller "
                     f"preset (Tiny, Quick) or fewer images or epochs. (API: pass `confirm=True`.)")
-        job = ctx.manager.start_training(cfg)
+        job = ctx.manager.start_training(cfg, owner=session)
     except Busy as e:
         return error_md(str(e))
     except DataError:
         return ctx.data_message()  # in the app's words: the app takes no --data-dir
-    except (ConfigError, DeviceError, TypeError, ValueError) as e:
-        return error_md(str(e))
+    except (ConfigError, DeviceError, OSError) as e:
+        return error_md(message(e))
     return _started(job, cfg, estimate)
 
 
-def start_streamed(ctx: AppContext, **controls) -> Iterator[str]:
+def start_streamed(ctx: AppContext, session: str | None = None, **controls) -> Iterator[str]:
     """On a ZeroGPU Space: the run is one GPU call (lab.ui.zerogpu) that lasts as long as this generator, which
     yields the message line as the run reports; the curves and epoch rows reach the page through the job
-    manager's record, as a thread's run does. Refused before it starts (the limit named) when it cannot fit."""
+    manager's record, as a thread's run does. Refused before it starts (the limit or cap named) when it cannot
+    fit."""
     try:
         cfg = train_config(**controls)
         seconds = ctx.zerogpu.check("train", cfg)
-        jobs = ctx.zerogpu.start("train", cfg)
-    except (Busy, ConfigError, DataError, DeviceError, TypeError, ValueError) as e:  # TooLong is a ValueError
-        yield error_md(str(e))
+        jobs = ctx.zerogpu.start("train", cfg, owner=session)
+    except DataError:
+        yield ctx.data_message()
+        return
+    except (Busy, ConfigError, DeviceError, TooLong, OSError) as e:
+        yield error_md(message(e))
         return
     head = None
     for job in jobs:
@@ -114,6 +123,8 @@ def estimate_line(ctx: AppContext, **controls) -> str:
     """What Start would cost, shown before it is pressed: '' for controls Start would refuse (Start says why)."""
     try:
         cfg = train_config(**controls)
+        if ctx.manager.shared:  # a job over a cap is refused by Start: never timed (a wide network is costly)
+            check_caps(cfg, caps=ctx.manager.caps)
         estimate = ctx.estimate_run(cfg)
     except (ConfigError, DeviceError, TypeError, ValueError):
         return ""
@@ -128,8 +139,11 @@ def long_job_button(message: str):
     return gr.Button(visible=str(message or "").startswith(LONG_JOB))
 
 
-def stop(ctx: AppContext) -> str:
-    return ctx.manager.stop()
+def stop(ctx: AppContext, session: str | None = None) -> str:
+    try:
+        return ctx.manager.stop(session)
+    except NotYours as e:
+        return error_md(str(e))
 
 
 def epoch_table(epochs: list[dict]) -> pd.DataFrame:
@@ -152,8 +166,10 @@ def describe(status: dict | None, now: float | None = None) -> str:
         s = status["steps"][-1]
         parts += [f"loss {s['loss']:.3f}", f"LR {s['lr']:.2e}", f"**{s['images_per_s']:,.0f} images/s**"]
         if status["status"] == "running":
-            eta = s["eta"] - max(0.0, now - s.get("t", now))
-            parts.append(f"ETA {fmt_seconds(max(eta, 0.0))}")
+            eta = max(s["eta"] - max(0.0, now - s.get("t", now)), 0.0)
+            parts.append(f"ETA {fmt_seconds(eta)}")
+            # the clock time, for whoever waits for the server (a shared server runs one job at a time)
+            parts.append(f"ends at about {time.strftime('%H:%M:%S', time.localtime(now + eta))}")
     parts.append(f"elapsed {fmt_seconds(status['elapsed'])}")
     if status["epochs"]:
         parts.append(f"test acc {100 * status['epochs'][-1]['test_acc']:.2f}%")
@@ -245,16 +261,18 @@ def live_figure(status: dict | None, log_loss: bool = False, smoothing: float = 
 def refresh(ctx: AppContext, seen, selected: list[str] | None = None, log_loss: bool = False,
             smoothing: float = 0.0, x: str = "epoch"):
     """Timer tick → (seen, status line, figure, epoch table, run table, run picker, overlay, rename/delete run
-    list), skipping what has not changed. `seen` is (the manager's fingerprint of the training job, id of the last finished run the run list
-    was refreshed for); the run list and overlay are redrawn on the first tick and whenever a run ends. While a run
-    trains, the status line is redrawn on every tick (elapsed time and ETA move between steps)."""
+    list, Start/Stop message), skipping what has not changed. `seen` is (the manager's fingerprint of the training
+    job, id of the last finished run the run list was refreshed for); the run list and overlay are redrawn on the
+    first tick and whenever a run ends. While a run trains, the status line is redrawn on every tick (elapsed time
+    and ETA move between steps). The message under Start/Stop ("started", "busy", "stopping…") is cleared once no
+    job runs any more: the status line then says how the run ended, and a stale line would contradict it."""
     version = ctx.manager.fingerprint("train")
     last_seen, finished_seen = seen if isinstance(seen, (list, tuple)) else (None, None)
     status = ctx.manager.status("train")
     if last_seen is not None and tuple(last_seen) == version:
         if status is not None and status["status"] == "running":
-            return (gr.skip(), describe(status), *(gr.skip(),) * 6)
-        return (gr.skip(),) * 8
+            return (gr.skip(), describe(status), *(gr.skip(),) * 7)
+        return (gr.skip(),) * 9
     busy = ctx.manager.busy_message()
     line = describe(status)
     if busy and (status is None or status["status"] != "running"):
@@ -266,7 +284,8 @@ def refresh(ctx: AppContext, seen, selected: list[str] | None = None, log_loss: 
     if finished != finished_seen or last_seen is None:
         runs_out = refresh_runs(ctx, selected if last_seen is not None else None, newest=finished != finished_seen,
                                 log_loss=log_loss, x=x)
-    return ((version, finished), line, fig, table, *runs_out)
+    note = "" if last_seen is not None and busy is None else gr.skip()
+    return ((version, finished), line, fig, table, *runs_out, note)
 
 
 # ---------------------------------------------------------------------------------- rename, delete, download
@@ -369,7 +388,7 @@ def build(ctx: AppContext, preset: str) -> dict:
                                label="training images (0 = all 50,000)", elem_id="train-subset")
             test_subset = gr.Number(value=values["test_subset"], precision=0, minimum=0,
                                     label="test images (0 = all 10,000)", elem_id="train-test-subset")
-            seed = gr.Number(value=0, precision=0, label="seed")
+            seed = gr.Number(value=0, precision=0, label="seed", elem_id="train-seed")
             device = gr.Radio(list(DEVICES), value="auto", label="device")
             loader = gr.Radio(list(LOADERS), value=values["loader"], label="loader (auto: fast on CUDA, reference on CPU)")
             with gr.Row():
@@ -423,7 +442,7 @@ def build(ctx: AppContext, preset: str) -> dict:
     timer = gr.Timer(1.0)
     view = [log_loss, smoothing, x_axis]
     timer.tick(lambda s, sel, lg, sm, x: refresh(ctx, s, sel, lg, sm, x), [seen, picker, *view],
-               [seen, line, figure, table, runs_df, picker, overlay_plot, target],
+               [seen, line, figure, table, runs_df, picker, overlay_plot, target, message],
                api_visibility="private", concurrency_limit=None, show_progress="hidden", queue=False)
     picker.change(lambda names, lg, x: overlay(ctx, names, lg, x), [picker, log_loss, x_axis], overlay_plot,
                   api_visibility="private", show_progress="hidden")
@@ -461,9 +480,10 @@ def build(ctx: AppContext, preset: str) -> dict:
                   [armed, delete_btn, download_btn], api_visibility="private", show_progress="hidden")
     summary_btn.click(model_summary, width, summary_md, api_visibility="private")
 
-    def train_stop() -> str:
-        """Ask the running job to stop after its current step."""
-        return stop(ctx)
+    def train_stop(request: gr.Request) -> str:
+        """Ask the running job to stop after its current step (on a shared server, only the browser session that
+        started it may)."""
+        return stop(ctx, request.session_hash if request is not None else None)
 
     def train_status() -> dict:
         """The current or last job: kind, status, progress, epoch records, last step (JSON)."""

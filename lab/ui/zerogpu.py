@@ -145,9 +145,12 @@ class ZeroGPU:
                 f"Spec preset, 24 epochs of all 50,000 images, asks for {estimate_seconds('train', TrainConfig()):.0f} s)")
         return estimate
 
-    def start(self, kind: str, cfg: TrainConfig, range_kwargs: dict[str, Any] | None = None) -> Iterator[Job]:
-        """Check and claim the job now (TooLong, Busy, DataError raise here, before any GPU is asked for), then
-        return the generator that runs it as one GPU call and yields the mirrored Job after each report."""
+    def start(self, kind: str, cfg: TrainConfig, range_kwargs: dict[str, Any] | None = None,
+              owner: str | None = None) -> Iterator[Job]:
+        """Check and claim the job now (TooLong, Busy, DataError, and ConfigError for a shared server's caps raise
+        here, before any GPU is asked for), then return the generator that runs it as one GPU call and yields the
+        mirrored Job after each report. `owner`: the browser session starting it (the only one that may stop it
+        on a shared server)."""
         self.check(kind, cfg, range_kwargs)
-        job = self.manager.claim_streamed(kind, cfg, range_kwargs)
+        job = self.manager.claim_streamed(kind, cfg, range_kwargs, owner)
         return self.manager.run_streamed(job, self.task(kind, cfg.to_dict(), job.run_dir, range_kwargs))
