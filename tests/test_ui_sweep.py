@@ -38,6 +38,16 @@ def test_a_zerogpu_space_refuses_sweeps(ctx):
     assert message == "⚠ " + tab.ZEROGPU_REFUSAL and ctx.manager.status("sweep") is None
 
 
+def test_a_shared_server_refuses_sweeps_and_says_so(ctx):
+    """Issue 10 item 3: a sweep on a public server is refused (not capped) — through the tab and the manager."""
+    ctx.manager.shared = True
+    message = tab.start(ctx, "tiny", "adam", "0.01", 1, 10)
+    assert message == "⚠ " + tab.SWEEP_SHARED_OFF and "shared server" in message
+    with pytest.raises(ConfigError, match="switched off on this shared server"):
+        ctx.manager.start_sweep(tab.spec_for("tiny", "adam", "0.01", 1, 10))
+    assert ctx.manager.status("sweep") is None and not (ctx.runs_root / "sweeps").exists()
+
+
 def test_the_default_lrs_are_factors_around_the_suggestion():
     spec = tab.spec_for("tiny", "adam", tab.DEFAULT_LRS, 3, 200)
     assert spec.grid["max_lr"] == ["x0.25", "x0.5", "x1", "x2", "x4"] and spec.seeds == [0, 1, 2]

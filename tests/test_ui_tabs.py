@@ -18,6 +18,7 @@ from PIL import Image
 from lab.config import DEFAULT_MAX_LR, PRESETS, ScheduleConfig, TrainConfig
 from lab import insights as ins_mod
 from lab.data import CLASSES
+from lab.runs import Run
 from lab.ui import augment, classify, insights, lr_range, one_cycle, train
 from lab.ui.common import NO_CHECKPOINT, control_defaults, fmt_seconds, train_config
 from lab.ui.jobs import json_safe
@@ -336,9 +337,13 @@ def test_delete_asks_first_and_never_touches_a_running_run(ctx, runs_root):
     assert "Press **Delete** again" in msg and armed == "20000102-000000" and victim.is_dir()
     msg, armed = train.delete(ctx, "20000102-000000", armed)
     assert msg == "Deleted run `20000102-000000`." and armed is None and not victim.exists()
-    live = _copy_run(runs_root, "20000104-000000", status="running")  # another process's run, written just now
+    live = _copy_run(runs_root, "20000104-000000", status="running")  # a run a live process (this one) owns
+    Run(live).claim()
     msg, _ = train.delete(ctx, "20000104-000000", "20000104-000000")
-    assert "still running" in msg and live.is_dir()
+    assert "being trained by process" in msg and live.is_dir()
+    Run(live).release()  # its owner is gone: the run reads interrupted, and may go
+    msg, _ = train.delete(ctx, "20000104-000000", "20000104-000000")
+    assert msg == "Deleted run `20000104-000000`." and not live.exists()
     msg, _ = train.delete(ctx, "../runs", "../runs")
     assert msg.startswith("⚠") and runs_root.is_dir()
     ctx.manager.start_training(train_config(**{**CONTROLS, "epochs": 3, "peak_epoch": 1, "batch_size": 16}))
@@ -459,7 +464,7 @@ def test_a_weak_range_test_is_flagged_at_the_button_and_not_applied_silently(ctx
     _fake_range(monkeypatch, max_lr=0.06579332246575682, stop_at=31)
     assert lr_range.start(ctx, CONTROLS, 100, 1e-7, 10.0, "exp", "adam").startswith("Range test started")
     assert ctx.manager.wait(30)
-    seen, fig, line, text, button = lr_range.refresh(ctx, None)
+    seen, fig, line, text, button, _ = lr_range.refresh(ctx, None)
     assert button.value == lr_range.USE_WEAK and "weak test" in text and "stopped after 31 of 100" in text
     *values, note, ack, button = lr_range.use_these(ctx)
     assert all(is_skip(v) for v in values) and "Not applied" in note and button.value == lr_range.USE_ANYWAY
@@ -722,7 +727,7 @@ TRAIN_BAD = {  # id → (controls changed, words of the message, the API paramet
 @pytest.mark.parametrize("case", list(TRAIN_BAD))
 def test_train_start_checks_every_control_and_names_it(ctx, runs_root, case):
     change, words, param = TRAIN_BAD[case]
-    msg = train.start(ctx, "a-session", **{**CONTROLS, **change})
+    msg = train.start(ctx, session="a-session", **{**CONTROLS, **change})
     assert msg.startswith("⚠ ") and words in msg and msg.endswith(f"(`{param}`)"), msg
     assert "\n" not in msg and "float()" not in msg and "Error" not in msg
     assert ctx.manager.status() is None  # nothing was started …
@@ -771,8 +776,8 @@ def test_the_range_test_message_is_cleared_when_the_test_ends(ctx, monkeypatch):
 
 def test_stop_from_another_session_on_a_shared_server_says_who_may_and_when_it_ends(ctx, monkeypatch):
     ctx.manager.shared = True
-    assert train.start(ctx, "session-a", **{**CONTROLS, "epochs": 3, "peak_epoch": 1, "batch_size": 16}).startswith(
-        "Run started")
+    msg = train.start(ctx, session="session-a", **{**CONTROLS, "epochs": 3, "peak_epoch": 1, "batch_size": 16})
+    assert msg.startswith("Run started")
     t0 = time.time()
     while not ctx.manager.status()["steps"] and time.time() - t0 < 60:
         time.sleep(0.05)
@@ -782,3 +787,18 @@ def test_stop_from_another_session_on_a_shared_server_says_who_may_and_when_it_e
     assert "ends at about" in train.describe(ctx.manager.status())  # what everyone sees: when it will end
     assert train.stop(ctx, "session-a").startswith("stopping")
     assert ctx.manager.wait(60)
+
+
+def test_confirm_is_checked_and_a_job_over_a_cap_is_never_timed(ctx, monkeypatch):
+    """An API caller's confirm="false" must not start a long CPU job; on a shared server a job over a cap is
+    refused before the server spends time measuring it for an estimate."""
+    msg = train.start(ctx, confirm="false", **CONTROLS)
+    assert msg == "⚠ confirm is on or off: true or false, got 'false' (`confirm`)"
+    timed = []
+    monkeypatch.setattr(type(ctx), "timing", lambda self, *a: timed.append(a))
+    ctx.manager.shared = True
+    wide = {**CONTROLS, "width": 2.0}
+    assert train.estimate_line(ctx, **wide) == ""
+    msg = train.start(ctx, **wide)
+    assert "above this shared server's cap of 1" in msg and msg.endswith("(`width`)")
+    assert timed == [] and ctx.manager.status() is None

@@ -226,3 +226,27 @@ def test_the_app_streams_start_on_zerogpu_and_returns_at_once_elsewhere(manager,
         assert inspect.isgeneratorfunction(handler(zero, name))
         # the API's parameters are the same either way
         assert inspect.signature(handler(plain, name)) == inspect.signature(handler(zero, name))
+
+
+def test_a_shared_server_caps_a_zerogpu_job_before_any_gpu_is_asked_for(zctx, gpu):
+    """Issue 10 item 3: the caps bound a GPU call too (the call's own limit is about time, not width or batch)."""
+    zctx.manager.shared = True
+    zctx.manager.caps = {**zctx.manager.caps, "width": 0.125, "range_test_iters": 20}
+    messages = list(train.start_streamed(zctx, **controls(width=0.25)))
+    assert len(messages) == 1 and "above this shared server's cap of 0.125" in messages[0] and "(`width`)" in messages[0]
+    args = dict(iters=50, start_lr=1e-5, end_lr=1.0, mode="exp", optimizer="adam")
+    messages = list(lr_range.start_streamed(zctx, controls(), **args))
+    assert len(messages) == 1 and "50 range-test iterations are above" in messages[0]
+    assert gpu.durations == [] and zctx.manager.status() is None  # refused before a job or a GPU call existed
+
+
+def test_on_a_shared_server_only_the_starting_session_stops_a_streamed_job(zctx, gpu):
+    zctx.manager.shared = True
+    stream = train.start_streamed(zctx, "alice", **controls(subset=4096, epochs=3, peak_epoch=1))
+    next(stream)
+    assert "another browser session" in train.stop(zctx, "bob")
+    assert zctx.manager.status("train")["status"] == "running"
+    assert train.stop(zctx, "alice").startswith("stopping the training run")
+    list(stream)
+    gpu.join()
+    assert zctx.manager.status("train")["status"] == "stopped"
