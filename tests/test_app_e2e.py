@@ -126,9 +126,20 @@ def test_a_shared_server_checks_every_api_argument_and_lets_only_the_starter_sto
     assert alice.predict(api_name="/train_status")["status"] == "idle"
 
     # missing arguments, from a raw HTTP caller: the error names them
+    from lab.ui.common import CONTROL_NAMES, control_defaults
+
+    n = len(CONTROL_NAMES) + 1  # and confirm
     event, data = _raw_call(url, "train_start", [0.125])
-    assert event == "error" and "train_start got 1 of its 22 parameters; missing: subset, test_subset" in data, data
-    assert "null" not in data
+    assert event == "error" and f"train_start got 1 of its {n} parameters; missing: subset, test_subset" in data, data
+    assert "null" not in data and "confirm" not in data  # optional ones are not "missing"
+    # a script written before the loss controls and confirm existed: those take their defaults
+    first_api = [control_defaults()[name] for name in CONTROL_NAMES[:-3]]
+    first_api[0] = "wide"
+    event, data = _raw_call(url, "train_start", first_api)
+    assert event == "complete" and "width must be a number, got 'wide' (`width`)" in data, data
+    # a sweep on a shared server: refused, saying so
+    msg = alice.predict("tiny", "adam", "0.01", 1, 10, api_name="/sweep_start")
+    assert msg.startswith("⚠ sweeps are switched off on this shared server"), msg
 
     # an upload over the size cap is refused by the server
     big = tmp_path / "big.png"

@@ -112,9 +112,10 @@ class LabBlocks(gr.Blocks):
             if missing and all(p.default is not inspect.Parameter.empty for p in missing):
                 inputs.extend(p.default for p in missing)  # in place: Gradio reads this list next
             else:
+                required = [p.name for p in missing if p.default is inspect.Parameter.empty]
                 raise gr.Error(f"{block_fn.api_name} got {len(inputs)} of its {len(block_fn.inputs)} parameters; "
-                               f"missing: {', '.join(p.name for p in missing) or 'the last ones'}. Send every "
-                               "parameter, in order (gradio_client fills in the defaults of those you do not name).",
+                               f"missing: {', '.join(required) or 'the last ones'}. Send every parameter, in order "
+                               "(gradio_client fills in the defaults of those you do not name).",
                                print_exception=False)
         super().validate_inputs(block_fn, inputs)
 
