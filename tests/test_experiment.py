@@ -198,7 +198,7 @@ def _start_cli_run(tmp_path, epochs=500):
     proc = subprocess.Popen(
         [sys.executable, "-m", "lab", "train", "--data-dir", str(data), "--subset", "20", "--test-subset", "6",
          "--batch-size", "4", "--width", "0.125", "--epochs", str(epochs), "--device", "cpu", "--workers", "0",
-         "--run-dir", "run"],
+         "--run-dir", "run", "--yes"],  # --yes: a loaded machine must not turn this into a question
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     run = Run(tmp_path / "run")
