@@ -168,6 +168,11 @@ def _add_train_flags(p: argparse.ArgumentParser, allow_find: bool = False) -> No
     _add_schedule_flags(p, allow_find=allow_find)
     _add_run_flags(p)
     _add_loss_and_augment_flags(p)
+    p.add_argument("--low-res-epochs", type=int, default=C.TrainConfig.low_res_epochs,
+                   help="progressive resizing (beyond the spec): train the first N epochs on batches scaled down "
+                        "to --low-res pixels, (side/32)² of the work; 0: off (default %(default)s)")
+    p.add_argument("--low-res", type=int, default=C.TrainConfig.low_res,
+                   help=f"the side of those batches, {C.LOW_RES_MIN}–{C.IMAGE_SIDE} px (default %(default)s)")
     p.add_argument("--compile", dest="compile_mode", nargs="?", const=C.COMPILE_MODES[0], default=None,
                    metavar="MODE", help=f"torch.compile the model; MODE: {', '.join(C.COMPILE_MODES)}")
 
@@ -273,7 +278,7 @@ def _confirm(args, total) -> None:
     print(f"expected: {total}", flush=True)
     if not total.long or args.yes:
         return
-    ask = (f"this would take {total.duration} on the CPU (a GPU takes seconds to minutes; --preset tiny or quick "
+    ask = (f"this would take {total.duration} on the CPU (a GPU takes seconds to minutes; --preset learner, quick or tiny "
            "are CPU-sized)")
     if sys.stdin.isatty():
         if input(f"{ask}. Start anyway? [y/N] ").strip().lower() in ("y", "yes"):

@@ -157,6 +157,17 @@ def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device) -> tuple[
     return to_model_layout(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
 
 
+def resize_batch(x: torch.Tensor, side: int) -> torch.Tensor:
+    """Progressive resizing: the augmented batch scaled to side × side (bilinear with antialiasing, so a smaller
+    image is a blurred whole, not an aliased one), in fp32 (not every device's kernel takes bf16/fp16), back in
+    the batch's dtype and layout. A no-op at the batch's own size."""
+    if x.shape[-1] == side and x.shape[-2] == side:
+        return x
+    small = nn.functional.interpolate(x.float(), size=(side, side), mode="bilinear", antialias=True,
+                                      align_corners=False)
+    return to_model_layout(small.to(x.dtype))
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable, device: torch.device, *, logit_scale: float = 1.0,
              tta: bool = False, precision: Precision | None = None) -> dict[str, float]:
@@ -205,6 +216,7 @@ def fit(
     label_smoothing: float = 0.0,
     logit_scale: float = 1.0,
     tta: bool = False,
+    image_side: Callable[[int], int] | None = None,
     precision: Precision | None = None,
     callbacks: Sequence[Callback] = (),
     stop: threading.Event | None = None,
@@ -215,6 +227,8 @@ def fit(
     `schedule` has .step() and .lr (lab.schedule.OneCycle). `step_every`: emit a step event (and so read the
     loss on the host) every this many steps; default every step on the CPU, every 10 on CUDA; 0: never (the
     loss is then read, and checked, once per epoch). `precision`: default, the device's automatic choice.
+    `image_side(epoch)`: the side training batches of that epoch are scaled to (TrainConfig.image_side); default
+    the batches' own. Evaluation always sees the test images as they are.
     """
     precision = precision or resolve_precision("auto", device)
     scaler = precision.grad_scaler()
@@ -247,12 +261,15 @@ def fit(
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
         it = iter(train_batches)
+        side = image_side(epoch) if image_side is not None else None
         for step in range(1, steps_per_epoch + 1):
             if stop is not None and stop.is_set():
                 return history, "stopped"
             t_data = time.perf_counter()
             x, y = next(it)
             x, y = _to_device(x, y, device)
+            if side is not None:
+                x = resize_batch(x, side)
             data_seconds += time.perf_counter() - t_data
             lr = schedule.lr  # the LR this step uses
             with precision.autocast():

@@ -244,6 +244,7 @@ def train(
     try:
         _, status = fit(step_model, optimizer, schedule, train_batches, p.test_batches, cfg.schedule.epochs, device,
                         label_smoothing=cfg.label_smoothing, logit_scale=cfg.logit_scale, tta=cfg.tta,
+                        image_side=cfg.image_side,
                         precision=p.precision, callbacks=[persist, *callbacks], stop=stop,
                         step_every=step_every)
     except KeyboardInterrupt:

@@ -64,7 +64,10 @@ class Net(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer3(self.layer2(self.layer1(self.prep(x))))
-        return self.fc(torch.flatten(self.pool(x), 1))
+        # A 32 px image leaves a 4×4 map, and the spec's MaxPool(4) is a max over all of it. Progressive resizing's
+        # smaller training images (TrainConfig.low_res) leave a smaller map: the same max over the whole map.
+        x = self.pool(x) if x.shape[-1] == 4 else torch.amax(x, dim=(2, 3), keepdim=True)
+        return self.fc(torch.flatten(x, 1))
 
     @property
     def gradcam_layers(self) -> dict[str, nn.Module]:

@@ -126,6 +126,7 @@ def test_a_shared_server_checks_every_api_argument_and_lets_only_the_starter_sto
     assert alice.predict(api_name="/train_status")["status"] == "idle"
 
     # missing arguments, from a raw HTTP caller: the error names them
+    from lab.ui.app import API_DEFAULTS
     from lab.ui.common import CONTROL_NAMES, control_defaults
 
     n = len(CONTROL_NAMES) + 1  # and confirm
@@ -133,7 +134,7 @@ def test_a_shared_server_checks_every_api_argument_and_lets_only_the_starter_sto
     assert event == "error" and f"train_start got 1 of its {n} parameters; missing: subset, test_subset" in data, data
     assert "null" not in data and "confirm" not in data  # optional ones are not "missing"
     # a script written before the loss controls and confirm existed: those take their defaults
-    first_api = [control_defaults()[name] for name in CONTROL_NAMES[:-3]]
+    first_api = [control_defaults()[name] for name in CONTROL_NAMES if name not in API_DEFAULTS]
     first_api[0] = "wide"
     event, data = _raw_call(url, "train_start", first_api)
     assert event == "complete" and "width must be a number, got 'wide' (`width`)" in data, data

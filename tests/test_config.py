@@ -63,6 +63,11 @@ def test_weight_decay_presets():
         (lambda: C.TrainConfig(loader="magic"), "loader"),
         (lambda: C.TrainConfig(label_smoothing=1.0), "label smoothing"),
         (lambda: C.TrainConfig(workers=-1), "workers"),
+        (lambda: C.TrainConfig(low_res=7), "low-res side"),
+        (lambda: C.TrainConfig(low_res=33), "low-res side"),
+        (lambda: C.TrainConfig(low_res=20.5), "low-res side"),
+        (lambda: C.TrainConfig(low_res_epochs=-1), "low-res epochs"),
+        (lambda: C.TrainConfig(low_res_epochs=3, schedule=C.ScheduleConfig(epochs=3)), "last epoch at full size"),
         (lambda: C.OptimizerConfig("rmsprop"), "optimizer"),
         (lambda: C.OptimizerConfig("sgd", weight_decay=-1), "weight decay"),
         (lambda: C.AugmentConfig(pad=-1), "pad"),
@@ -116,7 +121,23 @@ def test_presets_are_valid_configs_and_explicit_values_win():
         assert preset.label and all(cfg.flat()[k] == v for k, v in preset.knobs.items() if k != "peak_epoch"), name
     assert C.PRESETS["spec"].config() == C.TrainConfig()  # the spec preset is the spec
     assert C.PRESETS["tiny"].config(width=0.5).width == 0.5
-    assert C.CPU_PRESET in C.PRESETS and C.GPU_PRESET in C.PRESETS
+    assert C.CPU_PRESET in C.PRESETS and C.GPU_PRESET in C.PRESETS and C.CPU_SWEEP_PRESET in C.PRESETS
+
+
+def test_progressive_resizing_sides_and_work():
+    cfg = C.TrainConfig(low_res=16, low_res_epochs=2, schedule=C.ScheduleConfig(epochs=3))
+    assert [cfg.image_side(e) for e in (1, 2, 3)] == [16, 16, C.IMAGE_SIDE]
+    assert cfg.training_work() == pytest.approx(2 * (16 / 32) ** 2 + 1)
+    off = C.TrainConfig(schedule=C.ScheduleConfig(epochs=3))
+    assert off.low_res_epochs == 0 and [off.image_side(e) for e in (1, 2, 3)] == [32] * 3
+    assert off.training_work() == 3
+    assert C.TrainConfig.from_flat(low_res_epochs=1, epochs=2).flat()["low_res_epochs"] == 1
+
+
+def test_learner_preset_is_the_cpu_default_and_trains_all_the_data_at_full_size_last():
+    cfg = C.PRESETS[C.CPU_PRESET].config()
+    assert C.CPU_PRESET == "learner" and cfg.subset is None and cfg.test_subset is None
+    assert 0 < cfg.low_res_epochs < cfg.schedule.epochs and cfg.image_side(cfg.schedule.epochs) == C.IMAGE_SIDE
 
 
 def test_page_preset_is_davids_recipe_beyond_the_spec():

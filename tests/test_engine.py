@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from lab.config import OptimizerConfig, ScheduleConfig
-from lab.engine import Diverged, evaluate, fit, make_optimizer, resolve_device
+from lab.engine import Diverged, evaluate, fit, make_optimizer, resize_batch, resolve_device
 from lab.schedule import OneCycle, preview
 
 CPU = torch.device("cpu")
@@ -205,3 +205,35 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="--device cpu"):
             resolve_device("cuda")
+
+
+def test_resize_batch_scales_keeps_dtype_and_layout():
+    x = torch.rand(4, 3, 32, 32).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    small = resize_batch(x, 20)
+    assert small.shape == (4, 3, 20, 20) and small.dtype == torch.bfloat16
+    assert small.is_contiguous(memory_format=torch.channels_last)
+    assert resize_batch(x, 32) is x
+    flat = torch.full((1, 3, 32, 32), 0.7)
+    assert torch.allclose(resize_batch(flat, 16), torch.full((1, 3, 16, 16), 0.7))  # a scaled image, not a crop
+
+
+def test_fit_trains_each_epoch_at_its_side_and_evaluates_at_full_size():
+    seen: list[tuple[bool, int]] = []
+
+    class Recorder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x):
+            seen.append((self.training, x.shape[-1]))
+            return self.fc(x.mean(dim=(2, 3)))
+
+    images = [(torch.rand(4, 3, 32, 32), torch.randint(0, 2, (4,))) for _ in range(2)]
+    model = Recorder()
+    opt = make_optimizer(model, OptimizerConfig(), 0.01)
+    sched = OneCycle(opt, ScheduleConfig(epochs=3, max_lr=0.01), steps_per_epoch=2)
+    fit(model, opt, sched, images, images, 3, torch.device("cpu"), image_side=lambda e: 16 if e <= 2 else 32)
+    train_sides = [side for training, side in seen if training]
+    assert train_sides == [16, 16, 16, 16, 32, 32]
+    assert {side for training, side in seen if not training} == {32}

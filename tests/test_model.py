@@ -130,3 +130,18 @@ def test_the_activation_formula_is_what_autograd_saves(width):
     for h in hooks:
         h.remove()
     assert largest == max(outputs)
+
+
+@pytest.mark.parametrize("side", [8, 16, 20, 24])
+def test_smaller_images_pool_over_their_whole_map(net, side):
+    """Progressive resizing trains on smaller images: the final pool is then a max over the whole (smaller) map,
+    as MaxPool(4) is over a 32 px image's 4×4 map."""
+    torch.manual_seed(0)
+    net.eval()
+    x = torch.randn(2, 3, side, side)
+    feats = net.layer3(net.layer2(net.layer1(net.prep(x))))
+    expected = net.fc(feats.amax(dim=(2, 3)))
+    assert torch.allclose(net(x), expected, atol=1e-6)
+    full = torch.randn(2, 3, 32, 32)
+    feats = net.layer3(net.layer2(net.layer1(net.prep(full))))
+    assert torch.allclose(net(full), net.fc(torch.flatten(net.pool(feats), 1)))  # 32 px: the spec's MaxPool(4)

@@ -6,7 +6,7 @@ import gradio as gr
 import pytest
 
 from lab import data as data_mod
-from lab.ui.app import api_parameters, build_app, launch_kwargs
+from lab.ui.app import API_DEFAULTS, api_parameters, build_app, launch_kwargs
 from lab.ui.jobs import JobManager
 
 API = {"classify", "train_start", "train_status", "train_stop", "find_lr", "sweep_start", "sweep_stop"}
@@ -84,10 +84,12 @@ def test_a_call_missing_parameters_is_told_which(tmp_path):
         demo.validate_inputs(fn, [0.125, 256])
     message = e.value.message
     assert message.startswith(f"train_start got 2 of its {n} parameters; missing: test_subset, seed, device")
-    assert f"missing: {', '.join(CONTROL_NAMES[2:-3])}. Send" in message  # the optional last ones are not missing
+    required = [name for name in CONTROL_NAMES if name not in API_DEFAULTS]
+    assert CONTROL_NAMES[:len(required)] == tuple(required)  # the optional ones come last
+    assert f"missing: {', '.join(required[2:])}. Send" in message  # the optional last ones are not missing
     demo.validate_inputs(fn, [None] * n)  # all there: no complaint (the handler checks values)
     # a script written before the optional parameters (the loss controls, confirm) existed: they take defaults
-    first_api = [None] * (len(CONTROL_NAMES) - 3)
+    first_api = [None] * len(required)
     demo.validate_inputs(fn, first_api)
     assert len(first_api) == n and first_api[-1] is False
 

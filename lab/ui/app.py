@@ -34,9 +34,11 @@ from lab.ui.zerogpu import ZeroGPU, on_zerogpu
 # message saying what it would cost.
 CONFIRM = (("confirm", bool),)
 # Parameters added to train_start and find_lr after their first release are optional, so scripts written against
-# the first API keep working: the loss controls (issue 11) at the lab's defaults, and the confirmation.
+# the first API keep working: the loss controls (issue 11) and progressive resizing at the lab's defaults, and the
+# confirmation.
 API_DEFAULTS = {**{n: v for n, v in control_defaults().items()
-                   if n in ("weight_decay", "label_smoothing", "logit_scale")}, "confirm": False}
+                   if n in ("weight_decay", "label_smoothing", "logit_scale", "low_res_epochs", "low_res")},
+                "confirm": False}
 
 TITLE = "CIFAR-10 super-convergence lab"
 CSS = """

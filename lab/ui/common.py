@@ -46,11 +46,13 @@ TRAIN_CONTROLS: tuple[tuple[str, type], ...] = (
     ("peak_epoch", float), ("batch_size", float), ("optimizer", str), ("anneal", str), ("cycle_momentum", bool),
     ("base_momentum", float), ("max_momentum", float), ("pad", float), ("cutout", float), ("cutout_p", float),
     ("flip_p", float), ("weight_decay", float), ("label_smoothing", float), ("logit_scale", float),
+    ("low_res_epochs", float), ("low_res", float),
 )
 CONTROL_NAMES = tuple(name for name, _ in TRAIN_CONTROLS)
 LR_MODES = ("div factor", "min LR")
 DIV_FACTOR_RANGE = (2, 1000)  # the One Cycle tab's div-factor slider; a preset beyond it is shown as its min LR
-_WHOLE = {"seed": "seed", "epochs": "epochs", "batch_size": "batch size", "pad": "pad", "cutout": "cutout size"}
+_WHOLE = {"seed": "seed", "epochs": "epochs", "batch_size": "batch size", "pad": "pad", "cutout": "cutout size",
+          "low_res_epochs": "low-res epochs", "low_res": "low-res side"}
 _IMAGES = {"subset": "training images", "test_subset": "test images"}
 _OPTIONAL = {"weight_decay"}  # may be left empty
 _CHOICES = {"device": DEVICES, "loader": LOADERS, "optimizer": OPTIMIZERS, "anneal": ANNEALS, "lr_mode": LR_MODES}

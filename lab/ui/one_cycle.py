@@ -7,8 +7,8 @@ import gradio as gr
 
 from lab import plots
 from lab import schedule as sched
-from lab.config import (ANNEALS, BASE_MOMENTUM, DEFAULT_DIV_FACTOR, MAX_MOMENTUM, OPTIMIZERS, SPEC_BATCH_SIZE,
-                        SPEC_EPOCHS, SPEC_PEAK_EPOCH, ConfigError, default_max_lr)
+from lab.config import (ANNEALS, BASE_MOMENTUM, DEFAULT_DIV_FACTOR, IMAGE_SIDE, LOW_RES_MIN, MAX_MOMENTUM, OPTIMIZERS,
+                        SPEC_BATCH_SIZE, SPEC_EPOCHS, SPEC_PEAK_EPOCH, ConfigError, default_max_lr)
 from lab.ui.common import DIV_FACTOR_RANGE, LR_MODES, error_md, partial_config, round_lr, steps_per_epoch_images
 
 # The peak-epoch slider moves in quarter epochs from PEAK_STEP up to PEAK_STEP before the last epoch's end: even
@@ -133,6 +133,14 @@ def build(defaults: dict) -> dict:
                                             label="label smoothing", elem_id="oc-label-smoothing")
                 logit_scale = gr.Number(value=defaults.get("logit_scale", 1.0), minimum=0, elem_id="oc-logit-scale",
                                         label="logit scale (the loss sees logits × this; 1 = plain cross-entropy)")
+            with gr.Accordion("Progressive resizing (beyond the spec)", open=False):
+                gr.Markdown("The first epochs train on the augmented images scaled down, which costs (side/32)² of "
+                            "the work per image; the last epoch is always full size, as the test images are.")
+                with gr.Row():
+                    low_res_epochs = gr.Slider(0, 10, value=defaults.get("low_res_epochs", 0), step=1,
+                                               label="low-res epochs (0: off)", elem_id="oc-low-res-epochs")
+                    low_res = gr.Slider(LOW_RES_MIN, IMAGE_SIDE, value=defaults.get("low_res", 20), step=1,
+                                        label="low-res side (px)", elem_id="oc-low-res")
         with gr.Column(scale=3):
             summary = gr.Markdown(elem_id="oc-summary")
             figure = gr.Plot(label="One Cycle preview", elem_id="one-cycle-plot")
@@ -160,4 +168,5 @@ def build(defaults: dict) -> dict:
             "div_factor": div_factor, "min_lr": min_lr, "epochs": epochs, "peak_epoch": peak_epoch,
             "batch_size": batch_size, "optimizer": optimizer, "anneal": anneal, "cycle_momentum": cycle_momentum,
             "base_momentum": base_momentum, "max_momentum": max_momentum, "weight_decay": weight_decay,
-            "label_smoothing": label_smoothing, "logit_scale": logit_scale}
+            "label_smoothing": label_smoothing, "logit_scale": logit_scale, "low_res_epochs": low_res_epochs,
+            "low_res": low_res}

@@ -17,7 +17,7 @@ import pandas as pd
 
 from lab import plots
 from lab import sweep as sweep_mod
-from lab.config import (CPU_PRESET, GPU_PRESET, OPTIMIZERS, PRESETS, RANGE_TEST_ITERS, RANGE_TEST_RULES,
+from lab.config import (CPU_SWEEP_PRESET, GPU_PRESET, OPTIMIZERS, PRESETS, RANGE_TEST_ITERS, RANGE_TEST_RULES,
                         SWEEP_LR_FACTORS, SWEEP_SEEDS, ConfigError)
 from lab.data import DataError
 from lab.runs import Run
@@ -33,7 +33,7 @@ SUMMARY_COLUMNS = ["configuration", "max LR", "from", "test acc % (mean)", "± s
 
 
 def default_preset() -> str:
-    return GPU_PRESET if has_cuda() else CPU_PRESET
+    return GPU_PRESET if has_cuda() else CPU_SWEEP_PRESET
 
 
 def spec_for(preset: str, optimizer: str, lrs: str, seeds, iters) -> sweep_mod.SweepSpec:
