@@ -283,10 +283,9 @@ class TrainConfig:
     # Flip test-time augmentation: each evaluation also reports the accuracy of averaging the logits of every test
     # image and its mirror image (test_acc_tta), always beside the plain figure (test_acc), never instead of it.
     tta: bool = False
-    # Progressive resizing (fastai's; beyond the spec): the first low_res_epochs epochs train on the augmented
-    # batches scaled down to low_res × low_res pixels, (low_res/32)² of the work per image, then the rest at 32 px.
-    # The last epoch is always full size, so the test set (always 32 px) meets the BN statistics it was trained to.
-    # 0 epochs: off (the spec).
+    # Progressive resizing (fastai's; beyond the spec): the first low_res_epochs epochs train, and are evaluated,
+    # on images scaled down to low_res × low_res pixels, (low_res/32)² of the work per image; the rest at 32 px.
+    # The last epoch is always full size, so the final test figure is on the test images as they are. 0: off.
     low_res: int = 20
     low_res_epochs: int = 0
     precision: str = "auto"  # PRECISIONS
@@ -346,7 +345,8 @@ class TrainConfig:
         return self.low_res if epoch <= self.low_res_epochs else IMAGE_SIDE
 
     def training_work(self) -> float:
-        """The run's training compute in full-size epochs: a low-res epoch costs (side/32)² of one."""
+        """The run's compute in full-size epochs: a low-res epoch (its training and its evaluation) costs
+        (side/32)² of one."""
         return sum((self.image_side(e) / IMAGE_SIDE) ** 2 for e in range(1, self.schedule.epochs + 1))
 
     def check_data(self, train_images: int, test_images: int | None) -> None:

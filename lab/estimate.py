@@ -161,7 +161,7 @@ def for_run(cfg: TrainConfig, train_images: int, test_images: int, timing: StepT
     spe = steps_per_epoch(train_images, cfg.batch_size)
     step = timing.step_seconds(cfg.batch_size)
     # a low-res epoch (progressive resizing) costs (side/32)² of a full-size one; the step was timed at 32 px
-    total = cfg.training_work() * spe * step + cfg.schedule.epochs * test_images * timing.eval_per_image
+    total = cfg.training_work() * (spe * step + test_images * timing.eval_per_image)
     low = (f", the first {cfg.low_res_epochs} at {cfg.low_res} px" if cfg.low_res_epochs else "")
     what = (f"{cfg.schedule.epochs} × {spe} steps of {cfg.batch_size} images at {_step(step)} per step{low}, "
             f"timed on this machine")

@@ -217,7 +217,7 @@ def test_resize_batch_scales_keeps_dtype_and_layout():
     assert torch.allclose(resize_batch(flat, 16), torch.full((1, 3, 16, 16), 0.7))  # a scaled image, not a crop
 
 
-def test_fit_trains_each_epoch_at_its_side_and_evaluates_at_full_size():
+def test_fit_trains_and_evaluates_each_epoch_at_its_side():
     seen: list[tuple[bool, int]] = []
 
     class Recorder(nn.Module):
@@ -233,7 +233,8 @@ def test_fit_trains_each_epoch_at_its_side_and_evaluates_at_full_size():
     model = Recorder()
     opt = make_optimizer(model, OptimizerConfig(), 0.01)
     sched = OneCycle(opt, ScheduleConfig(epochs=3, max_lr=0.01), steps_per_epoch=2)
-    fit(model, opt, sched, images, images, 3, torch.device("cpu"), image_side=lambda e: 16 if e <= 2 else 32)
-    train_sides = [side for training, side in seen if training]
-    assert train_sides == [16, 16, 16, 16, 32, 32]
-    assert {side for training, side in seen if not training} == {32}
+    history, _ = fit(model, opt, sched, images, images, 3, torch.device("cpu"),
+                     image_side=lambda e: 16 if e <= 2 else 32)
+    assert [side for training, side in seen if training] == [16, 16, 16, 16, 32, 32]
+    assert [side for training, side in seen if not training] == [16, 16, 16, 16, 32, 32]  # 2 test batches an epoch
+    assert [r["image_side"] for r in history] == [16, 16, 32]

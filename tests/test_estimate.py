@@ -29,8 +29,8 @@ def test_the_estimate_scales_the_step_time_to_the_run():
     long = for_run(cfg, 50_000, 10_000, t)
     assert long.long and long.seconds > LONG_JOB_S and long.duration == f"about {format_duration(long.seconds)}"
     low = TrainConfig(batch_size=100, low_res=16, low_res_epochs=2, schedule=ScheduleConfig(epochs=3))
-    # two epochs at 16 px do a quarter of the training work each; evaluation (32 px) is the same every epoch
-    assert for_run(low, 1050, 500, t).seconds == pytest.approx(1.5 * 11 * (0.5 + 100 * 0.01) + 3 * 500 * 0.002)
+    # two epochs at 16 px do a quarter of the work each, their evaluation too
+    assert for_run(low, 1050, 500, t).seconds == pytest.approx(1.5 * (11 * (0.5 + 100 * 0.01) + 500 * 0.002))
     assert "the first 2 at 16 px" in str(for_run(low, 1050, 500, t))
     gpu = StepTime("cuda", 1.0, 512, 1e-5, 1e-6)
     assert not for_run(cfg, 50_000, 10_000, gpu).long  # only a CPU asks before a long job
