@@ -121,6 +121,14 @@ def test_one_cycle_bad_controls_keep_the_plot_and_say_what_to_fix(change, messag
     assert is_skip(fig) and message in text
 
 
+@pytest.mark.parametrize("epochs,low,value", [(3, 2, 2), (2, 2, 1), (1, 2, 0), (24, 5, 5), ("", 2, 0), (3, "x", 0)])
+def test_low_res_epochs_follow_a_shorter_run_so_the_last_epoch_stays_full_size(epochs, low, value):
+    from lab.config import TrainConfig
+
+    assert one_cycle.low_res_epochs_for(epochs, low) == value
+    TrainConfig.from_flat(epochs=int(epochs or 1), low_res_epochs=value)  # a setting the config accepts
+
+
 @pytest.mark.parametrize("epochs,peak,value", [(1, 5, 0.5), (1, 0.5, 0.5), (3, 5, 2.5), (24, 5, 5), (50, 5, 5),
                                                (2, 1.75, 1.75), ("", 5, 0.5)])
 def test_the_peak_slider_always_has_a_range_and_keeps_the_peak_inside_the_run(epochs, peak, value):

@@ -60,6 +60,17 @@ def peak_slider(epochs, peak) -> gr.Slider:
     return gr.Slider(minimum=PEAK_STEP, maximum=top, value=value, step=PEAK_STEP)
 
 
+def low_res_epochs_for(epochs, low_res_epochs) -> int:
+    """Progressive resizing's epochs for a run of `epochs`: at most all but the last (which is always full size),
+    so that shortening the run (e.g. the Learner preset's 3 epochs to 2) never leaves an impossible setting. The
+    slider's range stays put (a range that shrank to nothing at 1 epoch would be an error badge)."""
+    try:
+        e, low = max(1, int(float(epochs))), max(0, int(float(low_res_epochs)))
+    except (TypeError, ValueError):
+        return 0
+    return min(low, e - 1)
+
+
 def peak_range(epochs, peak) -> tuple[float, float]:
     """(slider maximum, peak) for peak_slider; a plain function, as a component made inside Blocks is drawn."""
     try:
@@ -159,6 +170,8 @@ def build(defaults: dict) -> dict:
     # .change, not .input, so a preset's epochs are followed too; always_last so the final value of a fast drag
     # is the one the peak follows (the default "once" drops changes that arrive while one is being handled)
     epochs.change(peak_slider, [epochs, peak_epoch], peak_epoch, api_visibility="private",
+                  trigger_mode="always_last", show_progress="hidden")
+    epochs.change(low_res_epochs_for, [epochs, low_res_epochs], low_res_epochs, api_visibility="private",
                   trigger_mode="always_last", show_progress="hidden")
     gr.on([c.change for c in (max_lr, lr_mode, div_factor)], lr_fields, [max_lr, lr_mode, div_factor],
           [div_factor, min_lr], api_visibility="private", trigger_mode="always_last", show_progress="hidden")
