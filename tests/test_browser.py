@@ -200,6 +200,8 @@ def test_every_tab_in_a_real_browser(page, shots, tmp_path):
     set_number(page, "oc-max-lr", 0.01)  # a safe LR for the run below, whatever 10 iterations suggested
     set_number(page, "oc-min-lr", 0.0004)
     # issue 12, item 1: one epoch used to turn the peak slider into an error badge; now the peak clamps to 0.5
+    # (a peak past the 1-epoch range first: the CPU default's own peak would already fit)
+    set_number(page, "oc-peak", 2)
     set_number(page, "oc-epochs", 1)
     wait_text(page, "oc-summary", r"· 1 epoch × \d+ steps")
     page.wait_for_function("document.querySelector('#oc-peak input[type=range]')?.max === '0.75'")

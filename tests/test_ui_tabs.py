@@ -289,6 +289,11 @@ def test_train_refresh_draws_the_run_and_skips_when_nothing_changed(ctx):
     assert len(target.choices) == 2  # … and the rename/delete list
     assert len([t for t in overlay.data if t.showlegend is not False]) == 2
     assert all(is_skip(x) for x in train.refresh(ctx, seen2, picker.value))
+    # a Stop answered after the run's end was already seen: its line goes on the next tick; a refusal stays
+    late = train.refresh(ctx, seen2, picker.value, shown="stopping the training run started at 12:00:00: …")
+    assert late[-1] == "" and all(is_skip(x) for x in late[:-1])
+    kept = train.refresh(ctx, seen2, picker.value, shown="⚠ seed must be a whole number … (`seed`)")
+    assert all(is_skip(x) for x in kept)
 
 
 def test_epoch_and_run_tables():

@@ -26,7 +26,7 @@ from lab.ui.jobs import JobManager
 PRETRAINED_LABEL = "bundled ResNet-9 (assets/cifar10_resnet9.pt)"
 NO_CHECKPOINT = (
     "**No checkpoint yet.** Get one by training: press **Start** in the *Train* tab (on a CPU the *Learner* preset "
-    "reaches ~81% in about 3 minutes), or run `python -m lab train --preset learner --device cpu` — every run "
+    "reaches ~81.5% in about 3 minutes), or run `python -m lab train --preset learner --device cpu` — every run "
     "saves `runs/<id>/model.pt`, which then appears here (press ↻). The bundled checkpoint, when present, lives "
     "at `assets/cifar10_resnet9.pt`."
 )

@@ -37,6 +37,8 @@ RUN_COLUMNS = ["run", "title", "status", "epochs", "test acc %", "width", "optim
                "seconds"]
 # what a preset sets: every training control but the seed and the device, which stay as the user has them
 PRESET_CONTROLS = tuple(n for n in CONTROL_NAMES if n not in ("seed", "device"))
+# The Start/Stop lines that hold only while a job runs (refresh clears them once none does).
+TRANSIENT = ("Run started at", "stopping ", "nothing is running", "⚠ busy —")
 # The start of the message that holds back a long CPU job until "Start anyway" (the app shows that button for it).
 LONG_JOB = "⚠ **Long job:**"
 BUNDLED_COLOUR = "#444444"  # the bundled checkpoint's recorded curve; runs take plots.RUN_COLOURS
@@ -259,20 +261,23 @@ def live_figure(status: dict | None, log_loss: bool = False, smoothing: float = 
 
 
 def refresh(ctx: AppContext, seen, selected: list[str] | None = None, log_loss: bool = False,
-            smoothing: float = 0.0, x: str = "epoch"):
+            smoothing: float = 0.0, x: str = "epoch", shown: str | None = None):
     """Timer tick → (seen, status line, figure, epoch table, run table, run picker, overlay, rename/delete run
     list, Start/Stop message), skipping what has not changed. `seen` is (the manager's fingerprint of the training
     job, id of the last finished run the run list was refreshed for); the run list and overlay are redrawn on the
     first tick and whenever a run ends. While a run trains, the status line is redrawn on every tick (elapsed time
     and ETA move between steps). The message under Start/Stop ("started", "busy", "stopping…") is cleared once no
-    job runs any more: the status line then says how the run ended, and a stale line would contradict it."""
+    job runs any more: the status line then says how the run ended, and a stale line would contradict it. `shown`
+    is the line on the page: one that arrived after the run's end was seen (a Stop answered after the last step)
+    is cleared on the next tick; a refusal ("⚠ seed must be …") stays."""
     version = ctx.manager.fingerprint("train")
     last_seen, finished_seen = seen if isinstance(seen, (list, tuple)) else (None, None)
     status = ctx.manager.status("train")
     if last_seen is not None and tuple(last_seen) == version:
         if status is not None and status["status"] == "running":
             return (gr.skip(), describe(status), *(gr.skip(),) * 7)
-        return (gr.skip(),) * 9
+        late = str(shown or "").startswith(TRANSIENT) and ctx.manager.busy_message() is None
+        return (*(gr.skip(),) * 8, "" if late else gr.skip())
     busy = ctx.manager.busy_message()
     line = describe(status)
     if busy and (status is None or status["status"] != "running"):
@@ -441,7 +446,8 @@ def build(ctx: AppContext, preset: str) -> dict:
     seen = gr.State(None)
     timer = gr.Timer(1.0)
     view = [log_loss, smoothing, x_axis]
-    timer.tick(lambda s, sel, lg, sm, x: refresh(ctx, s, sel, lg, sm, x), [seen, picker, *view],
+    timer.tick(lambda s, sel, lg, sm, x, shown: refresh(ctx, s, sel, lg, sm, x, shown),
+               [seen, picker, *view, message],
                [seen, line, figure, table, runs_df, picker, overlay_plot, target, message],
                api_visibility="private", concurrency_limit=None, show_progress="hidden", queue=False)
     picker.change(lambda names, lg, x: overlay(ctx, names, lg, x), [picker, log_loss, x_axis], overlay_plot,
