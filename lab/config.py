@@ -472,5 +472,5 @@ PRESETS["page"] = Preset("Page's DAWNBench recipe (GPU, beyond the spec): SGD 0.
                          dict(optimizer="sgd", max_lr=0.4, div_factor=1e4, weight_decay=5e-4, cycle_momentum=False,
                               logit_scale=0.125, width=1.0, subset=None, test_subset=None, epochs=SPEC_EPOCHS,
                               peak_epoch=SPEC_PEAK_EPOCH, batch_size=SPEC_BATCH_SIZE))
-CPU_PRESET, GPU_PRESET = "learner", "spec"
-CPU_SWEEP_PRESET = "tiny"  # a sweep trains many runs, two at a time on 2 cores: on a CPU the sweep tab opens with Tiny  # what the app opens with on each kind of machine
+CPU_PRESET, GPU_PRESET = "learner", "spec"  # what the app opens with on each kind of machine
+CPU_SWEEP_PRESET = "tiny"  # a sweep trains many runs, two at a time on 2 cores: on a CPU the sweep tab opens with Tiny

@@ -230,8 +230,8 @@ def fit(
     `schedule` has .step() and .lr (lab.schedule.OneCycle). `step_every`: emit a step event (and so read the
     loss on the host) every this many steps; default every step on the CPU, every 10 on CUDA; 0: never (the
     loss is then read, and checked, once per epoch). `precision`: default, the device's automatic choice.
-    `image_side(epoch)`: the side training batches of that epoch are scaled to (TrainConfig.image_side); default
-    the batches' own. Evaluation always sees the test images as they are.
+    `image_side(epoch)`: the side that epoch's training batches, and its evaluation's test images, are scaled to
+    (TrainConfig.image_side); default the batches' own.
     """
     precision = precision or resolve_precision("auto", device)
     scaler = precision.grad_scaler()

@@ -8,7 +8,7 @@ import gradio as gr
 from lab import plots
 from lab import schedule as sched
 from lab.config import (ANNEALS, BASE_MOMENTUM, DEFAULT_DIV_FACTOR, IMAGE_SIDE, LOW_RES_MIN, MAX_MOMENTUM, OPTIMIZERS,
-                        SPEC_BATCH_SIZE, SPEC_EPOCHS, SPEC_PEAK_EPOCH, ConfigError, default_max_lr)
+                        SPEC_BATCH_SIZE, SPEC_EPOCHS, SPEC_PEAK_EPOCH, ConfigError, TrainConfig, default_max_lr)
 from lab.ui.common import DIV_FACTOR_RANGE, LR_MODES, error_md, partial_config, round_lr, steps_per_epoch_images
 
 # The peak-epoch slider moves in quarter epochs from PEAK_STEP up to PEAK_STEP before the last epoch's end: even
@@ -148,9 +148,9 @@ def build(defaults: dict) -> dict:
                 gr.Markdown("The first epochs train on the augmented images scaled down, which costs (side/32)² of "
                             "the work per image; the last epoch is always full size, as the test images are.")
                 with gr.Row():
-                    low_res_epochs = gr.Slider(0, 10, value=defaults.get("low_res_epochs", 0), step=1,
+                    low_res_epochs = gr.Slider(0, 10, value=defaults.get("low_res_epochs", TrainConfig.low_res_epochs), step=1,
                                                label="low-res epochs (0: off)", elem_id="oc-low-res-epochs")
-                    low_res = gr.Slider(LOW_RES_MIN, IMAGE_SIDE, value=defaults.get("low_res", 20), step=1,
+                    low_res = gr.Slider(LOW_RES_MIN, IMAGE_SIDE, value=defaults.get("low_res", TrainConfig.low_res), step=1,
                                         label="low-res side (px)", elem_id="oc-low-res")
         with gr.Column(scale=3):
             summary = gr.Markdown(elem_id="oc-summary")
