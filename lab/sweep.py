@@ -853,17 +853,28 @@ def _prepare(spec: SweepSpec, sweep: Sweep, state: dict[str, Any], data_ref,
 
 
 def _finish(sweep: Sweep, grid) -> dict[str, Any]:
-    """After Tuner.fit: every trial's record from the result grid; unfinished runs marked stopped on disk."""
+    """After Tuner.fit: a record for every trial the sweep asked for; unfinished runs marked stopped on disk.
+
+    The records come from the grid the sweep asked for (spec.json), not from Tune's result grid alone: after a
+    Ctrl-C, Tune's grid holds only the trials it had created by then (grid search makes them as slots free up,
+    so with one trial at a time it may hold just the finished one), and a trial stopped before its first report
+    has no config in its result. A trial Tune never created is "pending", and the sweep is then "stopped".
+    """
     state = sweep.state()
-    by_key = {c["key"]: c for c in state["configurations"]}
+    seeds = state["spec"]["seeds"]
+    # a Result carries its config only in its metrics (none before the first report); its folder is the trial's
+    # name (_trial_dirname), which identifies the configuration and seed whatever it reported
+    results = {Path(r.path).name: r for r in grid if r.path}
     records = []
-    for result in grid:
-        c, seed = by_key[result.config["configuration"]["key"]], result.config["seed"]
-        err = None
-        if result.error is not None:
-            err = str(result.error).strip().splitlines()[-1] if str(result.error).strip() else type(result.error).__name__
-        rec = _trial_record(c, seed, result.metrics, "", err, sweep.run_dir(c, seed))
-        records.append(rec)
+    for c in state["configurations"]:
+        for seed in seeds:
+            result = results.get(_folder_name(c, seed))
+            err = None
+            if result is not None and result.error is not None:
+                text = str(result.error).strip()
+                err = text.splitlines()[-1] if text else type(result.error).__name__
+            metrics = result.metrics if result is not None else None
+            records.append(_trial_record(c, seed, metrics, "", err, sweep.run_dir(c, seed)))
     for rec in records:
         # A stopped trial cannot say so itself: a killed process leaves its folder reading "running", and one whose
         # next report Tune refused ends through an exception, which lab.experiment.train records as "error".

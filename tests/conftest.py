@@ -155,6 +155,50 @@ def run_lab(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
                           text=True, timeout=timeout)
 
 
+def call_lab(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """run_lab's twin in this process (no interpreter to start, no torch to import again): `cli.main(args)` run in
+    `cwd`, with the environment run_lab would give it (CIFAR10_DIR dropped, then `env`) and its output captured.
+    The working folder, the environment and the signal handlers are put back afterwards, whatever happened."""
+    import contextlib
+    import signal
+
+    from lab import cli
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.environ.pop("CIFAR10_DIR", None)
+        os.environ.update(env or {})
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(list(args))
+            except SystemExit as e:  # --help exits through argparse
+                code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for s, handler in saved_signals.items():
+            signal.signal(s, handler)
+    return subprocess.CompletedProcess(["lab", *args], code, out.getvalue(), err.getvalue())
+
+
+# ------------------------------------------------------------------------------------------- a tiny run
+
+# The one tiny training setup the suite shares: an eighth of the network on a few hundred real images, batches of
+# 64 — seconds per epoch on one core. Tests check plumbing with it, not accuracy.
+TINY = dict(width=0.125, subset=256, test_subset=128, batch_size=64, device="cpu")
+
+
+def tiny_config(epochs: int = 2, **knobs):
+    """TINY as a TrainConfig (flat knobs, as the CLI and the app name them, override it)."""
+    from lab.config import TrainConfig
+
+    return TrainConfig.from_flat(**{**TINY, "epochs": epochs, **knobs})
+
+
 # ------------------------------------------------------------------------------------------ the app (lab.ui)
 
 

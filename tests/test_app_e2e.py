@@ -10,6 +10,8 @@ import pytest
 from lab.data import CLASSES
 from lab.ui import classify
 
+pytestmark = pytest.mark.slow  # python app.py over HTTP, and signals to it
+
 TINY_RUN = dict(width=0.125, subset=256, test_subset=128, epochs=5, peak_epoch=1, batch_size=16, device="cpu",
                 loader="reference")
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from conftest import make_cifar, run_lab, write_npz
 from lab.cli import _train_argv, parse
 
@@ -16,6 +18,7 @@ def test_bench_options_stay_with_bench_and_training_flags_go_to_train():
     assert _train_argv(args) == ["--width", "0.25", "--tta", "--preset", "tiny"]
 
 
+@pytest.mark.slow
 def test_end_to_end_times_each_seed_as_its_own_process(tmp_path):
     data = tmp_path / "data"
     write_npz(data, make_cifar())

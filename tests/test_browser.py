@@ -24,6 +24,8 @@ from PIL import Image
 
 from lab.data import CLASSES
 
+pytestmark = pytest.mark.slow  # a real browser over a real server: minutes
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TRAIN_PER_BATCH, WRITERS, make_cifar, run_lab, write_archive, write_batches
+from conftest import TRAIN_PER_BATCH, WRITERS, call_lab, make_cifar, write_archive, write_batches
 from lab import data as data_mod
 from lab.data import DataError, DataNotFoundError
 
@@ -336,8 +336,8 @@ def test_the_cli_refuses_a_hostile_pickle_from_the_env_and_dot_data(tmp_path, wh
     bad = write_batches(folder, make_cifar(0)) / "data_batch_1"
     bad.write_bytes(hostile_batch(RunsShell(marker)))
     env = {"CIFAR10_DIR": str(folder)} if where == "CIFAR10_DIR" else {}
-    r = run_lab("train", "--subset", "8", "--test-subset", "4", "--epochs", "2", "--peak-epoch", "1",
-                "--batch-size", "4", "--width", "0.125", "--device", "cpu", cwd=work, env=env, timeout=120)
+    r = call_lab("train", "--subset", "8", "--test-subset", "4", "--epochs", "2", "--peak-epoch", "1",
+                 "--batch-size", "4", "--width", "0.125", "--device", "cpu", cwd=work, env=env)
     assert r.returncode == 1, r.stderr
     assert not marker.exists(), "the pickle's payload ran"
     assert str(bad) in r.stderr or str(bad.relative_to(work)) in r.stderr, r.stderr

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, make_cifar, run_lab, write_npz
+from conftest import REPO, call_lab, make_cifar, run_lab, write_npz
 from lab import insights
 from lab import runs as runs_mod
 from lab.config import ScheduleConfig, TrainConfig
@@ -35,8 +35,10 @@ METRIC_KEYS = {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"
 
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory, cifar10_dir):
+    """The fast tier's one end-to-end run: `python -m lab train` in this process (the slow tier's signal tests
+    run it as a real process)."""
     cwd = tmp_path_factory.mktemp("e2e")
-    proc = run_lab(*TRAIN_ARGS, cwd=cwd, env={"CIFAR10_DIR": str(cifar10_dir)}, timeout=540)
+    proc = call_lab(*TRAIN_ARGS, cwd=cwd, env={"CIFAR10_DIR": str(cifar10_dir)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return cwd, proc, cwd / "run"
 
@@ -104,8 +106,8 @@ def test_checkpoint_loads_with_weights_only_and_reproduces_the_test_accuracy(cli
 
 def test_evaluate_command_reads_the_run(cli_run, cifar10_dir):
     cwd, _, run = cli_run
-    proc = run_lab("evaluate", "--checkpoint", "run", "--test-subset", "500", "--device", "cpu", cwd=cwd,
-                   env={"CIFAR10_DIR": str(cifar10_dir)})
+    proc = call_lab("evaluate", "--checkpoint", "run", "--test-subset", "500", "--device", "cpu", cwd=cwd,
+                    env={"CIFAR10_DIR": str(cifar10_dir)})
     assert proc.returncode == 0, proc.stderr
     match = re.search(r"test accuracy: ([\d.]+)% on 500 test images", proc.stdout)
     assert match
@@ -216,6 +218,7 @@ def _checkpoint_covers_the_metrics(run: Run) -> None:
     assert torch.load(run.path / CHECKPOINT, weights_only=True)["metrics"]["epoch"] >= last
 
 
+@pytest.mark.slow
 def test_sigterm_records_stopped_and_keeps_the_finished_epochs(tmp_path):
     proc, run = _start_cli_run(tmp_path)
     proc.send_signal(signal.SIGTERM)
@@ -228,6 +231,7 @@ def test_sigterm_records_stopped_and_keeps_the_finished_epochs(tmp_path):
     assert not (run.path / runs_mod.LOCK).exists() and run.temporaries() == []
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_a_run_that_reads_interrupted(tmp_path):
     proc, run = _start_cli_run(tmp_path)
     time.sleep(0.5)  # a few more epochs: the kill lands anywhere in the loop, mid-write included

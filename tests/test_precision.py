@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import make_cifar, run_lab, write_npz
+from conftest import call_lab, make_cifar, write_npz
 from lab.config import ConfigError, OptimizerConfig, ScheduleConfig, TrainConfig
 from lab.engine import DeviceError, Precision, fit, make_optimizer, resolve_precision
 from lab.experiment import build_loaders
@@ -76,7 +76,7 @@ def test_config_and_cli_validate_the_name(tmp_path):
     assert TrainConfig(precision="fp16").precision == "fp16"
     with pytest.raises(ConfigError, match="precision must be one of auto, bf16, fp16, fp32"):
         TrainConfig(precision="fp8")
-    proc = run_lab("train", "--precision", "fp8", cwd=tmp_path)
+    proc = call_lab("train", "--precision", "fp8", cwd=tmp_path)
     assert proc.returncode == 2 and "precision must be one of" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -140,9 +140,9 @@ def test_fast_loader_batches_come_in_the_precision_dtype_and_channels_last():
 
 def test_a_run_records_its_precision(tmp_path):
     write_npz(tmp_path / "data", make_cifar())
-    proc = run_lab("train", "--epochs", "2", "--width", "0.125", "--batch-size", "8", "--device", "cpu",
-                   "--loader", "fast", "--precision", "fp16", "--data-dir", str(tmp_path / "data"),
-                   "--run-dir", "run", cwd=tmp_path)
+    proc = call_lab("train", "--epochs", "2", "--width", "0.125", "--batch-size", "8", "--device", "cpu",
+                    "--loader", "fast", "--precision", "fp16", "--data-dir", str(tmp_path / "data"),
+                    "--run-dir", "run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads((tmp_path / "run" / "config.json").read_text())
     assert doc["precision"] == "fp16" and doc["config"]["precision"] == "fp16"

@@ -184,6 +184,7 @@ def probes(app) -> dict[str, str]:
             "repository file": str(classify.EXAMPLES.parent.parent / "app.py")}
 
 
+@pytest.mark.slow
 def test_the_classify_endpoint_refuses_paths_it_was_not_sent(app, http):
     answers = {}
     for what, path in probes(app).items():
@@ -208,6 +209,7 @@ def inputs_for(config: dict, dep: dict, image_id: int, image) -> list:
     return [image if c == image_id else values.get(c) for c in dep["inputs"]]
 
 
+@pytest.mark.slow
 def test_every_private_handler_on_the_image_refuses_them(app, http):
     config = http.get("/config").raise_for_status().json()
     image_id = component_ids(config)["classify-input"]
@@ -232,6 +234,7 @@ def test_every_private_handler_on_the_image_refuses_them(app, http):
                 assert not msg["success"] and NOT_UPLOADED in msg["output"]["error"], where
 
 
+@pytest.mark.slow
 def test_real_uploads_examples_and_pasted_images_still_work(app, http):
     raw = png_bytes()
     r = upload(http, raw)
@@ -252,6 +255,7 @@ def test_real_uploads_examples_and_pasted_images_still_work(app, http):
     assert seen is not None and cam is not None and message.startswith("Prediction"), message
 
 
+@pytest.mark.slow
 def test_uploads_are_bounded_in_bytes_and_pixels(app, http):
     too_big = upload(http, png_bytes() + bytes(25 * 2**20))  # past the 20 MiB limit: Gradio stops reading it
     assert too_big.status_code == 413, too_big.text

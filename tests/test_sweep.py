@@ -22,16 +22,7 @@ from lab import sweep as sw
 from lab.cli import main
 from lab.config import ConfigError, TrainConfig
 from lab.runs import Run
-from conftest import run_lab
-
-# A few hundred images, an eighth of the network, two short epochs: seconds per trial on one core.
-TINY = dict(width=0.125, subset=256, test_subset=128, batch_size=64, device="cpu")
-
-
-def tiny_config(epochs: int = 2) -> TrainConfig:
-    from lab.config import ScheduleConfig
-
-    return TrainConfig(**TINY, schedule=ScheduleConfig(epochs=epochs))
+from conftest import TINY, run_lab, tiny_config
 
 
 # -------------------------------------------------------------------------------------------- the grid
@@ -225,8 +216,50 @@ def test_series_have_their_own_best():
 # ------------------------------------------------------------------------------------------ through Ray
 
 
+class FakeResult:
+    """What _finish reads of a ray.tune Result: its folder (named by _trial_dirname), metrics and error."""
+
+    def __init__(self, path: Path, metrics: dict | None = None, error: BaseException | None = None):
+        self.path, self.metrics, self.error = str(path), metrics or {}, error
+
+    @property
+    def config(self):  # as Ray's: from the metrics, None before the first report
+        return self.metrics.get("config") if self.metrics else None
+
+
+def test_finish_counts_trials_tune_never_made_and_those_that_never_reported(tmp_path):
+    """A Ctrl-C can reach Tune after the first trial finished and before it made the next (grid search makes
+    trials as slots free up): its result grid then holds only the finished trial. That sweep is "stopped", with
+    the rest "pending" — not "done". A trial stopped before its first report has no config: no crash."""
+    spec = sw.SweepSpec(tiny_config(), {"max_lr": [0.002, 0.02]}, seeds=[0, 1], range_test=None)
+    sweep = sw.create(spec, tmp_path, "s")
+    configurations, notes = sw.resolve(spec)
+    sweep.write_state({**sweep.state(), "configurations": configurations, "notes": notes, "gpus_per_trial": 0.0})
+    first = configurations[0]
+    done = {"status": "done", "epoch": 2, "test_acc": 0.25, "test_loss": 2.0, "train_loss": 2.1,
+            "time_total_s": 3.0, "config": {"configuration": first, "seed": 0}}
+    tune_dir = sweep.path / sw.TUNE_DIR
+    only_the_first = [FakeResult(tune_dir / sw._folder_name(first, 0), done)]
+    doc = sw._finish(sweep, only_the_first)
+    statuses = {(t["key"], t["seed"]): t["status"] for t in doc["trials"]}
+    assert doc["status"] == "stopped" and len(statuses) == 4
+    assert statuses.pop((first["key"], 0)) == "done" and set(statuses.values()) == {"pending"}
+
+    never_reported = FakeResult(tune_dir / sw._folder_name(first, 1))  # made, stopped before any epoch
+    run_dir = sweep.run_dir(first, 1)
+    Run(run_dir).write_config(tiny_config(), status="running")  # what its killed process left
+    doc = sw._finish(sweep, [*only_the_first, never_reported])
+    statuses = {(t["key"], t["seed"]): t["status"] for t in doc["trials"]}
+    assert doc["status"] == "stopped" and statuses[(first["key"], 1)] == "stopped"
+    assert Run(run_dir).config_doc()["status"] == "stopped"
+
+    everything = [FakeResult(tune_dir / sw._folder_name(c, seed), {**done, "config": {"configuration": c, "seed": seed}})
+                  for c in configurations for seed in (0, 1)]
+    assert sw._finish(sweep, everything)["status"] == "done"
+
+
 @pytest.fixture(scope="module")
-def ray_session():
+def ray_session():  # every test that starts Ray is in the slow tier: Ray's start-up alone is seconds
     import ray
 
     assert sw.connect(num_cpus=2)  # as the CLI starts it: 2 CPUs, no dashboard, workers import this lab
@@ -238,6 +271,7 @@ def read_runs(doc: dict) -> dict[tuple[str, int], Run]:
     return {(t["key"], t["seed"]): Run(Path(t["run_dir"])) for t in doc["trials"]}
 
 
+@pytest.mark.slow
 def test_sweep_2x2(ray_session, cifar10, tmp_path, capsys):
     """Two max LRs as factors of the range test's suggestion × two seeds: four trials, four run folders."""
     spec = sw.SweepSpec(tiny_config(), sw.parse_grid(["max_lr=x0.5,x2"]), seeds=[0, 1],
@@ -292,6 +326,7 @@ def test_figure_puts_suggestions_and_accuracy_on_one_lr_axis():
     assert "0.1" in fig.layout.title.text and "below" in fig.layout.title.text
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_trial_and_resume_finishes_the_rest(ray_session, cifar10, tmp_path):
     """SIGINT (Ctrl-C) while trials run: Tune stops them, each unfinished run folder reads "stopped", and
     resume trains only what had not finished."""
@@ -337,6 +372,7 @@ def test_ctrl_c_stops_every_trial_and_resume_finishes_the_rest(ray_session, cifa
     assert all(r["n"] == 2 for r in doc2["summary"]["configurations"])
 
 
+@pytest.mark.slow
 def test_gpus_per_trial_needs_gpus_ray_can_see(ray_session, cifar10, tmp_path):
     if ray_session.cluster_resources().get("GPU", 0) >= 0.25:
         pytest.skip("this machine has a GPU: packing trials onto it is allowed")
@@ -361,6 +397,7 @@ def test_cli_bad_input_is_one_line(args, words, capsys):
     assert err.startswith("error: ") and words in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_cli_unreachable_cluster_is_one_line(tmp_path, cifar10_dir):
     import socket
 
@@ -394,12 +431,14 @@ def test_the_estimate_adds_every_trial_and_the_range_test(cifar10, monkeypatch):
     assert total.device == "cpu" and "12 trials" in total.what
 
 
-def test_cli_asks_before_a_long_sweep_on_the_cpu(monkeypatch, capsys):
+def test_cli_asks_before_a_long_sweep_on_the_cpu(monkeypatch, capsys, cifar10_dir):
     from lab import estimate as est
 
     slow = est.StepTime("cpu", 1.0, 32, train_per_image=1.0, eval_per_image=0.1)  # far over LONG_JOB_S
     monkeypatch.setattr(est, "measure", lambda width, batch, device="auto": slow)
-    assert main(["sweep", "--preset", "tiny", "--grid", "max_lr=0.01,0.02", "--no-range-test"]) == 2
+    # the data named as conftest finds it: the test passes with or without CIFAR10_DIR set
+    assert main(["sweep", "--preset", "tiny", "--grid", "max_lr=0.01,0.02", "--no-range-test",
+                 "--data-dir", str(cifar10_dir)]) == 2
     out, err = capsys.readouterr()
     assert out.startswith("expected: about ") and "on the CPU" in out
     assert err.startswith("error: this would take about ") and "pass --yes" in err and err.count("\n") == 1

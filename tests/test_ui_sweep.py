@@ -79,6 +79,7 @@ def wait_for(condition, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_as_the_one_job_is_followed_live_and_stops(ctx):
     """Three max LRs around a 10-iteration range test on the Tiny preset, one seed: the tab starts it, the job
     follows its trials, a second start is refused while it runs, and Stop ends it with every unfinished trial
