@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,7 @@ import torch
 
 from conftest import make_cifar, run_lab, write_npz
 from lab import cli
-from lab.config import DEFAULT_MAX_LR
+from lab.config import DEFAULT_MAX_LR, PRESETS
 from lab import data as data_mod
 
 def _synthetic(cwd: Path) -> dict:
@@ -164,6 +165,30 @@ def test_config_errors_exit_2_and_missing_data_exits_1(bad_runs):
     assert bad_runs["unknown-flag"][2].returncode == 2
     assert bad_runs["data-not-found"][2].returncode == 1
     assert bad_runs["subset-beyond-the-data"][2].returncode == 2
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    parser = cli.build_parser()
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+@pytest.mark.parametrize("command", list(_commands()))
+def test_every_command_prints_its_help(command, capsys):
+    """--help renders for every command (argparse %-formats help text: a preset label's "81.5%)" once crashed
+    train, find-lr, sweep and bench), and lists every flag the command has; preset labels read as written."""
+    with pytest.raises(SystemExit) as e:
+        cli.main([command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    sub = _commands()[command]
+    flags = [f for a in sub._actions if a.help != argparse.SUPPRESS for f in a.option_strings]
+    assert flags
+    for flag in flags:
+        assert flag in out, flag
+    if "--preset" in flags:
+        text = " ".join(out.split())  # argparse wraps the help over lines
+        for name, preset in PRESETS.items():
+            assert f"{name}: {' '.join(preset.label.split())}" in text
 
 
 def test_missing_data_message_says_where_it_looked_and_how_to_fix_it(tmp_path, monkeypatch, capsys):
