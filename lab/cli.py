@@ -255,10 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_yes_flag(p: argparse.ArgumentParser) -> None:
-    from lab.estimate import LONG_JOB_S
-
-    p.add_argument("--yes", action="store_true",
-                   help=f"start without asking even when the job is expected to take over {LONG_JOB_S // 60} min on "
+    p.add_argument("--yes", action="store_true",  # LONG_JOB_S from lab.config: building the parser imports no torch
+                   help=f"start without asking even when the job is expected to take over {C.LONG_JOB_S // 60} min on "
                         "a CPU (the estimate comes from a few training steps timed first)")
 
 

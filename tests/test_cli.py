@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_cifar, run_lab, write_npz
+from conftest import REPO, make_cifar, run_lab, write_npz
 from lab import cli
 from lab.config import DEFAULT_MAX_LR, PRESETS
 from lab import data as data_mod
@@ -165,6 +167,16 @@ def test_config_errors_exit_2_and_missing_data_exits_1(bad_runs):
     assert bad_runs["unknown-flag"][2].returncode == 2
     assert bad_runs["data-not-found"][2].returncode == 1
     assert bad_runs["subset-beyond-the-data"][2].returncode == 2
+
+
+def test_building_the_parser_imports_no_torch():
+    """A typo is answered before torch is imported (seconds of CPU on a busy machine): build_parser must not
+    import it (it once did, for one constant in lab.estimate)."""
+    code = "import sys; from lab import cli; cli.build_parser(); print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
