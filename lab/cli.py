@@ -63,6 +63,12 @@ def check_out_dir(path: str | os.PathLike, flag: str, may_hold: Sequence[str] | 
     return path
 
 
+def _esc(text: object) -> str:
+    """Text from data (a preset's label, a list of names) for a help string: argparse %-formats every help
+    (for %(default)s), so a bare % in it ("81.5%)") would crash --help; %% prints as %."""
+    return str(text).replace("%", "%%")
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line instead of usage + error
         raise CliError(f"{message} (see `{self.prog} --help`)")  # prog: "python -m lab" or "python -m lab train"
@@ -82,7 +88,7 @@ def _add_schedule_flags(p: argparse.ArgumentParser, allow_find: bool = False) ->
     g.add_argument("--min-lr", type=float, default=None, help="LRMIN, where the cycle starts and ends")
     g.add_argument("--div-factor", type=float, default=s.div_factor,
                    help="LRMIN = LRMAX / div factor when --min-lr is not given (default %(default)s)")
-    g.add_argument("--anneal", default=s.anneal, help=f"{' or '.join(C.ANNEALS)} (default %(default)s)")
+    g.add_argument("--anneal", default=s.anneal, help=f"{_esc(' or '.join(C.ANNEALS))} (default %(default)s)")
     g.add_argument("--no-cycle-momentum", dest="cycle_momentum", action="store_false",
                    help="keep momentum / Adam β1 fixed")
     _add_batch_and_optimizer_flags(g)
@@ -108,7 +114,7 @@ def _max_lr(args) -> float | None:
 def _add_run_flags(p: argparse.ArgumentParser, test: bool = True) -> None:
     p.add_argument("--preset", choices=list(C.PRESETS), default=None,
                    help="start from a preset's settings (lab/config.py PRESETS); flags given explicitly win: "
-                        + "; ".join(f"{n}: {pr.label}" for n, pr in C.PRESETS.items()))
+                        + _esc("; ".join(f"{n}: {pr.label}" for n, pr in C.PRESETS.items())))
     d = C.TrainConfig()
     p.add_argument("--subset", type=int, default=d.subset, help="train on the first N training images (default: all)")
     if test:  # the range test evaluates nothing: it takes no --test-subset
@@ -126,7 +132,7 @@ def _add_run_flags(p: argparse.ArgumentParser, test: bool = True) -> None:
     p.add_argument("--workers", type=int, default=d.workers,
                    help="reference loader processes (default: chosen from the machine's cores)")
     p.add_argument("--precision", default=d.precision,
-                   help=f"{' | '.join(C.PRECISIONS)}; auto: bf16 autocast on a GPU that has bf16, fp16 autocast "
+                   help=f"{_esc(' | '.join(C.PRECISIONS))}; auto: bf16 autocast on a GPU that has bf16, fp16 autocast "
                         "with loss scaling on one that does not (T4, V100), fp32 on the CPU (default %(default)s)")
 
 
@@ -174,7 +180,7 @@ def _add_train_flags(p: argparse.ArgumentParser, allow_find: bool = False) -> No
     p.add_argument("--low-res", type=int, default=C.TrainConfig.low_res,
                    help=f"the side of those batches, {C.LOW_RES_MIN}–{C.IMAGE_SIDE} px (default %(default)s)")
     p.add_argument("--compile", dest="compile_mode", nargs="?", const=C.COMPILE_MODES[0], default=None,
-                   metavar="MODE", help=f"torch.compile the model; MODE: {', '.join(C.COMPILE_MODES)}")
+                   metavar="MODE", help=f"torch.compile the model; MODE: {_esc(', '.join(C.COMPILE_MODES))}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,10 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_yes_flag(p: argparse.ArgumentParser) -> None:
-    from lab.estimate import LONG_JOB_S
-
-    p.add_argument("--yes", action="store_true",
-                   help=f"start without asking even when the job is expected to take over {LONG_JOB_S // 60} min on "
+    p.add_argument("--yes", action="store_true",  # LONG_JOB_S from lab.config: building the parser imports no torch
+                   help=f"start without asking even when the job is expected to take over {C.LONG_JOB_S // 60} min on "
                         "a CPU (the estimate comes from a few training steps timed first)")
 
 
@@ -513,14 +517,14 @@ def _add_range_test_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
     g.add_argument(f"--{prefix}end-lr", dest="find_end_lr", metavar="LR", type=float, default=C.RANGE_TEST_END_LR,
                    help="last LR (default %(default)g)")
     g.add_argument(f"--{prefix}mode", dest="find_mode", metavar="MODE", default=C.RANGE_TEST_MODES[0],
-                   help=f"LR steps: {' or '.join(C.RANGE_TEST_MODES)} (default %(default)s)")
+                   help=f"LR steps: {_esc(' or '.join(C.RANGE_TEST_MODES))} (default %(default)s)")
     g.add_argument(f"--{prefix}smooth-f", dest="find_smooth_f", metavar="F", type=float, default=C.RANGE_TEST_SMOOTH_F,
                    help="loss smoothing factor in [0, 1) (default %(default)s)")
     g.add_argument(f"--{prefix}diverge-th", dest="find_diverge_th", metavar="X", type=float,
                    default=C.RANGE_TEST_DIVERGE_TH,
                    help="stop when the loss passes this × the best loss (default %(default)s)")
     g.add_argument(f"--{prefix}rule", dest="find_rule", metavar="RULE", default=C.RANGE_TEST_RULES[0],
-                   help=f"suggestion used as LRMAX: {', '.join(C.RANGE_TEST_RULES)} (default %(default)s)")
+                   help=f"suggestion used as LRMAX: {_esc(', '.join(C.RANGE_TEST_RULES))} (default %(default)s)")
 
 
 def _add_find_lr_parser(sub) -> None:
@@ -670,7 +674,7 @@ def _add_sweep_parser(sub) -> None:
                    help="a field and its values, repeatable. FIELD: preset, or a training knob by its flag's "
                         "name with _ (max_lr, div_factor, optimizer, epochs, width, batch_size, pad, cutout, …). "
                         "max_lr values: numbers, xF (F × the range test's LRMAX), rule names "
-                        f"({', '.join(C.RANGE_TEST_RULES)}) or 'rules' for all of them")
+                        f"({_esc(', '.join(C.RANGE_TEST_RULES))}) or 'rules' for all of them")
     g.add_argument("--seeds", default=str(C.SWEEP_SEEDS),
                    help="a count (3: seeds 0, 1, 2) or a list (0,5,7) (default %(default)s)")
     g.add_argument("--no-range-test", action="store_true",

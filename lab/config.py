@@ -16,6 +16,7 @@ SPEC_PEAK_EPOCH = 5
 TRAIN_IMAGES = 50_000  # CIFAR-10's training and test set sizes: "0 = all" in the app, steps per epoch previews
 TEST_IMAGES = 10_000
 RUNS_DIR = "runs"  # where runs are saved unless told otherwise (the app: $LAB_RUNS_DIR)
+LONG_JOB_S = 10 * 60  # on a CPU, jobs expected to run longer than this ask for a confirmation first
 # Until the LR range test picks them, these are the LRs the spec recipe starts from (measured on a GPU; see
 # benchmarks/RESULTS.md). LRMIN = LRMAX / div_factor.
 DEFAULT_MAX_LR = {"adam": 0.01, "sgd": 0.1}

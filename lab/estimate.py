@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lab.config import TrainConfig
+# LONG_JOB_S lives in lab.config (the CLI reads it to build --help, without torch); importable from here as before
+from lab.config import LONG_JOB_S, TrainConfig
 from lab.engine import autocast_for, make_optimizer, prepare_model, resolve_device
 from lab.model import Net
 from lab.schedule import steps_per_epoch
@@ -39,7 +40,6 @@ PROBE_BATCH = PROBE_BATCHES[-1]  # the probe's key: a CPU timing serves every ba
 PROBE_BATCH_CUDA = 1024  # the most a timed step uses on CUDA
 PROBE_STEPS = 3  # timed steps per size (the median is kept), after one untimed warm-up step (allocations,
 # oneDNN's and cuDNN's kernel choice for the new shapes)
-LONG_JOB_S = 10 * 60  # on a CPU, jobs expected to run longer than this ask for a confirmation first
 
 
 def format_duration(seconds: float | None) -> str:

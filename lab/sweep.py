@@ -677,14 +677,9 @@ def _records_from_trials(sweep: Sweep, trials) -> list[dict[str, Any]]:
     return out
 
 
-try:  # the Tune callback needs Ray at class-definition time; the rest of this module does not
-    from ray.tune import Callback as _TuneCallback
-except ImportError:  # pragma: no cover - Ray is in requirements.txt
-    _TuneCallback = object
-
-
-class _Recorder(_TuneCallback):
-    """Tune callback on the driver: rewrites sweep.json as results arrive and prints a line per finished trial.
+class _RecorderHooks:
+    """Tune callback on the driver (as _Recorder): rewrites sweep.json as results arrive and prints a line per
+    finished trial.
 
     Tune pickles it with the experiment (tuner.pkl) and a resumed sweep gets that copy back, so it keeps no
     state it could not rebuild: every hook receives all trials, restored ones included.
@@ -724,6 +719,26 @@ class _Recorder(_TuneCallback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._finished(trials, trial)
+
+
+def _recorder_class() -> type:
+    """_Recorder: _RecorderHooks as a ray.tune.Callback, made on first use. Ray is imported only when a sweep
+    runs: importing this module (the app does, for its Sweep tab) must not load Ray, seconds of CPU. The class is
+    lab.sweep._Recorder, as a class statement at module level would make it, so pickles of it (Tune's tuner.pkl,
+    read back by a resumed sweep) find it by that name: see __getattr__."""
+    global _Recorder
+    if "_Recorder" not in globals():
+        from ray.tune import Callback
+
+        class _Recorder(_RecorderHooks, Callback):  # `global` above: its __qualname__ is "_Recorder"
+            __doc__ = _RecorderHooks.__doc__
+    return _Recorder
+
+
+def __getattr__(name: str):
+    if name == "_Recorder":  # lab.sweep._Recorder before any sweep ran here: unpickling a resumed sweep's Tuner
+        return _recorder_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check_address(address: str, timeout: float = 5.0) -> None:
@@ -812,7 +827,7 @@ def _tuner(sweep: Sweep, state: dict[str, Any], data_ref, restore: bool):
             trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep.path), verbose=0,
-                                  callbacks=[_Recorder(str(sweep.path))],
+                                  callbacks=[_recorder_class()(str(sweep.path))],
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
 

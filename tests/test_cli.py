@@ -1,19 +1,30 @@
-"""python -m lab: bad input exits non-zero with one "error:" line and no traceback; schedule and summary."""
+"""python -m lab: bad input exits non-zero with one "error:" line and no traceback; schedule and summary.
+
+The bad-input table runs in this process (cli.main, as `python -m lab` calls it), each case in its own folder and
+environment; a few of its cases also run as real `python -m lab` processes (marked slow).
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+import signal
+import subprocess
+import sys
+import traceback
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import make_cifar, run_lab, write_npz
+from conftest import REPO, make_cifar, run_lab, write_npz
 from lab import cli
-from lab.config import DEFAULT_MAX_LR
+from lab.config import DEFAULT_MAX_LR, PRESETS
 from lab import data as data_mod
 
 def _synthetic(cwd: Path) -> dict:
@@ -129,25 +140,80 @@ def _tree(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
-@pytest.fixture(scope="module")
-def bad_runs(tmp_path_factory):
-    """Every bad input run once, in fresh interpreters (two at a time), each in its own folder (set up by the
-    case); returns (folder, what it held before, the finished process)."""
+@dataclass
+class Finished:
+    """What a run of the CLI left: as subprocess.CompletedProcess has it."""
 
-    def run(case):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def process_state():
+    """What cli.main may change in this process and a `python -m lab` process would take with it when it exits:
+    the signal handlers (main sets SIGTERM's, `sweep` SIGINT's), the environment, torch's threads and seed. Put
+    back after the test, so that one case cannot leak into the next test."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    environ, threads, rng = dict(os.environ), torch.get_num_threads(), torch.random.get_rng_state()
+    yield
+    for s, h in handlers.items():
+        if h is not None:  # None: a handler not set from Python, which this process never changes
+            signal.signal(s, h)
+    for name in set(os.environ) - set(environ) - {"PYTEST_CURRENT_TEST"}:
+        del os.environ[name]
+    for name, value in environ.items():
+        if name != "PYTEST_CURRENT_TEST" and os.environ.get(name) != value:
+            os.environ[name] = value
+    torch.set_num_threads(threads)
+    torch.random.set_rng_state(rng)
+
+
+@pytest.fixture
+def run_in_process(tmp_path, monkeypatch, capfd, caplog, process_state):
+    """run(case) → (its folder, what the folder held before, Finished): the case's arguments through cli.main in
+    this process, in a folder of its own (set up by the case) and its environment — the one run_lab gives a
+    `python -m lab` process: this one's without CIFAR10_DIR, plus the case's. What the process would have printed
+    goes into stderr as a fresh interpreter prints it: a SystemExit's message, the traceback of an exception that
+    escapes main, a warning (Python's default filters) and a log record at WARNING or above (logging's last
+    resort). capfd also holds what C++ code writes to the file descriptors."""
+
+    def run(case: str) -> tuple[Path, set[str], Finished]:
         args, _, setup = BAD_INPUTS[case]
-        cwd = tmp_path_factory.mktemp(case)
+        cwd = tmp_path / case
+        cwd.mkdir()
+        monkeypatch.delenv("CIFAR10_DIR", raising=False)
         env = setup(cwd) if setup else {}
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.chdir(cwd)
         before = _tree(cwd)
-        return cwd, before, run_lab(*args, cwd=cwd, env=env, timeout=180)
+        capfd.readouterr()
+        caplog.clear()
+        extra = []
+        with warnings.catch_warnings(record=True) as shown, caplog.at_level(logging.WARNING):
+            # Python's default filters, not pytest's: the other categories are shown once per place
+            warnings.resetwarnings()
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.simplefilter("ignore", category)
+            try:
+                code = cli.main(list(args))
+            except SystemExit as e:  # as the interpreter turns it into an exit status
+                code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+                if e.code is not None and not isinstance(e.code, int):
+                    extra.append(str(e.code))
+            except Exception:  # a fresh interpreter would print this and exit 1
+                code = 1
+                extra.append(traceback.format_exc().rstrip())
+        out, err = capfd.readouterr()
+        extra += [warnings.formatwarning(w.message, w.category, w.filename, w.lineno).rstrip() for w in shown]
+        extra += [f"{r.levelname}:{r.name}:{r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
+        return cwd, before, Finished(code, out, err + "".join(f"{line}\n" for line in extra))
 
-    with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
-        return dict(zip(BAD_INPUTS, pool.map(run, BAD_INPUTS)))
+    return run
 
 
-@pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_exits_nonzero_with_one_line(bad_runs, case):
-    cwd, before, proc = bad_runs[case]
+def _check_one_line(case: str, cwd: Path, before: set[str], proc: Finished | subprocess.CompletedProcess) -> None:
     words = BAD_INPUTS[case][1]
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -159,11 +225,65 @@ def test_bad_input_exits_nonzero_with_one_line(bad_runs, case):
     assert _tree(cwd) == before  # no run folder, no empty --run-dir, nothing half-written
 
 
-def test_config_errors_exit_2_and_missing_data_exits_1(bad_runs):
-    assert bad_runs["epochs-0"][2].returncode == 2
-    assert bad_runs["unknown-flag"][2].returncode == 2
-    assert bad_runs["data-not-found"][2].returncode == 1
-    assert bad_runs["subset-beyond-the-data"][2].returncode == 2
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_exits_nonzero_with_one_line(run_in_process, case):
+    _check_one_line(case, *run_in_process(case))
+
+
+def test_config_errors_exit_2_and_missing_data_exits_1(run_in_process):
+    assert run_in_process("epochs-0")[2].returncode == 2
+    assert run_in_process("unknown-flag")[2].returncode == 2
+    assert run_in_process("data-not-found")[2].returncode == 1
+    assert run_in_process("subset-beyond-the-data")[2].returncode == 2
+
+
+# a typo, missing data, and a case with its own data and environment: as real `python -m lab` processes too
+SUBPROCESS_CASES = {"unknown-flag": 2, "data-not-found": 1, "peak-memory-over-what-is-free": 2}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(SUBPROCESS_CASES))
+def test_bad_input_in_a_real_process(tmp_path, case):
+    args, _, setup = BAD_INPUTS[case]
+    env = setup(tmp_path) if setup else {}
+    before = _tree(tmp_path)
+    proc = run_lab(*args, cwd=tmp_path, env=env, timeout=180)
+    _check_one_line(case, tmp_path, before, proc)
+    assert proc.returncode == SUBPROCESS_CASES[case]
+
+
+def test_building_the_parser_imports_no_torch():
+    """A typo is answered before torch is imported (seconds of CPU on a busy machine): build_parser must not
+    import it (it once did, for one constant in lab.estimate)."""
+    code = "import sys; from lab import cli; cli.build_parser(); print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    parser = cli.build_parser()
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+@pytest.mark.parametrize("command", list(_commands()))
+def test_every_command_prints_its_help(command, capsys):
+    """--help renders for every command (argparse %-formats help text: a preset label's "81.5%)" once crashed
+    train, find-lr, sweep and bench), and lists every flag the command has; preset labels read as written."""
+    with pytest.raises(SystemExit) as e:
+        cli.main([command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    sub = _commands()[command]
+    flags = [f for a in sub._actions if a.help != argparse.SUPPRESS for f in a.option_strings]
+    assert flags
+    for flag in flags:
+        assert flag in out, flag
+    if "--preset" in flags:
+        text = " ".join(out.split())  # argparse wraps the help over lines
+        for name, preset in PRESETS.items():
+            assert f"{name}: {' '.join(preset.label.split())}" in text
 
 
 def test_missing_data_message_says_where_it_looked_and_how_to_fix_it(tmp_path, monkeypatch, capsys):
@@ -204,11 +324,13 @@ def test_cuda_without_a_gpu_is_one_line_and_no_run_folder(tmp_path, monkeypatch,
     assert not (tmp_path / "runs").exists()
 
 
-def test_schedule_json(tmp_path):
-    proc = run_lab("schedule", "--epochs", "6", "--peak-epoch", "2", "--steps-per-epoch", "10", "--max-lr", "0.1",
-                   "--json", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)
+def test_schedule_json(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["schedule", "--epochs", "6", "--peak-epoch", "2", "--steps-per-epoch", "10", "--max-lr", "0.1",
+                     "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    doc = json.loads(out)
     assert len(doc["lr"]) == len(doc["momentum"]) == 6 * 10
     assert doc["steps_per_epoch"] == 10 and doc["max_lr"] == 0.1 and doc["min_lr"] == pytest.approx(0.004)
     assert doc["lr"][19] == pytest.approx(0.1) and doc["lr"][0] == pytest.approx(0.004)
@@ -232,11 +354,13 @@ def test_schedule_table(capsys):
     assert f"→ {DEFAULT_MAX_LR['sgd']:.3g} (end of epoch 1)" in out  # the SGD default max LR
 
 
-def test_summary_prints_the_parameter_count(tmp_path):
-    proc = run_lab("summary", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert "6,573,120" in proc.stdout
-    assert "6,573,120 parameters at width 1" in proc.stdout
+def test_summary_prints_the_parameter_count(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["summary"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "6,573,120" in out
+    assert "6,573,120 parameters at width 1" in out
 
 
 def test_help_lists_the_commands(capsys):

@@ -327,6 +327,30 @@ def test_figure_puts_suggestions_and_accuracy_on_one_lr_axis():
 
 
 @pytest.mark.slow
+def test_the_recorder_is_found_by_name_where_no_sweep_ran_yet(tmp_path):
+    """Tune pickles the callback into tuner.pkl, and a resumed sweep reads it back in a process where lab.sweep
+    has not made its _Recorder class yet (it is made on first use, so that importing lab.sweep loads no Ray):
+    lab.sweep._Recorder still names it."""
+    import subprocess
+    import sys
+
+    from ray import cloudpickle
+    from ray.tune import Callback
+
+    from conftest import REPO
+
+    recorder = sw._recorder_class()(str(tmp_path))
+    assert isinstance(recorder, Callback) and type(recorder) is sw._Recorder is sw._recorder_class()
+    assert (type(recorder).__module__, type(recorder).__qualname__) == ("lab.sweep", "_Recorder")
+    code = ("import pickle, sys; r = pickle.loads(sys.stdin.buffer.read()); "
+            "print(type(r).__module__, type(r).__qualname__, r.sweep_dir)")
+    proc = subprocess.run([sys.executable, "-c", code], input=cloudpickle.dumps(recorder), capture_output=True,
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().split() == ["lab.sweep", "_Recorder", str(tmp_path)]
+
+
+@pytest.mark.slow
 def test_ctrl_c_stops_every_trial_and_resume_finishes_the_rest(ray_session, cifar10, tmp_path):
     """SIGINT (Ctrl-C) while trials run: Tune stops them, each unfinished run folder reads "stopped", and
     resume trains only what had not finished."""

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import gradio as gr
 import pytest
 
+from conftest import REPO
 from lab import data as data_mod
 from lab.ui.app import API_DEFAULTS, api_parameters, build_app, launch_kwargs
 from lab.ui.jobs import JobManager
@@ -20,6 +25,16 @@ def _descendants(block):
 
 def _missing():
     raise data_mod.DataNotFoundError("CIFAR-10 not found: searched data/ (test). Set CIFAR10_DIR.")
+
+
+def test_importing_the_app_loads_no_ray():
+    """Ray costs seconds of CPU to import: it loads when a sweep starts (in the job's own process), not with the
+    app, whose Sweep tab imports lab.sweep."""
+    code = "import sys, lab.ui.app; print(any(m == 'ray' or m.startswith('ray.') for m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_the_range_test_endpoint_takes_every_training_control(tmp_path):
