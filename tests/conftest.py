@@ -233,10 +233,11 @@ def runs_root(tmp_path, tiny_checkpoint) -> Path:
 
 
 @pytest.fixture
-def manager(runs_root, cifar10):
+def manager(runs_root, cifar10, cifar10_dir):
     from lab.ui.jobs import JobManager
 
-    m = JobManager(runs_root=runs_root, data_loader=lambda: cifar10)
+    # data_dir: where a child process (a sweep) loads it from, with or without CIFAR10_DIR set
+    m = JobManager(runs_root=runs_root, data_dir=str(cifar10_dir), data_loader=lambda: cifar10)
     yield m
     m.stop()
     assert m.wait(60), "a test left a background job running"

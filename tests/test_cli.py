@@ -315,9 +315,9 @@ def test_missing_data_is_checked_before_the_run_folder(tmp_path, monkeypatch, ca
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible here")
-def test_cuda_without_a_gpu_is_one_line_and_no_run_folder(tmp_path, monkeypatch, capsys):
+def test_cuda_without_a_gpu_is_one_line_and_no_run_folder(tmp_path, monkeypatch, capsys, cifar10_dir):
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["train", "--device", "cuda", "--epochs", "1"]) == 1
+    assert cli.main(["train", "--device", "cuda", "--epochs", "1", "--data-dir", str(cifar10_dir)]) == 1
     captured = capsys.readouterr()
     assert captured.err.startswith("error: --device cuda") and captured.err.count("\n") == 1
     assert "run folder" not in captured.out

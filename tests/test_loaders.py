@@ -59,13 +59,8 @@ def sample(kind: str, cfg: AugmentConfig, seed: int = 0) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def cifar_train_sample():
-    from lab.data import DataNotFoundError, load
-
-    try:
-        return load(download=False).x_train[:2000]
-    except DataNotFoundError as e:
-        pytest.skip(f"real CIFAR-10 needed (set CIFAR10_DIR): {e}")
+def cifar_train_sample(cifar10):
+    return cifar10.x_train[:2000]
 
 
 @pytest.fixture(scope="module")

@@ -28,10 +28,8 @@ SMALL_FLAGS = ["--width", "0.125", "--batch-size", "32", "--subset", "256", "--d
 
 
 @pytest.fixture(scope="module")
-def cifar() -> data_mod.Cifar10:
-    if data_mod.find() is None:  # no download from the tests
-        pytest.skip("CIFAR-10 not found: set CIFAR10_DIR to a folder holding cifar10.npz or cifar-10-batches-py/")
-    return data_mod.load(download=False)
+def cifar(cifar10) -> data_mod.Cifar10:
+    return cifar10  # conftest finds it (CIFAR10_DIR, else ../shared/cifar10, else data/) or says why it skips
 
 
 @pytest.fixture(scope="module")
@@ -206,10 +204,10 @@ def test_figure_from_result_and_dict(curve):
 # ------------------------------------------------------------------------------------------------- CLI
 
 
-def test_find_lr_command_writes_json_and_html(cifar, tmp_path, capsys):
+def test_find_lr_command_writes_json_and_html(cifar10_dir, tmp_path, capsys):
     out = tmp_path / "finder"
     rc = cli.main(["find-lr", *SMALL_FLAGS, "--iters", "12", "--start-lr", "1e-4", "--end-lr", "1",
-                   "--out", str(out)])
+                   "--out", str(out), "--data-dir", str(cifar10_dir)])
     assert rc == 0
     doc = json.loads((out / "lr_finder.json").read_text())
     assert {"lrs", "losses", "suggestions", "max_lr", "min_lr", "rule", "notes", "settings"} <= set(doc)
@@ -231,11 +229,11 @@ def test_find_lr_bad_flags_are_one_line_errors(capsys):
     assert "--min-lr cannot be combined" in capsys.readouterr().err
 
 
-def test_train_max_lr_find_trains_with_the_found_lrs(cifar, tmp_path):
+def test_train_max_lr_find_trains_with_the_found_lrs(cifar10_dir, tmp_path):
     run_dir = tmp_path / "run"
     rc = cli.main(["train", "--max-lr", "find", "--find-iters", "12", "--find-start-lr", "1e-4", "--find-end-lr",
                    "1", "--epochs", "1", "--width", "0.125", "--batch-size", "32", "--subset", "128",
-                   "--test-subset", "64", "--device", "cpu", "--run-dir", str(run_dir)])
+                   "--test-subset", "64", "--device", "cpu", "--run-dir", str(run_dir), "--data-dir", str(cifar10_dir)])
     assert rc == 0
     doc = json.loads((run_dir / "config.json").read_text())
     found = doc["lr_finder"]

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from lab import insights
-from lab.data import DataNotFoundError, load
 from lab.model import Net, count_parameters
 from lab.runs import PRETRAINED_CHECKPOINT, PRETRAINED_METRICS, load_checkpoint
 
@@ -21,13 +20,10 @@ def test_checkpoint_is_small_fp16_and_the_spec_network():
     assert count_parameters(model) == count_parameters(Net()) == 6_573_120
 
 
-def test_reproduces_recorded_accuracy_on_first_1000_test_images():
+def test_reproduces_recorded_accuracy_on_first_1000_test_images(cifar10):
     recorded = json.loads(PRETRAINED_METRICS.read_text())
     assert recorded["test_images"] == 10_000 and recorded["test_acc"] >= 0.93
-    try:
-        data = load(download=False)
-    except DataNotFoundError as e:
-        pytest.skip(f"real CIFAR-10 needed (set CIFAR10_DIR): {e}")
+    data = cifar10
     assert data.sha256 == recorded["data_sha256"]  # the same pixels and labels it was trained and measured on
     model, _, _ = load_checkpoint(PRETRAINED_CHECKPOINT, "cpu")
     acc = insights.evaluate(model, data.x_test[:1000], data.y_test[:1000], "cpu").accuracy
