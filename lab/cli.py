@@ -74,30 +74,36 @@ class Parser(argparse.ArgumentParser):
         raise CliError(f"{message} (see `{self.prog} --help`)")  # prog: "python -m lab" or "python -m lab train"
 
 
+def _add_knob(p, knob: C.Knob, help: str | None = None) -> None:
+    """One config knob as a flag, from its declaration (lab.config.knob): --NAME (or its `flag`), its type, its
+    default (shown in the help when it has a value) and its help text."""
+    text = _esc(help or knob.help)
+    flag = knob.flag or "--" + knob.name.replace("_", "-")
+    if knob.value_kind == "flag":  # a switch: --tta turns on what is off, --no-cycle-momentum off what is on
+        p.add_argument(flag, dest=knob.name, action="store_false" if knob.default else "store_true", help=text)
+        return
+    kind = {"number": float, "whole": int, "images": int}.get(knob.value_kind)
+    if knob.default is not None:
+        text += " (default %(default)s)"
+    p.add_argument(flag, dest=knob.name, type=kind, default=knob.default, help=text)
+
+
+def _add_knobs(p, group: str, skip: Sequence[str] = ()) -> None:
+    """Every knob declared in this CLI group (lab.config.CLI_GROUPS), in declaration order."""
+    for knob in C.KNOBS.values():
+        if knob.cli == group and knob.name not in skip:
+            _add_knob(p, knob)
+
+
 def _add_schedule_flags(p: argparse.ArgumentParser, allow_find: bool = False) -> None:
     g = p.add_argument_group("One Cycle schedule")
-    s = C.ScheduleConfig()
-    g.add_argument("--epochs", type=int, default=s.epochs, help="epochs (default %(default)s)")
-    g.add_argument("--peak-epoch", type=float, default=None,
-                   help=f"the LR peaks at the end of this epoch (default {C.SPEC_PEAK_EPOCH} of "
-                        f"{C.SPEC_EPOCHS} epochs, the same share of other run lengths)")
+    # --max-lr is a number or (train) 'find': a string the command reads (_max_lr), so it is added here
     g.add_argument("--max-lr", default=None,
                    help="LRMAX (default: the optimizer's default, adam %s, sgd %s)"
                    % (C.default_max_lr("adam"), C.default_max_lr("sgd"))
                    + ("; 'find' runs the LR range test first" if allow_find else ""))
-    g.add_argument("--min-lr", type=float, default=None, help="LRMIN, where the cycle starts and ends")
-    g.add_argument("--div-factor", type=float, default=s.div_factor,
-                   help="LRMIN = LRMAX / div factor when --min-lr is not given (default %(default)s)")
-    g.add_argument("--anneal", default=s.anneal, help=f"{_esc(' or '.join(C.ANNEALS))} (default %(default)s)")
-    g.add_argument("--no-cycle-momentum", dest="cycle_momentum", action="store_false",
-                   help="keep momentum / Adam β1 fixed")
-    _add_batch_and_optimizer_flags(g)
-
-
-def _add_batch_and_optimizer_flags(g) -> None:
-    g.add_argument("--batch-size", type=int, default=C.SPEC_BATCH_SIZE,
-                   help="images per training step (default %(default)s)")
-    g.add_argument("--optimizer", default=C.OPTIMIZERS[0], help="adam (the spec, default) or sgd (Nesterov preset)")
+    _add_knobs(g, "schedule")
+    _add_knobs(g, "batch")
 
 
 def _max_lr(args) -> float | None:
@@ -115,25 +121,7 @@ def _add_run_flags(p: argparse.ArgumentParser, test: bool = True) -> None:
     p.add_argument("--preset", choices=list(C.PRESETS), default=None,
                    help="start from a preset's settings (lab/config.py PRESETS); flags given explicitly win: "
                         + _esc("; ".join(f"{n}: {pr.label}" for n, pr in C.PRESETS.items())))
-    d = C.TrainConfig()
-    p.add_argument("--subset", type=int, default=d.subset, help="train on the first N training images (default: all)")
-    if test:  # the range test evaluates nothing: it takes no --test-subset
-        p.add_argument("--test-subset", type=int, default=d.test_subset,
-                       help="evaluate on the first N test images (default: all)")
-    p.add_argument("--width", type=float, default=d.width,
-                   help="channel width multiplier, 1 = the spec network (default %(default)s)")
-    p.add_argument("--device", default=d.device, help="auto (CUDA when present), cpu or cuda (default %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed,
-                   help=f"seeds the shuffling, augmentation and initial weights, 0–{C.SEED_MAX} (default %(default)s)")
-    p.add_argument("--data-dir", default=d.data_dir,
-                   help="folder with cifar10.npz, cifar-10-batches-py/ or the .tar.gz (default: $CIFAR10_DIR, ./data)")
-    p.add_argument("--loader", default=d.loader, help="fast (device-resident) or reference (albumentations); "
-                                                      "auto: fast on CUDA, reference on the CPU (default %(default)s)")
-    p.add_argument("--workers", type=int, default=d.workers,
-                   help="reference loader processes (default: chosen from the machine's cores)")
-    p.add_argument("--precision", default=d.precision,
-                   help=f"{_esc(' | '.join(C.PRECISIONS))}; auto: bf16 autocast on a GPU that has bf16, fp16 autocast "
-                        "with loss scaling on one that does not (T4, V100), fp32 on the CPU (default %(default)s)")
+    _add_knobs(p, "run", skip=() if test else ("test_subset",))  # the range test evaluates nothing
 
 
 def train_config(args, max_lr: float | None = None) -> C.TrainConfig:
@@ -150,35 +138,12 @@ def train_config(args, max_lr: float | None = None) -> C.TrainConfig:
     return C.TrainConfig.from_flat(**knobs)
 
 
-def _add_loss_and_augment_flags(p: argparse.ArgumentParser) -> None:
-    """What training and the range test share beyond the run flags: weight decay, the loss, the augmentation."""
-    aug = C.AugmentConfig()
-    p.add_argument("--weight-decay", type=float, default=None, help="default: adam 0, sgd 5e-4")
-    p.add_argument("--label-smoothing", type=float, default=C.TrainConfig.label_smoothing,
-                   help="cross-entropy label smoothing in [0, 1) (default %(default)s)")
-    p.add_argument("--logit-scale", type=float, default=C.TrainConfig.logit_scale,
-                   help="the loss sees logits × this (a temperature; Page's recipe: 0.125) (default %(default)s)")
-    p.add_argument("--tta", action="store_true",
-                   help="also report flip test-time-augmented test accuracy (test_acc_tta), beside the plain one")
-    p.add_argument("--pad", type=int, default=aug.pad, help="reflect padding before the random crop "
-                                                            "(default %(default)s)")
-    p.add_argument("--flip-p", type=float, default=aug.flip_p,
-                   help="probability of a horizontal flip (default %(default)s)")
-    p.add_argument("--cutout", type=int, default=aug.cutout, help="CutOut hole side in pixels, 0: off "
-                                                                  "(default %(default)s)")
-    p.add_argument("--cutout-p", type=float, default=aug.cutout_p,
-                   help="probability of a CutOut hole (default %(default)s)")
-
-
 def _add_train_flags(p: argparse.ArgumentParser, allow_find: bool = False) -> None:
     _add_schedule_flags(p, allow_find=allow_find)
     _add_run_flags(p)
-    _add_loss_and_augment_flags(p)
-    p.add_argument("--low-res-epochs", type=int, default=C.TrainConfig.low_res_epochs,
-                   help="progressive resizing (beyond the spec): train the first N epochs on batches scaled down "
-                        "to --low-res pixels, (side/32)² of the work; 0: off (default %(default)s)")
-    p.add_argument("--low-res", type=int, default=C.TrainConfig.low_res,
-                   help=f"the side of those batches, {C.LOW_RES_MIN}–{C.IMAGE_SIDE} px (default %(default)s)")
+    _add_knobs(p, "loss")
+    _add_knobs(p, "train")
+    # --compile [MODE] sets two knobs: compile (on when the flag is given) and compile_mode (train_config)
     p.add_argument("--compile", dest="compile_mode", nargs="?", const=C.COMPILE_MODES[0], default=None,
                    metavar="MODE", help=f"torch.compile the model; MODE: {_esc(', '.join(C.COMPILE_MODES))}")
 
@@ -535,13 +500,11 @@ def _add_find_lr_parser(sub) -> None:
                                    "descent) and LRMIN = LRMAX / div factor. Writes lr_finder.json and lr_finder.html.")
     _add_range_test_flags(p)
     _add_run_flags(p, test=False)
-    _add_batch_and_optimizer_flags(p)
-    _add_loss_and_augment_flags(p)
-    p.add_argument("--div-factor", type=float, default=C.DEFAULT_DIV_FACTOR,
-                   help="LRMIN = LRMAX / div factor (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=C.SPEC_EPOCHS,
-                   help="epochs of the run the LR is for: the default rule's margin below the loss minimum grows "
-                        "with the run's length (default %(default)s)")
+    _add_knobs(p, "batch")
+    _add_knobs(p, "loss")
+    _add_knob(p, C.KNOBS["div_factor"], help="LRMIN = LRMAX / div factor")
+    _add_knob(p, C.KNOBS["epochs"], help="epochs of the run the LR is for: the default rule's margin below the loss "
+                                         "minimum grows with the run's length")
     p.add_argument("--out", default=None,
                    help="output folder, one without a range test in it (default: a new runs/lr-finder-<time>/)")
     _add_yes_flag(p)

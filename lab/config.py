@@ -80,6 +80,35 @@ STATUS_HEADINGS = {"running": "Running", "done": "Done", "stopped": "Stopped", "
                    "error": "Failed", "interrupted": "Interrupted"}
 
 
+# ------------------------------------------------------------------------------------------- declaring a knob
+# A knob is one dataclass field below: its default, and in its metadata what the CLI, the app and its API need —
+# the help text, the words a message names it by, the kind of value, the CLI flag group, the app control's place
+# among the train_start API's parameters and whether that API may omit it. lab/cli.py makes the flags from it,
+# lab/ui/common.py the app's controls and the API's parameters and defaults; the tests read the same table.
+CLI_GROUPS = ("schedule", "batch", "run", "loss", "train")  # lab/cli.py says which commands take which group
+KINDS = ("number", "whole", "images", "choice", "flag", "text")
+
+
+def knob(default: Any = dataclasses.MISSING, *, help: str, label: str | None = None, kind: str | None = None,
+         choices: tuple[str, ...] | None = None, cli: str | None = None, flag: str | None = None,
+         app: int | None = None, api_optional: bool = False, empty_is_default: bool = False,
+         default_factory: Any = dataclasses.MISSING) -> Any:
+    """A config field with its declaration. `help`: one line for --help and the app. `label`: how a message names
+    it (default: its name in words, "max_lr" → "max LR"). `kind`: number | whole | images (a count of images, 0
+    or empty = all) | choice (of `choices`) | flag | text; default from the field's type. `cli`: the CLI_GROUPS
+    group whose commands take it as --NAME (`flag` renames it), None: no flag. `app`: its place among the app's
+    training controls (the train_start API's parameters, in order), None: not an app control. `api_optional`:
+    an API caller may leave it out (it was added after the API's first release); `empty_is_default`: an empty
+    app control means the field's None (weight decay: the optimizer's own)."""
+    assert cli is None or cli in CLI_GROUPS, cli
+    assert kind is None or kind in KINDS, kind
+    meta = {"help": help, "label": label, "kind": kind, "choices": choices, "cli": cli, "flag": flag, "app": app,
+            "api_optional": api_optional, "empty_is_default": empty_is_default}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 def default_max_lr(optimizer: str) -> float:
     """LRMAX until the range test picks one: Adam and SGD live at LRs ~10× apart."""
     return DEFAULT_MAX_LR.get(optimizer, DEFAULT_MAX_LR["adam"])
@@ -153,10 +182,10 @@ class AugmentConfig:
     carries no information rather than a strong black signal.
     """
 
-    pad: int = 4
-    flip_p: float = 0.5
-    cutout: int = 8
-    cutout_p: float = 1.0
+    pad: int = knob(4, help="reflect padding before the random crop", cli="loss", app=18)
+    flip_p: float = knob(0.5, help="probability of a horizontal flip", label="flip probability", cli="loss", app=21)
+    cutout: int = knob(8, help="CutOut hole side in pixels, 0: off", label="cutout size", cli="loss", app=19)
+    cutout_p: float = knob(1.0, help="probability of a CutOut hole", label="CutOut probability", cli="loss", app=20)
 
     def __post_init__(self) -> None:
         _check(_whole(self.pad) and 0 <= self.pad <= PAD_MAX,
@@ -182,15 +211,21 @@ class ScheduleConfig:
     phase: the last step's LR is min_lr.
     """
 
-    max_lr: float = DEFAULT_MAX_LR["adam"]
-    min_lr: float | None = None
-    div_factor: float = DEFAULT_DIV_FACTOR
-    epochs: int = SPEC_EPOCHS
-    peak_epoch: float | None = None  # None: the spec's share of the run (5/24), i.e. 5 for 24 epochs
-    anneal: str = "linear"
-    cycle_momentum: bool = True
-    base_momentum: float = BASE_MOMENTUM
-    max_momentum: float = MAX_MOMENTUM
+    # --max-lr takes 'find' too (lab/cli.py adds it by hand); the app's control is a number
+    max_lr: float = knob(DEFAULT_MAX_LR["adam"], help="LRMAX", kind="number", app=6)
+    min_lr: float | None = knob(None, help="LRMIN, where the cycle starts and ends", kind="number", cli="schedule",
+                                app=9)
+    div_factor: float = knob(DEFAULT_DIV_FACTOR, help="LRMIN = LRMAX / div factor when --min-lr is not given",
+                             cli="schedule", app=8)
+    epochs: int = knob(SPEC_EPOCHS, help="epochs", cli="schedule", app=10)
+    peak_epoch: float | None = knob(  # None: the spec's share of the run (5/24), i.e. 5 for 24 epochs
+        None, help=f"the LR peaks at the end of this epoch (default {SPEC_PEAK_EPOCH} of {SPEC_EPOCHS} epochs, the "
+                   "same share of other run lengths)", kind="number", cli="schedule", app=11)
+    anneal: str = knob("linear", help="linear or cos: how the LR falls after the peak", choices=ANNEALS, cli="schedule", app=14)
+    cycle_momentum: bool = knob(True, help="keep momentum / Adam β1 fixed", label="cycle momentum", cli="schedule",
+                                flag="--no-cycle-momentum", app=15)
+    base_momentum: float = knob(BASE_MOMENTUM, help="momentum (Adam's β1) at the LR peak", app=16)
+    max_momentum: float = knob(MAX_MOMENTUM, help="momentum (Adam's β1) at LRMIN", app=17)
 
     def __post_init__(self) -> None:
         _check(
@@ -243,10 +278,11 @@ class ScheduleConfig:
 class OptimizerConfig:
     """Adam is the spec; SGD with Nesterov momentum 0.9 and weight decay 5e-4 is the preset."""
 
-    name: str = "adam"
-    weight_decay: float | None = None  # None: the preset's (adam 0, sgd 5e-4)
-    momentum: float = 0.9
-    nesterov: bool = True
+    name: str = knob("adam", help="adam (the spec) or sgd (Nesterov preset)", choices=OPTIMIZERS, cli="batch", app=13)
+    weight_decay: float | None = knob(None, help="default: adam 0, sgd 5e-4", kind="number", cli="loss", app=22,
+                                      api_optional=True, empty_is_default=True)
+    momentum: float = knob(0.9, help="SGD's momentum (One Cycle's bounds replace it while momentum cycles)")
+    nesterov: bool = knob(True, help="Nesterov momentum for SGD")
 
     def __post_init__(self) -> None:
         _check(
@@ -270,30 +306,45 @@ class OptimizerConfig:
 class TrainConfig:
     """Everything a run needs to be repeated."""
 
-    batch_size: int = SPEC_BATCH_SIZE
-    width: float = 1.0
-    seed: int = 0
-    subset: int | None = None
-    test_subset: int | None = None
-    device: str = "auto"
-    loader: str = "auto"
-    label_smoothing: float = 0.0
+    batch_size: int = knob(SPEC_BATCH_SIZE, help="images per training step", cli="batch", app=12)
+    width: float = knob(1.0, help="channel width multiplier, 1 = the spec network", cli="run", app=0)
+    seed: int = knob(0, help=f"seeds the shuffling, augmentation and initial weights, 0–{SEED_MAX}", cli="run",
+                     app=3)
+    subset: int | None = knob(None, help="train on the first N training images (default: all)", kind="images",
+                              label="training images", cli="run", app=1)
+    test_subset: int | None = knob(None, help="evaluate on the first N test images (default: all)", kind="images",
+                                   label="test images", cli="run", app=2)
+    device: str = knob("auto", help="auto (CUDA when present), cpu or cuda", choices=DEVICES, cli="run", app=4)
+    loader: str = knob("auto", help="fast (device-resident) or reference (albumentations); auto: fast on CUDA, "
+                                    "reference on the CPU", choices=LOADERS, cli="run", app=5)
+    label_smoothing: float = knob(0.0, help="cross-entropy label smoothing in [0, 1)", cli="loss", app=23,
+                                  api_optional=True)
     # The loss sees logits × logit_scale (a temperature; the network stays the spec's). David Page's DAWNBench
     # recipe trains with 0.125: softer targets for the same labels. Accuracy does not depend on it.
-    logit_scale: float = 1.0
+    logit_scale: float = knob(1.0, help="the loss sees logits × this (a temperature; Page's recipe: 0.125)",
+                              cli="loss", app=24, api_optional=True)
     # Flip test-time augmentation: each evaluation also reports the accuracy of averaging the logits of every test
     # image and its mirror image (test_acc_tta), always beside the plain figure (test_acc), never instead of it.
-    tta: bool = False
+    tta: bool = knob(False, help="also report flip test-time-augmented test accuracy (test_acc_tta), beside the "
+                                 "plain one", cli="loss", flag="--tta")
     # Progressive resizing (fastai's; beyond the spec): the first low_res_epochs epochs train, and are evaluated,
     # on images scaled down to low_res × low_res pixels, (low_res/32)² of the work per image; the rest at 32 px.
     # The last epoch is always full size, so the final test figure is on the test images as they are. 0: off.
-    low_res: int = 20
-    low_res_epochs: int = 0
-    precision: str = "auto"  # PRECISIONS
-    compile: bool = False
-    compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune
-    data_dir: str | None = None
-    workers: int | None = None  # reference loader processes; None: chosen from the machine
+    low_res_epochs: int = knob(0, help="progressive resizing (beyond the spec): train the first N epochs on batches "
+                                       "scaled down to --low-res pixels, (side/32)² of the work; 0: off",
+                               label="low-res epochs", cli="train", app=25, api_optional=True)
+    low_res: int = knob(20, help=f"the side of those batches, {LOW_RES_MIN}–{IMAGE_SIDE} px", label="low-res side",
+                        cli="train", app=26, api_optional=True)
+    precision: str = knob("auto", help=f"{' | '.join(PRECISIONS)}; auto: bf16 autocast on a GPU that has bf16, fp16 "
+                                       "autocast with loss scaling on one that does not (T4, V100), fp32 on the CPU",
+                          choices=PRECISIONS, cli="run")
+    # --compile [MODE] sets both (lab/cli.py adds that flag by hand)
+    compile: bool = knob(False, help="torch.compile the model")
+    compile_mode: str = knob("default", help="torch.compile mode", choices=COMPILE_MODES)
+    data_dir: str | None = knob(None, help="folder with cifar10.npz, cifar-10-batches-py/ or the .tar.gz (default: "
+                                           "$CIFAR10_DIR, ./data)", kind="text", cli="run")
+    workers: int | None = knob(None, help="reference loader processes (default: chosen from the machine's cores)",
+                               kind="whole", cli="run")
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -429,6 +480,49 @@ def _flat_knobs() -> dict[str, tuple[str, str]]:
 
 
 FLAT_KNOBS = _flat_knobs()
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A flat knob and its declaration (the metadata knob() gave its field), as the CLI and the app read it."""
+
+    name: str  # the flat name: the CLI flag's, the app control's and the API parameter's
+    field: dataclasses.Field
+
+    def __getattr__(self, key: str) -> Any:  # help, label, kind, choices, cli, flag, app, api_optional, …
+        meta = object.__getattribute__(self, "field").metadata
+        if key not in meta:
+            raise AttributeError(key)
+        return meta[key]
+
+    @property
+    def default(self) -> Any:
+        return self.field.default
+
+    @property
+    def words(self) -> str:
+        """How a message names it."""
+        return self.field.metadata.get("label") or self.name.replace("_", " ").replace("lr", "LR")
+
+    @property
+    def value_kind(self) -> str:
+        """The declared kind, else the one its type says (number | whole | choice | flag | text)."""
+        meta = self.field.metadata
+        if meta.get("kind"):
+            return meta["kind"]
+        if meta.get("choices"):
+            return "choice"
+        kind = str(self.field.type).split("|")[0].strip()
+        return {"bool": "flag", "int": "whole", "float": "number"}.get(kind, "text")
+
+
+def _declared_knobs() -> dict[str, Knob]:
+    parts = {"": TrainConfig, "augment": AugmentConfig, "schedule": ScheduleConfig, "optimizer": OptimizerConfig}
+    fields = {(part, f.name): f for part, cls in parts.items() for f in dataclasses.fields(cls)}
+    return {name: Knob(name, fields[where]) for name, where in FLAT_KNOBS.items()}
+
+
+KNOBS = _declared_knobs()
 
 
 @dataclass(frozen=True)

@@ -135,17 +135,31 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 class Loss(nn.Module):
-    """The training loss: cross-entropy of logits × scale (a temperature; 1 = plain cross-entropy), with optional
-    label smoothing. Training, evaluation and the LR range test all use this one definition."""
+    """The loss: cross-entropy of logits × scale (a temperature; 1 = plain cross-entropy). Built once from the
+    config (Loss.of) and handed to training, evaluation and the LR range test. Training and the range test take
+    the mean with the config's label smoothing (forward); evaluation reports the plain cross-entropy (total: the
+    sum over a batch, so batches of any size add up), which is what a test loss means."""
 
-    def __init__(self, label_smoothing: float = 0.0, scale: float = 1.0, reduction: str = "mean"):
+    def __init__(self, label_smoothing: float = 0.0, scale: float = 1.0):
         super().__init__()
         self.scale = scale
-        self.ce = nn.CrossEntropyLoss(label_smoothing=label_smoothing, reduction=reduction)
+        self.ce = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.test_ce = nn.CrossEntropyLoss(reduction="sum")
+
+    @classmethod
+    def of(cls, cfg) -> Loss:
+        """The loss a TrainConfig describes: its label smoothing and logit scale."""
+        return cls(cfg.label_smoothing, cfg.logit_scale)
+
+    def _scaled(self, logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        return logits * self.scale if self.scale != 1 else logits
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
-        return self.ce(logits * self.scale if self.scale != 1 else logits, target)
+        return self.ce(self._scaled(logits), target)
+
+    def total(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.test_ce(self._scaled(logits), target)
 
 
 def to_model_layout(x: torch.Tensor) -> torch.Tensor:
@@ -169,15 +183,15 @@ def resize_batch(x: torch.Tensor, side: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable, device: torch.device, *, logit_scale: float = 1.0,
+def evaluate(model: nn.Module, batches: Iterable, device: torch.device, *, loss: Loss | None = None,
              tta: bool = False, precision: Precision | None = None, side: int | None = None) -> dict[str, float]:
-    """Mean loss (cross-entropy of logits × logit_scale) and accuracy over every batch (eval mode: BN uses its
+    """Mean loss (`loss`'s test loss: plain cross-entropy of logits × its scale; default Loss()) and accuracy over every batch (eval mode: BN uses its
     running statistics). With `tta`, also tta_loss / tta_acc: the same with the logits of each image averaged
     with those of its mirror image (flip test-time augmentation), from the same pass over the batches. `side`:
     scale the images to side × side first (progressive resizing's low-res epochs); default as they are."""
     was_training = model.training
     model.eval()
-    loss_fn = Loss(scale=logit_scale, reduction="sum")
+    loss_fn = (loss or Loss()).total
     sums = {k: torch.zeros((), device=device) for k in ("loss", "acc", "tta_loss", "tta_acc")}
     seen = 0
     with autocast_for(device, precision):
@@ -216,8 +230,7 @@ def fit(
     epochs: int,
     device: torch.device,
     *,
-    label_smoothing: float = 0.0,
-    logit_scale: float = 1.0,
+    loss: Loss | None = None,
     tta: bool = False,
     image_side: Callable[[int], int] | None = None,
     precision: Precision | None = None,
@@ -239,7 +252,7 @@ def fit(
         # fp16's first steps are often skipped while the scaler finds its scale; torch then warns that the LR
         # scheduler stepped before the optimizer did. One Cycle moves on by design (a step of the cycle per batch).
         warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
-    loss_fn = Loss(label_smoothing, logit_scale)
+    loss_fn = loss or Loss()
     if step_every is None:
         step_every = 10 if device.type == "cuda" else 1
     steps_per_epoch = len(train_batches)
@@ -303,7 +316,7 @@ def fit(
         # A low-res epoch is evaluated at its own side: the network then meets the scale it is training at (at
         # 32 px it would score 20–30 points lower until its full-size epoch, a curve that says nothing), for
         # (side/32)² of the cost. The last epoch is always at full size, so the final figure is the plain one.
-        test = evaluate(model, test_batches, device, logit_scale=logit_scale, tta=tta, precision=precision,
+        test = evaluate(model, test_batches, device, loss=loss_fn, tta=tta, precision=precision,
                         side=side)
         elapsed = time.perf_counter() - t_start
         record = {

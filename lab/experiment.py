@@ -22,7 +22,7 @@ from torch import nn
 
 from lab import data as data_mod
 from lab.config import ConfigError, TrainConfig
-from lab.engine import (Callback, Diverged, Event, Precision, fit, make_optimizer, prepare_model, resolve_device,
+from lab.engine import (Callback, Diverged, Event, Loss, Precision, fit, make_optimizer, prepare_model, resolve_device,
                         resolve_precision, seed_everything)
 from lab.loaders import FastLoader, reference_loader
 from lab.model import Net, activation_bytes, count_parameters
@@ -243,7 +243,7 @@ def train(
     status, error = "error", None
     try:
         _, status = fit(step_model, optimizer, schedule, train_batches, p.test_batches, cfg.schedule.epochs, device,
-                        label_smoothing=cfg.label_smoothing, logit_scale=cfg.logit_scale, tta=cfg.tta,
+                        loss=Loss.of(cfg), tta=cfg.tta,
                         image_side=cfg.image_side,
                         precision=p.precision, callbacks=[persist, *callbacks], stop=stop,
                         step_every=step_every)

@@ -422,7 +422,7 @@ def range_test(
     p = prepare(cfg, data, with_test=False, model=model)
     device, net = p.device, p.model
     optimizer = make_optimizer(net, cfg.optimizer, start_lr)
-    criterion = Loss(cfg.label_smoothing, cfg.logit_scale)  # training's loss, temperature included
+    criterion = Loss.of(cfg)  # training's loss, temperature and label smoothing included
     amp: dict[str, Any] = {}
     if p.precision.name != "fp32":  # training's autocast, and its GradScaler (live for fp16, a pass-through for bf16)
         amp = {"amp_backend": "torch", "amp_config": {"device_type": p.precision.device_type,
@@ -474,10 +474,8 @@ def range_test(
     settings = {
         "iters": iters, "start_lr": start_lr, "end_lr": end_lr, "mode": mode, "smooth_f": smooth_f,
         "diverge_th": diverge_th, "div_factor": div_factor, "rule": rule, "iterations_run": len(finder.history["lr"]),
-        "optimizer": cfg.optimizer.name, "weight_decay": cfg.optimizer.decay, "batch_size": cfg.batch_size,
-        "width": cfg.width, "seed": cfg.seed, "train_images": len(p.data.y_train), "run_steps": run_steps,
-        "label_smoothing": cfg.label_smoothing, "logit_scale": cfg.logit_scale, "augment": cfg.to_dict()["augment"], "loader": p.loader,
-        "device": device_name(device),
+        "train_images": len(p.data.y_train), "run_steps": run_steps, "loader": p.loader, "device": device_name(device),
+        "config": cfg.to_dict(),  # the whole setup the curve was measured with
         "pretrained": model is not None,
     }
     del finder, batches, p, net, optimizer  # the throwaway copies: nothing of them outlives the test

@@ -317,7 +317,9 @@ def lr_finder_figure(result: RangeTest | dict[str, Any]) -> go.Figure:
         if d.get("min_lr"):
             fig.add_trace(_vline(d["min_lr"], y0, y1, f"LRMIN: {d['min_lr']:.2e}", "#000000", "dash"))
     s = d.get("settings", {})
-    what = f" — {s['optimizer']}, {s.get('iterations_run', len(lrs))} iterations" if "optimizer" in s else ""
+    # the setup is s["config"] (a TrainConfig.to_dict()); tests saved before it was recorded name the optimizer alone
+    optimizer = s["config"]["optimizer"]["name"] if "config" in s else s.get("optimizer")
+    what = f" — {optimizer}, {s.get('iterations_run', len(lrs))} iterations" if optimizer else ""
     fig.update_layout(
         title=f"LR range test{what}", xaxis_title="learning rate (log scale)", yaxis_title="training loss (smoothed)",
         template="plotly_white", hovermode="closest", legend={"x": 0.01, "y": 0.01, "xanchor": "left",

@@ -75,15 +75,10 @@ class SweepError(RuntimeError):
 
 
 def _kind(name: str) -> tuple[type, bool]:
-    """(value type, whether None is allowed) of a flat knob, read from its dataclass field's annotation."""
-    part, field_name = C.FLAT_KNOBS[name]
-    cls = {"": TrainConfig, "augment": C.AugmentConfig, "schedule": C.ScheduleConfig,
-           "optimizer": C.OptimizerConfig}[part]
-    annotation = str(next(f.type for f in dataclasses.fields(cls) if f.name == field_name))
-    for kind in (bool, int, float):
-        if kind.__name__ in annotation:
-            return kind, "None" in annotation
-    return str, "None" in annotation
+    """(value type, whether None is allowed) of a flat knob, from its declaration (lab.config.KNOBS)."""
+    knob = C.KNOBS[name]
+    kind = {"flag": bool, "whole": int, "images": int, "number": float}.get(knob.value_kind, str)
+    return kind, "None" in str(knob.field.type)
 
 
 # What a grid can vary: the flat knobs (lab.config.FLAT_KNOBS: the CLI's flags, the app's controls and the presets

@@ -147,3 +147,50 @@ def test_page_preset_is_davids_recipe_beyond_the_spec():
     assert cfg.logit_scale == 0.125 and "beyond the spec" in C.PRESETS["page"].label
     with pytest.raises(C.ConfigError, match="logit scale"):
         C.TrainConfig(logit_scale=0)
+
+
+# ------------------------------------------------------------------------------------------- declared once
+
+# The public names: the train_start API's parameters in order (scripts call it positionally) and the CLI's
+# training flags. The declarations (lab.config.knob) generate both; these lists say what they must generate.
+TRAIN_START_PARAMETERS = [
+    "width", "subset", "test_subset", "seed", "device", "loader", "max_lr", "lr_mode", "div_factor", "min_lr",
+    "epochs", "peak_epoch", "batch_size", "optimizer", "anneal", "cycle_momentum", "base_momentum", "max_momentum",
+    "pad", "cutout", "cutout_p", "flip_p", "weight_decay", "label_smoothing", "logit_scale", "low_res_epochs",
+    "low_res"]
+TRAIN_FLAGS = {
+    "--max-lr", "--min-lr", "--div-factor", "--epochs", "--peak-epoch", "--anneal", "--no-cycle-momentum",
+    "--batch-size", "--optimizer", "--preset", "--width", "--seed", "--subset", "--test-subset", "--device", "--loader",
+    "--precision", "--data-dir", "--workers", "--label-smoothing", "--logit-scale", "--tta", "--pad", "--flip-p",
+    "--cutout", "--cutout-p", "--weight-decay", "--low-res-epochs", "--low-res", "--compile", "--find-iters",
+    "--find-start-lr", "--find-end-lr", "--find-mode", "--find-smooth-f", "--find-diverge-th", "--find-rule",
+    "--run-dir", "--yes", "-h", "--help"}
+
+
+def test_every_knob_is_declared_with_help_and_a_known_kind():
+    for name, knob in C.KNOBS.items():
+        assert knob.help and knob.help.strip(), name
+        assert knob.value_kind in C.KINDS, name
+        assert knob.cli in (None, *C.CLI_GROUPS), name
+        if knob.value_kind == "choice":
+            assert knob.default in knob.choices, name
+    places = [k.app for k in C.KNOBS.values() if k.app is not None]
+    assert len(places) == len(set(places)), "two knobs at one place among the app's controls"
+
+
+def test_the_declarations_make_the_apps_parameters_and_the_clis_flags():
+    import argparse
+
+    from lab import cli
+    from lab.ui.common import API_OPTIONAL, CONTROL_NAMES
+
+    assert list(CONTROL_NAMES) == TRAIN_START_PARAMETERS
+    assert API_OPTIONAL == {"weight_decay": None, "label_smoothing": 0.0, "logit_scale": 1.0, "low_res_epochs": 0,
+                            "low_res": 20}
+    commands = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    flags = {f for a in commands["train"]._actions for f in a.option_strings}
+    assert flags == TRAIN_FLAGS
+    train = {a.dest: a for a in commands["train"]._actions}
+    for name, knob in C.KNOBS.items():  # a flag's default is its knob's
+        if knob.cli is not None:
+            assert train[name].default == knob.default, name

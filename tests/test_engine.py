@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from lab.config import OptimizerConfig, ScheduleConfig
-from lab.engine import Diverged, evaluate, fit, make_optimizer, resize_batch, resolve_device
+from lab.engine import Diverged, Loss, evaluate, fit, make_optimizer, resize_batch, resolve_device
 from lab.schedule import OneCycle, preview
 
 CPU = torch.device("cpu")
@@ -151,7 +151,7 @@ def test_logit_scale_is_a_temperature_of_the_loss_only():
             return torch.tensor([[math.log(2), 0.0, 0.0]]).expand(len(x), 3)
 
     batches = [(torch.zeros(2, 4), torch.tensor([0, 1]))]
-    plain, scaled = evaluate(Fixed(), batches, CPU), evaluate(Fixed(), batches, CPU, logit_scale=0.5)
+    plain, scaled = evaluate(Fixed(), batches, CPU), evaluate(Fixed(), batches, CPU, loss=Loss(scale=0.5))
     assert scaled["acc"] == plain["acc"] == 0.5  # the argmax does not change
     # logits × 0.5 = (log √2, 0, 0): p(class 0) = √2 / (√2 + 2), p(class 1) = 1 / (√2 + 2)
     z = math.sqrt(2) + 2
@@ -160,7 +160,7 @@ def test_logit_scale_is_a_temperature_of_the_loss_only():
     runs = []
     for scale in (1.0, 0.125):
         model, opt, sched, train, test = setup(epochs=2)
-        fit(model, opt, sched, train, test, 2, CPU, logit_scale=scale)
+        fit(model, opt, sched, train, test, 2, CPU, loss=Loss(scale=scale))
         runs.append(model.weight.detach().clone())
     assert not torch.allclose(runs[0], runs[1])
 

@@ -294,7 +294,9 @@ def test_the_default_divides_the_loss_minimum_by_a_margin_that_grows_with_the_ru
 def test_range_test_suggests_for_the_run_its_config_describes(curve):
     result, _ = curve
     s = result.settings
-    assert s["run_steps"] == TrainConfig(**SMALL).schedule.epochs * math.ceil(s["train_images"] / s["batch_size"])
+    assert s["run_steps"] == TrainConfig(**SMALL).schedule.epochs * math.ceil(s["train_images"] /
+                                                                           s["config"]["batch_size"])
+    assert TrainConfig.from_dict(s["config"]) == TrainConfig(**SMALL)  # the test records its whole setup
 
 
 # ------------------------------------------------------------------------------------------------ caveats

@@ -24,7 +24,7 @@ from lab.config import UPLOAD_MAX_AGE_S, UPLOAD_MAX_BYTES
 from lab.data import DataError
 from lab.ui import augment, classify, insights, lr_range, one_cycle, train
 from lab.ui import sweep as sweep_tab
-from lab.ui.common import (CONTROL_NAMES, TRAIN_CONTROLS, AppContext, control_defaults, has_cuda, manage_runs_allowed,
+from lab.ui.common import (API_OPTIONAL, CONTROL_NAMES, TRAIN_CONTROLS, AppContext, has_cuda, manage_runs_allowed,
                            shared_mode)
 from lab.ui.jobs import JobManager
 from lab.ui.zerogpu import ZeroGPU, on_zerogpu
@@ -34,11 +34,9 @@ from lab.ui.zerogpu import ZeroGPU, on_zerogpu
 # message saying what it would cost.
 CONFIRM = (("confirm", bool),)
 # Parameters added to train_start and find_lr after their first release are optional, so scripts written against
-# the first API keep working: the loss controls (issue 11) and progressive resizing at the lab's defaults, and the
+# the first API keep working: the knobs declared api_optional (lab.config) at the lab's defaults, and the
 # confirmation.
-API_DEFAULTS = {**{n: v for n, v in control_defaults().items()
-                   if n in ("weight_decay", "label_smoothing", "logit_scale", "low_res_epochs", "low_res")},
-                "confirm": False}
+API_DEFAULTS = {**API_OPTIONAL, "confirm": False}
 
 TITLE = "CIFAR-10 super-convergence lab"
 CSS = """

@@ -18,8 +18,8 @@ import torch
 from lab import data as data_mod
 from lab import estimate as estimate_mod
 from lab import runs as runs_mod
-from lab.config import (ANNEALS, DEFAULT_DIV_FACTOR, DEVICES, LOADERS, OPTIMIZERS, STATUS_HEADINGS, TEST_IMAGES,
-                        TRAIN_IMAGES, ConfigError, TrainConfig)
+from lab.config import (DEFAULT_DIV_FACTOR, KNOBS, STATUS_HEADINGS, TEST_IMAGES, TRAIN_IMAGES, ConfigError,
+                        TrainConfig)
 from lab.engine import resolve_device
 from lab.ui.jobs import JobManager
 
@@ -38,26 +38,21 @@ DATA_HOWTO = ("Whoever runs this server can set `CIFAR10_DIR` to a folder holdin
               "first use.")
 
 # The training controls of the Augment, One Cycle and Train tabs, in the order the train_start API takes them
-# (these names are its public parameter names), with the type each arrives as. Each is a TrainConfig flat knob
-# (lab.config.FLAT_KNOBS) except lr_mode, which says whether LRMIN comes from the div factor or min LR.
-TRAIN_CONTROLS: tuple[tuple[str, type], ...] = (
-    ("width", float), ("subset", float), ("test_subset", float), ("seed", float), ("device", str), ("loader", str),
-    ("max_lr", float), ("lr_mode", str), ("div_factor", float), ("min_lr", float), ("epochs", float),
-    ("peak_epoch", float), ("batch_size", float), ("optimizer", str), ("anneal", str), ("cycle_momentum", bool),
-    ("base_momentum", float), ("max_momentum", float), ("pad", float), ("cutout", float), ("cutout_p", float),
-    ("flip_p", float), ("weight_decay", float), ("label_smoothing", float), ("logit_scale", float),
-    ("low_res_epochs", float), ("low_res", float),
-)
-CONTROL_NAMES = tuple(name for name, _ in TRAIN_CONTROLS)
+# (these names are its public parameter names), with the type each arrives as: every knob declared with an `app`
+# place (lab.config.knob), and lr_mode, the one control that is not a knob — whether LRMIN comes from the div factor
+# or min LR — at its own place.
 LR_MODES = ("div factor", "min LR")
+LR_MODE_PLACE = 7
+_ARRIVES_AS = {"number": float, "whole": float, "images": float, "choice": str, "flag": bool}
+_APP_KNOBS = sorted((k for k in KNOBS.values() if k.app is not None), key=lambda k: k.app)
+TRAIN_CONTROLS: tuple[tuple[str, type], ...] = tuple(
+    [(k.name, _ARRIVES_AS[k.value_kind]) for k in _APP_KNOBS[:LR_MODE_PLACE]] + [("lr_mode", str)]
+    + [(k.name, _ARRIVES_AS[k.value_kind]) for k in _APP_KNOBS[LR_MODE_PLACE:]])
+CONTROL_NAMES = tuple(name for name, _ in TRAIN_CONTROLS)
+# Parameters added to train_start and find_lr after their first release may be left out by an API caller
+# (scripts written against the first API keep working): they take the lab's defaults.
+API_OPTIONAL = {k.name: k.default for k in _APP_KNOBS if k.api_optional}
 DIV_FACTOR_RANGE = (2, 1000)  # the One Cycle tab's div-factor slider; a preset beyond it is shown as its min LR
-_WHOLE = {"seed": "seed", "epochs": "epochs", "batch_size": "batch size", "pad": "pad", "cutout": "cutout size",
-          "low_res_epochs": "low-res epochs", "low_res": "low-res side"}
-_IMAGES = {"subset": "training images", "test_subset": "test images"}
-_OPTIONAL = {"weight_decay"}  # may be left empty
-_CHOICES = {"device": DEVICES, "loader": LOADERS, "optimizer": OPTIMIZERS, "anneal": ANNEALS, "lr_mode": LR_MODES}
-_LABELS = {"cutout_p": "CutOut probability", "flip_p": "flip probability", "lr_mode": "LRMIN from",
-           "cycle_momentum": "cycle momentum"}  # the rest: the name in words ("max_lr" → "max LR")
 
 
 def shared_mode(environ=None) -> bool:
@@ -125,31 +120,31 @@ def flag(name: str, label: str, value) -> bool:
 def train_config(**controls) -> TrainConfig:
     """The app's training controls (TRAIN_CONTROLS, all of them, by name) → a validated TrainConfig; ConfigError
     with a readable message naming the control otherwise. The one place the app turns controls into a config:
-    every value is checked here (type and range), so a job that starts can run."""
+    every value is checked here (type and range, by the kind its knob declares), so a job that starts can run."""
     missing = [n for n in CONTROL_NAMES if n not in controls]
     unknown = [n for n in controls if n not in CONTROL_NAMES]
     if missing or unknown:
         raise ConfigError(f"training controls missing {missing} / unknown {unknown}")
-    use_min = choice("lr_mode", _LABELS["lr_mode"], controls["lr_mode"], LR_MODES) == "min LR"
+    use_min = choice("lr_mode", "LRMIN from", controls["lr_mode"], LR_MODES) == "min LR"
     # LRMIN comes from one of two controls; the other one's value is not read (it may be empty)
     knobs: dict[str, Any] = {"min_lr": None} if not use_min else {"div_factor": DEFAULT_DIV_FACTOR}
-    for name, kind in TRAIN_CONTROLS:
-        value = controls[name]
-        label = _LABELS.get(name) or name.replace("_", " ").replace("lr", "LR")
-        if name == "lr_mode" or name in knobs:
+    for knob in _APP_KNOBS:
+        name, value, words = knob.name, controls[knob.name], knob.words
+        if name in knobs:
             continue
-        if name in _OPTIONAL and _empty(value):
+        kind = knob.value_kind
+        if knob.empty_is_default and _empty(value):
             knobs[name] = None  # empty: the default this knob takes from others (weight decay: the optimizer's)
-        elif name in _IMAGES:
-            knobs[name] = _images(name, _IMAGES[name], value)
-        elif name in _WHOLE:
-            knobs[name] = whole(name, _WHOLE[name], value)
-        elif name in _CHOICES:
-            knobs[name] = choice(name, label, value, _CHOICES[name])
-        elif kind is float:
-            knobs[name] = number(name, label, value)
+        elif kind == "images":
+            knobs[name] = _images(name, words, value)
+        elif kind == "whole":
+            knobs[name] = whole(name, words, value)
+        elif kind == "choice":
+            knobs[name] = choice(name, words, value, knob.choices)
+        elif kind == "number":
+            knobs[name] = number(name, words, value)
         else:
-            knobs[name] = flag(name, label, value)
+            knobs[name] = flag(name, words, value)
     return TrainConfig.from_flat(**knobs)
 
 
