@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from lab import config as C
+from lab import config
 
 
 class CliError(Exception):
@@ -74,7 +74,7 @@ class Parser(argparse.ArgumentParser):
         raise CliError(f"{message} (see `{self.prog} --help`)")  # prog: "python -m lab" or "python -m lab train"
 
 
-def _add_knob(p, knob: C.Knob, help: str | None = None) -> None:
+def _add_knob(p, knob: config.Knob, help: str | None = None) -> None:
     """One config knob as a flag, from its declaration (lab.config.knob): --NAME (or its `flag`), its type, its
     default (shown in the help when it has a value) and its help text."""
     text = _esc(help or knob.help)
@@ -90,7 +90,7 @@ def _add_knob(p, knob: C.Knob, help: str | None = None) -> None:
 
 def _add_knobs(p, group: str, skip: Sequence[str] = ()) -> None:
     """Every knob declared in this CLI group (lab.config.CLI_GROUPS), in declaration order."""
-    for knob in C.KNOBS.values():
+    for knob in config.KNOBS.values():
         if knob.cli == group and knob.name not in skip:
             _add_knob(p, knob)
 
@@ -100,7 +100,7 @@ def _add_schedule_flags(p: argparse.ArgumentParser, allow_find: bool = False) ->
     # --max-lr is a number or (train) 'find': a string the command reads (_max_lr), so it is added here
     g.add_argument("--max-lr", default=None,
                    help="LRMAX (default: the optimizer's default, adam %s, sgd %s)"
-                   % (C.default_max_lr("adam"), C.default_max_lr("sgd"))
+                   % (config.default_max_lr("adam"), config.default_max_lr("sgd"))
                    + ("; 'find' runs the LR range test first" if allow_find else ""))
     _add_knobs(g, "schedule")
     _add_knobs(g, "batch")
@@ -118,24 +118,24 @@ def _max_lr(args) -> float | None:
 
 
 def _add_run_flags(p: argparse.ArgumentParser, test: bool = True) -> None:
-    p.add_argument("--preset", choices=list(C.PRESETS), default=None,
+    p.add_argument("--preset", choices=list(config.PRESETS), default=None,
                    help="start from a preset's settings (lab/config.py PRESETS); flags given explicitly win: "
-                        + _esc("; ".join(f"{n}: {pr.label}" for n, pr in C.PRESETS.items())))
+                        + _esc("; ".join(f"{n}: {pr.label}" for n, pr in config.PRESETS.items())))
     _add_knobs(p, "run", skip=() if test else ("test_subset",))  # the range test evaluates nothing
 
 
-def train_config(args, max_lr: float | None = None) -> C.TrainConfig:
-    """The flags a command has → a TrainConfig (C.TrainConfig.from_flat); flags a command lacks keep the lab's
+def train_config(args, max_lr: float | None = None) -> config.TrainConfig:
+    """The flags a command has → a TrainConfig (config.TrainConfig.from_flat); flags a command lacks keep the lab's
     defaults (find-lr has no schedule flags: the range test sets its own LRs). `max_lr` overrides --max-lr."""
-    knobs = {name: getattr(args, name) for name in C.FLAT_KNOBS if hasattr(args, name)}
+    knobs = {name: getattr(args, name) for name in config.FLAT_KNOBS if hasattr(args, name)}
     if "compile_mode" in knobs:  # --compile [MODE]: compiling is on when the flag is given
         knobs["compile"] = knobs["compile_mode"] is not None
-        knobs["compile_mode"] = knobs["compile_mode"] or C.COMPILE_MODES[0]
+        knobs["compile_mode"] = knobs["compile_mode"] or config.COMPILE_MODES[0]
     if "max_lr" in knobs:
         knobs["max_lr"] = max_lr if max_lr is not None else _max_lr(args)
         if knobs["max_lr"] is None:
             del knobs["max_lr"]  # the optimizer's default
-    return C.TrainConfig.from_flat(**knobs)
+    return config.TrainConfig.from_flat(**knobs)
 
 
 def _add_train_flags(p: argparse.ArgumentParser, allow_find: bool = False) -> None:
@@ -144,8 +144,8 @@ def _add_train_flags(p: argparse.ArgumentParser, allow_find: bool = False) -> No
     _add_knobs(p, "loss")
     _add_knobs(p, "train")
     # --compile [MODE] sets two knobs: compile (on when the flag is given) and compile_mode (train_config)
-    p.add_argument("--compile", dest="compile_mode", nargs="?", const=C.COMPILE_MODES[0], default=None,
-                   metavar="MODE", help=f"torch.compile the model; MODE: {_esc(', '.join(C.COMPILE_MODES))}")
+    p.add_argument("--compile", dest="compile_mode", nargs="?", const=config.COMPILE_MODES[0], default=None,
+                   metavar="MODE", help=f"torch.compile the model; MODE: {_esc(', '.join(config.COMPILE_MODES))}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,11 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_yes_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--yes", action="store_true",  # LONG_JOB_S from lab.config: building the parser imports no torch
-                   help=f"start without asking even when the job is expected to take over {C.LONG_JOB_S // 60} min on "
+                   help=f"start without asking even when the job is expected to take over {config.LONG_JOB_S // 60} min on "
                         "a CPU (the estimate comes from a few training steps timed first)")
 
 
-def _check_duration(args, cfg: C.TrainConfig, data, range_iters: int = 0, run: bool = True) -> None:
+def _check_duration(args, cfg: config.TrainConfig, data, range_iters: int = 0, run: bool = True) -> None:
     """Print how long the job should take (a step time measured here: lab.estimate), and on a CPU, before a job
     expected to take over LONG_JOB_S, ask (at a terminal) or stop with how to go on (otherwise) unless --yes."""
     from lab import estimate
@@ -263,7 +263,7 @@ def cmd_train(args) -> int:
     if find and args.min_lr is not None:
         raise CliError("--min-lr cannot be combined with --max-lr find: LRMIN = the found LRMAX / --div-factor")
     # with --max-lr find, the schedule is checked at the optimizer's default LRMAX until the test picks one
-    cfg = train_config(args, max_lr=C.default_max_lr(args.optimizer) if find else None)
+    cfg = train_config(args, max_lr=config.default_max_lr(args.optimizer) if find else None)
     if find:
         _find_settings(args, cfg)
     # Everything below is checked before the run folder exists, so a run that cannot start leaves none behind;
@@ -271,7 +271,7 @@ def cmd_train(args) -> int:
     if args.run_dir:
         check_out_dir(args.run_dir, "--run-dir")
     else:
-        check_out_dir(C.RUNS_DIR, "runs folder", may_hold=())  # it holds other runs: only writable matters
+        check_out_dir(config.RUNS_DIR, "runs folder", may_hold=())  # it holds other runs: only writable matters
     data = data_mod.load(cfg.data_dir)
     from tqdm import tqdm
 
@@ -357,19 +357,18 @@ def cmd_evaluate(args) -> int:
 def cmd_schedule(args) -> int:
     from lab.schedule import preview, steps_per_epoch
 
-    run = train_config(args)  # validates the batch size and the optimizer too
-    cfg = run.schedule
+    cfg = train_config(args).schedule  # validates the batch size and the optimizer too
     if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
         raise CliError(f"--steps-per-epoch must be ≥ 1, got {args.steps_per_epoch}")
-    spe = args.steps_per_epoch or steps_per_epoch(C.TRAIN_IMAGES, args.batch_size)
-    curve = preview(cfg, spe, args.optimizer)
+    steps = args.steps_per_epoch or steps_per_epoch(config.TRAIN_IMAGES, args.batch_size)
+    curve = preview(cfg, steps, args.optimizer)
     if args.json:
-        print(json.dumps({"steps_per_epoch": spe, "max_lr": cfg.max_lr, "min_lr": cfg.lr_min, **curve}))
+        print(json.dumps({"steps_per_epoch": steps, "max_lr": cfg.max_lr, "min_lr": cfg.lr_min, **curve}))
         return 0
-    print(f"One Cycle: {_count(cfg.epochs, 'epoch')} × {_count(spe, 'step')}, LR {cfg.lr_min:.3g} → "
+    print(f"One Cycle: {_count(cfg.epochs, 'epoch')} × {_count(steps, 'step')}, LR {cfg.lr_min:.3g} → "
           f"{cfg.max_lr:.3g} (end of epoch {cfg.peak_epoch:.3g}) → {cfg.lr_min:.3g}, {cfg.anneal} anneal")
     print(f"{'epoch':>6} {'step':>6} {'lr':>10} {'momentum':>9}")
-    for i in list(range(0, len(curve["lr"]), spe)) + [len(curve["lr"]) - 1]:
+    for i in list(range(0, len(curve["lr"]), steps)) + [len(curve["lr"]) - 1]:
         m = curve["momentum"][i]
         print(f"{curve['epoch'][i]:6.2f} {i:6d} {curve['lr'][i]:10.3e} {m if m is None else f'{m:9.4f}'}")
     return 0
@@ -464,7 +463,7 @@ def cmd_runs(args) -> int:
 def cmd_summary(args) -> int:
     from lab.model import describe
 
-    C.TrainConfig(width=args.width)  # validates the width
+    config.TrainConfig(width=args.width)  # validates the width
     print(describe(args.width))
     return 0
 
@@ -475,21 +474,21 @@ def cmd_summary(args) -> int:
 def _add_range_test_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
     """The range test's knobs: --iters … for find-lr, --find-iters … for train (same dests)."""
     g = p.add_argument_group("LR range test" + (" (with --max-lr find)" if prefix else ""))
-    g.add_argument(f"--{prefix}iters", dest="find_iters", metavar="N", type=int, default=C.RANGE_TEST_ITERS,
+    g.add_argument(f"--{prefix}iters", dest="find_iters", metavar="N", type=int, default=config.RANGE_TEST_ITERS,
                    help="iterations, one batch each (default %(default)s)")
-    g.add_argument(f"--{prefix}start-lr", dest="find_start_lr", metavar="LR", type=float, default=C.RANGE_TEST_START_LR,
+    g.add_argument(f"--{prefix}start-lr", dest="find_start_lr", metavar="LR", type=float, default=config.RANGE_TEST_START_LR,
                    help="first LR (default %(default)g)")
-    g.add_argument(f"--{prefix}end-lr", dest="find_end_lr", metavar="LR", type=float, default=C.RANGE_TEST_END_LR,
+    g.add_argument(f"--{prefix}end-lr", dest="find_end_lr", metavar="LR", type=float, default=config.RANGE_TEST_END_LR,
                    help="last LR (default %(default)g)")
-    g.add_argument(f"--{prefix}mode", dest="find_mode", metavar="MODE", default=C.RANGE_TEST_MODES[0],
-                   help=f"LR steps: {_esc(' or '.join(C.RANGE_TEST_MODES))} (default %(default)s)")
-    g.add_argument(f"--{prefix}smooth-f", dest="find_smooth_f", metavar="F", type=float, default=C.RANGE_TEST_SMOOTH_F,
+    g.add_argument(f"--{prefix}mode", dest="find_mode", metavar="MODE", default=config.RANGE_TEST_MODES[0],
+                   help=f"LR steps: {_esc(' or '.join(config.RANGE_TEST_MODES))} (default %(default)s)")
+    g.add_argument(f"--{prefix}smooth-f", dest="find_smooth_f", metavar="F", type=float, default=config.RANGE_TEST_SMOOTH_F,
                    help="loss smoothing factor in [0, 1) (default %(default)s)")
     g.add_argument(f"--{prefix}diverge-th", dest="find_diverge_th", metavar="X", type=float,
-                   default=C.RANGE_TEST_DIVERGE_TH,
+                   default=config.RANGE_TEST_DIVERGE_TH,
                    help="stop when the loss passes this × the best loss (default %(default)s)")
-    g.add_argument(f"--{prefix}rule", dest="find_rule", metavar="RULE", default=C.RANGE_TEST_RULES[0],
-                   help=f"suggestion used as LRMAX: {_esc(', '.join(C.RANGE_TEST_RULES))} (default %(default)s)")
+    g.add_argument(f"--{prefix}rule", dest="find_rule", metavar="RULE", default=config.RANGE_TEST_RULES[0],
+                   help=f"suggestion used as LRMAX: {_esc(', '.join(config.RANGE_TEST_RULES))} (default %(default)s)")
 
 
 def _add_find_lr_parser(sub) -> None:
@@ -502,8 +501,8 @@ def _add_find_lr_parser(sub) -> None:
     _add_run_flags(p, test=False)
     _add_knobs(p, "batch")
     _add_knobs(p, "loss")
-    _add_knob(p, C.KNOBS["div_factor"], help="LRMIN = LRMAX / div factor")
-    _add_knob(p, C.KNOBS["epochs"], help="epochs of the run the LR is for: the default rule's margin below the loss "
+    _add_knob(p, config.KNOBS["div_factor"], help="LRMIN = LRMAX / div factor")
+    _add_knob(p, config.KNOBS["epochs"], help="epochs of the run the LR is for: the default rule's margin below the loss "
                                          "minimum grows with the run's length")
     p.add_argument("--out", default=None,
                    help="output folder, one without a range test in it (default: a new runs/lr-finder-<time>/)")
@@ -515,7 +514,7 @@ def _wants_find(args) -> bool:
     return isinstance(args.max_lr, str) and args.max_lr.strip().lower() == "find"
 
 
-def _find_settings(args, cfg: C.TrainConfig) -> dict:
+def _find_settings(args, cfg: config.TrainConfig) -> dict:
     """range_test's keyword arguments from the flags, checked before any data is loaded."""
     from lab.lr_finder import check_settings
 
@@ -526,7 +525,7 @@ def _find_settings(args, cfg: C.TrainConfig) -> dict:
     return kw
 
 
-def _range_test(args, cfg: C.TrainConfig, data):
+def _range_test(args, cfg: config.TrainConfig, data):
     """Run the test with a progress bar, print its result; returns the RangeTest."""
     from tqdm import tqdm
 
@@ -573,7 +572,7 @@ def _write_range_test(result, out) -> None:
     print(f"wrote {out / 'lr_finder.json'} and {out / 'lr_finder.html'}")
 
 
-def _find_for_train(args, cfg: C.TrainConfig, data):
+def _find_for_train(args, cfg: config.TrainConfig, data):
     """train --max-lr find: (the config with the found LRMAX and LRMIN, the RangeTest)."""
     import dataclasses
 
@@ -614,7 +613,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if getattr(args, "preset", None):
         sub = _subparser(parser, args.command)
         dests = {a.dest for a in sub._actions}
-        sub.set_defaults(**{k: v for k, v in C.PRESETS[args.preset].knobs.items() if k in dests})
+        sub.set_defaults(**{k: v for k, v in config.PRESETS[args.preset].knobs.items() if k in dests})
         args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # bench --end-to-end passes it on to train
     return args
@@ -637,8 +636,8 @@ def _add_sweep_parser(sub) -> None:
                    help="a field and its values, repeatable. FIELD: preset, or a training knob by its flag's "
                         "name with _ (max_lr, div_factor, optimizer, epochs, width, batch_size, pad, cutout, …). "
                         "max_lr values: numbers, xF (F × the range test's LRMAX), rule names "
-                        f"({_esc(', '.join(C.RANGE_TEST_RULES))}) or 'rules' for all of them")
-    g.add_argument("--seeds", default=str(C.SWEEP_SEEDS),
+                        f"({_esc(', '.join(config.RANGE_TEST_RULES))}) or 'rules' for all of them")
+    g.add_argument("--seeds", default=str(config.SWEEP_SEEDS),
                    help="a count (3: seeds 0, 1, 2) or a list (0,5,7) (default %(default)s)")
     g.add_argument("--no-range-test", action="store_true",
                    help="skip the LR range test (only with numeric max LRs)")
@@ -700,7 +699,7 @@ EXIT_1 = {"lab.data": ("DataError",), "lab.engine": ("DeviceError", "Diverged"),
 
 
 def _exit_code(e: BaseException) -> int | None:
-    if isinstance(e, (CliError, C.ConfigError)):
+    if isinstance(e, (CliError, config.ConfigError)):
         return 2
     known = tuple(getattr(sys.modules[m], n) for m, names in EXIT_1.items() if m in sys.modules for n in names)
     return 1 if isinstance(e, known) else None
