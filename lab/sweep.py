@@ -63,7 +63,6 @@ from lab.runs import DEFAULT_ROOT, Run, atomic_write_text, new_run_dir
 SWEEP_ROOT = DEFAULT_ROOT / "sweeps"
 SPEC, RESULTS_JSON, RESULTS_CSV, FIGURE = "spec.json", "sweep.json", "sweep.csv", "sweep.html"
 TUNE_DIR, RUNS_DIR = "tune", "runs"
-RULES = C.RANGE_TEST_RULES
 EPOCH_KEYS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 
 
@@ -124,7 +123,7 @@ def _number(text: str, kind: type, field: str, nullable: bool = False) -> Any:
 def parse_lr(text: str) -> float | str:
     """One max-LR value: a number (0.01), a factor of the range test's suggestion ('x0.5', '×2') or a rule name."""
     t = str(text).strip()
-    if t in RULES:
+    if t in C.RANGE_TEST_RULES:
         return t
     if t[:1] in ("x", "×", "*"):
         f = _number(t[1:], float, "max_lr")
@@ -148,7 +147,7 @@ def parse_values(field: str, text: str | Sequence) -> list:
         out = []
         for item in items:
             if isinstance(item, str) and item.strip() == "rules":  # shorthand: every range-test rule
-                out += list(RULES)
+                out += list(C.RANGE_TEST_RULES)
             else:
                 out.append(parse_lr(item) if isinstance(item, str) else parse_lr(repr(item)))
     else:
@@ -314,7 +313,7 @@ def suggestions_for(rt: dict[str, Any], cfg: dict[str, Any]) -> tuple[dict[str, 
 
     steps = cfg["schedule"]["epochs"] * math.ceil(rt["settings"]["train_images"] / cfg["batch_size"])
     suggestions, _ = suggest(rt["lrs"], rt["losses"], run_steps=steps)
-    chosen = choose(suggestions, rt["settings"].get("rule", RULES[0]))
+    chosen = choose(suggestions, rt["settings"].get("rule", C.RANGE_TEST_RULES[0]))
     return suggestions, (chosen[0] if chosen else rt["rule"]), (chosen[1] if chosen else rt["max_lr"])
 
 
@@ -479,7 +478,7 @@ def summarize(configurations: list[dict[str, Any]], trials: list[dict[str, Any]]
         suggested = members[0]["suggested"] or (rt["max_lr"] if rt else None)
         rules: dict[str, dict[str, Any]] = {}
         if rt is not None:
-            for rule in RULES:
+            for rule in C.RANGE_TEST_RULES:
                 lr = suggestions.get(rule)
                 if lr is None:
                     continue
