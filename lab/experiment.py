@@ -1,7 +1,7 @@
 """One training run from a TrainConfig: data → batch streams → model → optimizer → schedule → engine → run folder.
 
 preflight() checks what a run needs before anything is made (the data's size, the schedule's length, the
-memory at the peak); prepare() is the one setup sequence (device → data subset → seed → batch streams → model),
+memory at the peak: lab.estimate.peak_memory against what is free); prepare() is the one setup sequence (device → data subset → seed → batch streams → model),
 shared by train() and the LR range test so both see the same batches and the same initial weights. train() is
 the single entry point that the CLI, the Gradio app, the sweeps and the benchmarks all call.
 """
