@@ -1,5 +1,5 @@
 """How much memory one training step takes on the CPU, against what autograd saves: the measurement behind
-lab.experiment.PEAK_OVER_SAVED (the peak-memory estimate that refuses runs that would not fit).
+lab.estimate.PEAK_OVER_SAVED (the peak-memory estimate that refuses runs that would not fit).
 
 For one (width, batch): the network and Adam are built, two warm-up steps at batch 2 taken, then one step at the
 batch is measured twice over:

@@ -22,7 +22,8 @@ from torch import nn
 from lab import data as data_mod
 from lab.config import TrainConfig
 from lab.engine import autocast_for, make_optimizer
-from lab.experiment import EVAL_BATCH, prepare
+from lab.experiment import prepare
+from lab.loaders import EVAL_BATCH
 from lab.schedule import OneCycle
 
 

@@ -35,34 +35,35 @@ from lab import data as data_mod
 from lab.config import TrainConfig
 from lab.experiment import Result, train
 from lab.model import Net, flops_per_image
+from lab.runs import Run
 
 
 def _with_epochs(cfg: TrainConfig, epochs: int) -> TrainConfig:
-    s = cfg.schedule
+    schedule = cfg.schedule
     # keep the peak at the same share of the run
-    sched = dataclasses.replace(s, epochs=epochs, peak_epoch=s.peak_epoch * epochs / s.epochs)
-    return dataclasses.replace(cfg, schedule=sched)
+    shorter = dataclasses.replace(schedule, epochs=epochs, peak_epoch=schedule.peak_epoch * epochs / schedule.epochs)
+    return dataclasses.replace(cfg, schedule=shorter)
 
 
 def _row(name: str, result: Result, cfg: TrainConfig, warmup_s: float) -> dict[str, Any]:
-    h = result.history
+    history = result.history
     fwd = flops_per_image(Net(width=cfg.width))
     n_train, n_test = result.extra["data"]["train_images"], result.extra["data"]["test_images"]
-    train_s = sum(r["train_seconds"] for r in h)
-    total_s = sum(r["seconds"] for r in h)
-    flops = len(h) * (3 * fwd * n_train + fwd * n_test)  # backward ≈ 2 × forward
+    train_s = sum(r["train_seconds"] for r in history)
+    total_s = sum(r["seconds"] for r in history)
+    flops = len(history) * (3 * fwd * n_train + fwd * n_test)  # backward ≈ 2 × forward
     return {
         "loader": name,
         "device": result.extra["device"],
-        "epochs": len(h),
+        "epochs": len(history),
         "train_images": n_train,
-        "s_per_epoch": statistics.median(r["seconds"] for r in h),
+        "s_per_epoch": statistics.median(r["seconds"] for r in history),
         "total_s": total_s,
-        "images_per_s": len(h) * n_train / train_s,
+        "images_per_s": len(history) * n_train / train_s,
         "tflops": flops / total_s / 1e12,
-        "data_wait": sum(r["data_seconds"] for r in h) / train_s,
+        "data_wait": sum(r["data_seconds"] for r in history) / train_s,
         "warmup_s": warmup_s,
-        "test_acc": h[-1]["test_acc"],
+        "test_acc": history[-1]["test_acc"],
     }
 
 
@@ -70,9 +71,9 @@ def timed_run(cfg: TrainConfig, data: data_mod.Cifar10, warmup: bool = True) -> 
     """(result of the timed run, seconds of the untimed warm-up epoch)."""
     warmup_s = 0.0
     if warmup:
-        t = time.perf_counter()
+        start = time.perf_counter()
         train(_with_epochs(cfg, 1), data, step_every=0)
-        warmup_s = time.perf_counter() - t
+        warmup_s = time.perf_counter() - start
     return train(cfg, data, step_every=0), warmup_s
 
 
@@ -108,9 +109,9 @@ def accuracy(cfg: TrainConfig, data: data_mod.Cifar10, seeds: list[int], log=pri
     best_acc = -1.0
     for seed in seeds:
         run_cfg = dataclasses.replace(cfg, seed=seed)
-        t = time.perf_counter()
+        start = time.perf_counter()
         result = train(run_cfg, data, step_every=0)
-        wall = time.perf_counter() - t
+        wall = time.perf_counter() - start
         acc = result.final["test_acc"]
         row = {"seed": seed, "test_acc": acc, "wall_s": wall, "train_s": sum(r["seconds"] for r in result.history)}
         if cfg.tta:
@@ -166,7 +167,6 @@ def save_pretrained(result: Result, cfg: TrainConfig, data: data_mod.Cifar10, pa
     return doc
 
 
-
 def end_to_end(train_argv: list[str], seeds: list[int], log=print) -> dict[str, Any]:
     """Run `python -m lab train TRAIN_ARGV --seed S` once per seed, each as a fresh process, and time it from spawn
     to exit. Beside the wall time: the process's CPU time (user + system, all its threads) and the 1-minute load
@@ -174,22 +174,22 @@ def end_to_end(train_argv: list[str], seeds: list[int], log=print) -> dict[str, 
     CPU seconds ÷ cores is what the run would take alone if its threads kept every core busy (a lower bound)."""
     rows = []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")) if p)}
+        path for path in (str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")) if path)}
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
         for seed in seeds:
             run_dir = Path(tmp) / f"seed-{seed}"
             cmd = [sys.executable, "-m", "lab", "train", *train_argv, "--seed", str(seed), "--run-dir", str(run_dir)]
             load_before = os.getloadavg()[0]
             cpu_before = _children_cpu_seconds()
-            t = time.perf_counter()
+            start = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            wall = time.perf_counter() - t
+            wall = time.perf_counter() - start
             cpu = _children_cpu_seconds() - cpu_before
             load_after = os.getloadavg()[0]
             if proc.returncode != 0:
                 raise RuntimeError(f"`{' '.join(cmd[1:])}` failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
-            config = json.loads((run_dir / "config.json").read_text())
-            last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+            run = Run(run_dir)  # the run folder the training process wrote, read as every reader reads it
+            config, last = run.config_doc(), run.metrics()[-1]
             rows.append({"seed": seed, "test_acc": last["test_acc"], "test_images": config["data"]["test_images"],
                          "train_images": config["data"]["train_images"], "epochs": last["epoch"],
                          "wall_s": wall, "cpu_s": cpu, "train_s": config["seconds"], "device": config["device"],

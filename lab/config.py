@@ -541,12 +541,12 @@ class Preset:
 # (`python -m lab bench --preset NAME --device cpu --end-to-end --seeds 3`; benchmarks/RESULTS.md has the tables).
 LEARNER_SIDE = 20
 PRESETS: dict[str, Preset] = {
-    # The CPU's real result (issue 11; beyond the spec, each change measured in benchmarks/RESULTS.md): the spec
-    # network at width 0.25 on all 50,000 images for 3 epochs, the first 2 of them on images scaled to LEARNER_SIDE
-    # px (progressive resizing: (20/32)² ≈ 0.4 of the work each); batch 128 (on 2 cores no slower per image than
-    # 512, and 4× the steps); no CutOut and label smoothing 0.2 (a 3-epoch run underfits: it needs less
-    # regularisation, not more); LRMIN = LRMAX/100 (a lower start and end than the spec's /25); the peak at 0.75
-    # epochs (the spec's share would be 0.625, off the app's quarter-epoch slider). Adam, LRMAX 0.01, as the spec.
+    # The CPU's real result (issue 11; beyond the spec, each change chosen by a measurement in benchmarks/RESULTS.md,
+    # "The Learner preset"): the spec network at width 0.25 on all 50,000 images for 3 epochs, the first 2 of them on
+    # images scaled to LEARNER_SIDE px (progressive resizing: (20/32)² of the work each); batch 128 (4× the steps of
+    # 512); no CutOut and label smoothing 0.2 (a 3-epoch run underfits: it needs less regularisation, not more);
+    # LRMIN = LRMAX/100 (a lower start and end than the spec's /25); the peak at 0.75 epochs (the spec's share would
+    # be 0.625, off the app's quarter-epoch slider). Adam, LRMAX 0.01, as the spec.
     "learner": Preset(f"Learner (CPU, 2½–3½ min, 81.5%): width 0.25, all 50k images, 3 epochs "
                       f"(2 at {LEARNER_SIDE} px)",
                       dict(width=0.25, subset=None, test_subset=None, epochs=3, peak_epoch=0.75, batch_size=128,

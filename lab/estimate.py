@@ -1,22 +1,28 @@
-"""How long a run or a range test will take, from a step time measured on this machine, before it starts.
+"""Before a job starts: how long it will take (from a step time measured on this machine) and how much memory it
+will need at its peak (from the network's shapes).
 
-A 24-epoch spec run is a quarter of a minute on an H100 and ten hours on two CPU cores; nothing in a config says
-which machine it will meet, so the estimate times a few real training steps of the same network (width, device,
-bf16 autocast and channels_last on CUDA, an Adam step) on random inputs, and scales:
+Time. A 24-epoch spec run takes seconds on a large GPU and hours on two CPU cores (benchmarks/RESULTS.md); nothing
+in a config says which machine it will meet, so the estimate times a few real training steps of the same network
+(width, device, the precision training picks there — lab.engine.resolve_precision: bf16 autocast on a GPU that has
+it, fp16 on one that does not, fp32 on the CPU —, channels_last, an Adam step) on random inputs, and scales:
 
     run          epochs × (steps per epoch × step time  +  test images × evaluation time per image)
     range test   iterations × step time
 
-On a CPU a step costs a fixed overhead (one dispatch per layer, whatever the batch: at width 0.125 a 32-image step
-ran at a sixth of the images/s of a 128-image one) plus a time per image, so steps are timed at two small batches
-(PROBE_BATCHES) and the line through them is extended to the run's batch: 160 images of probing, where one
-512-image step at width 1 takes ten seconds on two CPU cores. On CUDA small batches would only time the launch overhead, so the probe uses
-the run's own batch size (capped). Each size is timed PROBE_STEPS times after an untimed warm-up step and the
-median kept, as other work on the machine makes single steps jump. Not timed: data loading and augmentation (the
-reference loader's worker processes run beside the model on the CPU), start-up, and the machine's other work
-changing after the probe; the figure is good to the order of magnitude that decides whether to start.
-The app shows it before Start and `python -m lab train` / `find-lr` print it; on a CPU, both ask before a job
-expected to take over LONG_JOB_S.
+On a CPU a step costs a fixed overhead (one dispatch per layer, whatever the batch) plus a time per image, so
+steps are timed at two small batches (PROBE_BATCHES) and the line through them is extended to the run's batch: a
+few small steps of probing instead of one full-size step, which at width 1 takes seconds on a CPU. On CUDA small
+batches would only time the launch overhead, so the probe uses the run's own batch size (capped). Each size is
+timed PROBE_STEPS times after an untimed warm-up step and the median kept, as other work on the machine makes
+single steps jump. Not timed: data loading and augmentation (the reference loader's worker processes run beside
+the model on the CPU), start-up, and the machine's other work changing after the probe; the figure is good to
+the order of magnitude that decides whether to start. The app shows it before Start and `python -m lab train` /
+`find-lr` print it; on a CPU, both ask before a job expected to take over LONG_JOB_S.
+
+Memory. peak_memory counts what a run holds at once — a training step's saved activations (lab.model's formula
+from the layer shapes, × a factor calibrated by benchmarks/memory_probe.py) or an evaluation batch, plus the
+weights, their gradients and the optimizer's state, plus the dataset when the fast loader keeps it on the device
+— and lab.experiment.check_memory refuses a run whose peak does not fit free_memory.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ from torch import nn
 # LONG_JOB_S lives in lab.config (the CLI reads it to build --help, without torch); importable from here as before
 from lab.config import LONG_JOB_S, TrainConfig
 from lab.engine import autocast_for, make_optimizer, prepare_model, resolve_device
-from lab.model import Net
+from lab.loaders import EVAL_BATCH, choose_loader
+from lab.model import Net, activation_bytes, count_parameters
 from lab.schedule import steps_per_epoch
 
 PROBE_BATCHES = (8, 32)  # images per timed step on a CPU: the two points of the overhead + per-image line
@@ -131,7 +138,8 @@ def measure(width: float, batch_size: int, device: str = "auto") -> StepTime:
     return StepTime(dev.type, float(width), n1, per_image, eval_s / n1, overhead)
 
 
-def _step(seconds: float) -> str:
+def _step_duration(seconds: float) -> str:
+    """One step's time: '0.31 s', or format_duration's form from 10 s up."""
     return format_duration(seconds) if seconds >= 10 else f"{seconds:.2g} s"
 
 
@@ -149,7 +157,7 @@ class Estimate:
     @property
     def duration(self) -> str:
         """'about 18 h 06 min'; below a minute just 'under a minute', since start-up and the data loader's fixed
-        costs (not timed) then weigh as much as the steps (a Tiny run estimated at 3 s took 6 s)."""
+        costs (not timed) then weigh as much as the steps (benchmarks/RESULTS.md, "Step time on the CPU")."""
         return "under a minute" if self.seconds < 60 else f"about {format_duration(self.seconds)}"
 
     def __str__(self) -> str:
@@ -158,18 +166,80 @@ class Estimate:
 
 def for_run(cfg: TrainConfig, train_images: int, test_images: int, timing: StepTime) -> Estimate:
     """The expected length of training `cfg` on `train_images` (evaluating `test_images` after each epoch)."""
-    spe = steps_per_epoch(train_images, cfg.batch_size)
+    steps = steps_per_epoch(train_images, cfg.batch_size)
     step = timing.step_seconds(cfg.batch_size)
     # a low-res epoch (progressive resizing) costs (side/32)² of a full-size one; the step was timed at 32 px
-    total = cfg.training_work() * (spe * step + test_images * timing.eval_per_image)
+    total = cfg.training_work() * (steps * step + test_images * timing.eval_per_image)
     low = (f", the first {cfg.low_res_epochs} at {cfg.low_res} px" if cfg.low_res_epochs else "")
-    what = (f"{cfg.schedule.epochs} × {spe} steps of {cfg.batch_size} images at {_step(step)} per step{low}, "
-            f"timed on this machine")
+    what = (f"{cfg.schedule.epochs} × {steps} steps of {cfg.batch_size} images at {_step_duration(step)} per step"
+            f"{low}, timed on this machine")
     return Estimate(total, timing.device, what)
 
 
 def for_range_test(cfg: TrainConfig, iters: int, timing: StepTime) -> Estimate:
     """The expected length of an LR range test of `iters` iterations (at most; it may stop early)."""
     step = timing.step_seconds(cfg.batch_size)
-    what = f"up to {iters} steps of {cfg.batch_size} images at {_step(step)} per step, timed on this machine"
+    what = f"up to {iters} steps of {cfg.batch_size} images at {_step_duration(step)} per step, timed on this machine"
     return Estimate(iters * step, timing.device, what)
+
+
+# ------------------------------------------------------------------------------------------------ memory
+
+# Peak memory of a training step ÷ what autograd saves for the backward pass (model.activation_bytes), a factor
+# calibrated by benchmarks/memory_probe.py on the CPU (benchmarks/RESULTS.md, "Memory: one training step on the
+# CPU", has the readings and the command); it stays above every reading there. The weights' gradients are counted
+# apart. On CUDA the same fp32 count over-estimates bf16/fp16 activations, so a refusal there errs on the safe side.
+PEAK_OVER_SAVED = 1.6
+OPTIMIZER_STATES = {"adam": 2, "sgd": 1}  # per-parameter buffers besides the weight and its gradient
+
+
+def peak_memory(cfg: TrainConfig, device: torch.device, train_images: int, test_images: int,
+                with_test: bool = True) -> int:
+    """An estimate, in bytes, of the most memory a run of `cfg` holds on `device` at once: the larger of a
+    training step's activations (PEAK_OVER_SAVED × what autograd saves per image × batch) and an evaluation
+    batch's (the largest layer output and its input, × the evaluation batch), plus the weights, their gradients
+    and the optimizer's state, plus the dataset when the fast loader keeps it on the device."""
+    saved, largest = activation_bytes(float(cfg.width))
+    train_peak = PEAK_OVER_SAVED * saved * cfg.batch_size
+    eval_peak = 2 * largest * max(cfg.batch_size, EVAL_BATCH) if with_test else 0
+    weights = count_parameters_at(cfg.width) * 4 * (2 + OPTIMIZER_STATES.get(cfg.optimizer.name, 2))
+    data = 0
+    if choose_loader(cfg, device) == "fast":
+        images = min(cfg.subset or train_images, train_images) + (
+            min(cfg.test_subset or test_images, test_images) if with_test else 0)
+        data = images * 32 * 32 * 3  # uint8 on the device
+    return int(max(train_peak, eval_peak) + weights + data)
+
+
+def count_parameters_at(width: float) -> int:
+    """The network's parameter count at `width`, from its shapes alone."""
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        return count_parameters(Net(width=width))
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes this process could still get on `device`; None when it cannot be told. On CUDA: the driver's
+    free memory plus what torch's caching allocator holds unused. On the CPU: MemAvailable, and the container's
+    limit (cgroup v2, then v1) when that is tighter."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    found = []
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit = open(limit_file).read().strip()
+            usage = int(open(usage_file).read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**60:  # "max" or a huge number: no limit
+            found.append(int(limit) - usage)
+        break
+    return min(found) if found else None

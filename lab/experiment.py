@@ -1,7 +1,7 @@
 """One training run from a TrainConfig: data → batch streams → model → optimizer → schedule → engine → run folder.
 
 preflight() checks what a run needs before anything is made (the data's size, the schedule's length, the
-memory at the peak); prepare() is the one setup sequence (device → data subset → seed → batch streams → model),
+memory at the peak: lab.estimate.peak_memory against what is free); prepare() is the one setup sequence (device → data subset → seed → batch streams → model),
 shared by train() and the LR range test so both see the same batches and the same initial weights. train() is
 the single entry point that the CLI, the Gradio app, the sweeps and the benchmarks all call.
 """
@@ -24,20 +24,12 @@ from lab import data as data_mod
 from lab.config import ConfigError, TrainConfig
 from lab.engine import (Callback, Diverged, Event, Loss, Precision, fit, make_optimizer, prepare_model, resolve_device,
                         resolve_precision, seed_everything)
-from lab.loaders import FastLoader, reference_loader
-from lab.model import Net, activation_bytes, count_parameters
+# count_parameters_at: lab/ui/jobs.py imports it from here (until it imports it from lab.estimate)
+from lab.estimate import count_parameters_at, free_memory, peak_memory  # noqa: F401
+from lab.loaders import EVAL_BATCH, FastLoader, choose_loader, reference_loader
+from lab.model import Net, activation_bytes
 from lab.runs import DiskFull, Run, fmt_bytes
 from lab.schedule import OneCycle
-
-EVAL_BATCH = 1024  # evaluation holds no activations for backward: a larger batch is cheaper per image
-# Peak memory of a training step ÷ what autograd saves for the backward pass (model.activation_bytes), measured
-# by benchmarks/memory_probe.py on the CPU (one Adam step; table and command in benchmarks/RESULTS.md). The live
-# tensors peak at 0.99–1.04× the saved bytes (plus the weights' gradients, counted below); what the process
-# actually takes (peak RSS growth, the allocator's overhead included) was 0.90–1.45× over widths 0.125–2 and
-# batches 32–512, varying from run to run. 1.6 stays above every reading. On CUDA the same fp32 count
-# over-estimates bf16 activations (up to 2×): a refusal there errs on the safe side.
-PEAK_OVER_SAVED = 1.6
-OPTIMIZER_STATES = {"adam": 2, "sgd": 1}  # per-parameter buffers besides the weight and its gradient
 
 
 @dataclass
@@ -61,12 +53,6 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def choose_loader(cfg: TrainConfig, device: torch.device) -> str:
-    if cfg.loader != "auto":
-        return cfg.loader
-    return "fast" if device.type == "cuda" else "reference"
-
-
 def build_loaders(cfg: TrainConfig, data: data_mod.Cifar10, device: torch.device, kind: str,
                   with_test: bool = True, precision: Precision | None = None):
     """(train batches, test batches or None) of the chosen kind. The fast loader hands out batches already in
@@ -87,57 +73,6 @@ def build_loaders(cfg: TrainConfig, data: data_mod.Cifar10, device: torch.device
         test = reference_loader(data.x_test, data.y_test, max(cfg.batch_size, EVAL_BATCH), False, seed=cfg.seed,
                                 workers=cfg.workers, pin_memory=pin)
     return train, test
-
-
-def peak_memory(cfg: TrainConfig, device: torch.device, train_images: int, test_images: int,
-                with_test: bool = True) -> int:
-    """An estimate, in bytes, of the most memory a run of `cfg` holds on `device` at once: the larger of a
-    training step's activations (PEAK_OVER_SAVED × what autograd saves per image × batch) and an evaluation
-    batch's (the largest layer output and its input, × the evaluation batch), plus the weights, their gradients
-    and the optimizer's state, plus the dataset when the fast loader keeps it on the device."""
-    saved, largest = activation_bytes(float(cfg.width))
-    train_peak = PEAK_OVER_SAVED * saved * cfg.batch_size
-    eval_peak = 2 * largest * max(cfg.batch_size, EVAL_BATCH) if with_test else 0
-    weights = count_parameters_at(cfg.width) * 4 * (2 + OPTIMIZER_STATES.get(cfg.optimizer.name, 2))
-    data = 0
-    if choose_loader(cfg, device) == "fast":
-        images = min(cfg.subset or train_images, train_images) + (
-            min(cfg.test_subset or test_images, test_images) if with_test else 0)
-        data = images * 32 * 32 * 3  # uint8 on the device
-    return int(max(train_peak, eval_peak) + weights + data)
-
-
-def count_parameters_at(width: float) -> int:
-    with torch.device("meta"):  # shapes only: no memory, no initialisation
-        return count_parameters(Net(width=width))
-
-
-def free_memory(device: torch.device) -> int | None:
-    """Bytes this process could still get on `device`; None when it cannot be told. On CUDA: the driver's
-    free memory plus what torch's caching allocator holds unused. On the CPU: MemAvailable, and the container's
-    limit (cgroup v2, then v1) when that is tighter."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    found = []
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"):
-                found.append(int(line.split()[1]) * 1024)
-    except OSError:
-        pass
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        try:
-            limit = open(limit_file).read().strip()
-            usage = int(open(usage_file).read().strip())
-        except (OSError, ValueError):
-            continue
-        if limit.isdigit() and int(limit) < 2**60:  # "max" or a huge number: no limit
-            found.append(int(limit) - usage)
-        break
-    return min(found) if found else None
 
 
 def check_memory(cfg: TrainConfig, device: torch.device, train_images: int, test_images: int,

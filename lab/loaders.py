@@ -17,7 +17,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lab import augment
-from lab.config import AugmentConfig
+from lab.config import AugmentConfig, TrainConfig
+
+EVAL_BATCH = 1024  # evaluation holds no activations for backward: a larger batch is cheaper per image
+
+
+def choose_loader(cfg: TrainConfig, device: torch.device) -> str:
+    """The kind of batch stream a run of `cfg` uses on `device`: its own choice, or for "auto" the fast loader on
+    CUDA and the reference one elsewhere."""
+    if cfg.loader != "auto":
+        return cfg.loader
+    return "fast" if device.type == "cuda" else "reference"
 
 
 class AlbumentationsDataset(Dataset):

@@ -6,7 +6,9 @@ smoothed loss exceeds `diverge_th` × the best loss so far.
 
 What training would use, the test uses: the same batches (loader kind, augmentation, batch size, subset, seed),
 a network with the same initial weights (built after the same seeding), an optimizer of the same kind and
-weight decay, the same loss (label smoothing included), bf16 autocast on CUDA.
+weight decay, the same loss (lab.engine.Loss: label smoothing and logit scale included), and the same precision
+(lab.engine.resolve_precision: bf16 autocast on a GPU that has it, fp16 autocast with training's loss scaling on
+one that does not, fp32 on the CPU), its batches in channels_last as the engine feeds them.
 
 Nothing training owns is touched. The test builds its own model (or deep-copies one given to it) and its own
 optimizer, and throws both away; torch-lr-finder's reset() is never needed. (It also refuses an optimizer that
@@ -30,18 +32,18 @@ Before any rule, the first tenth of the curve and its last few points are trimme
 smoothing's warm-up, the end by the blow-up), as fastai does, and the curve is cut at the first NaN/inf; the
 rules built on the minimum keep the tail, where the minimum usually sits.
 
-Why min_div_run is the default: sweeps of whole runs (benchmarks/RESULTS.md, `python -m lab sweep`) trained at
-every rule's suggestion. On the spec recipe (2,352 steps, an H100, one seed each) the loss minimum, 1.28e-2,
-sits by the best LR (93.41% at 0.01) and min ÷ 10 lands 0.7 points lower (92.71%); on the Quick preset (60 steps)
-the loss minimum lands 8 points low (43.0% against 50.9% at min ÷ 10, the best), while the Tiny preset (16 steps)
-wants an LR between the two (min ÷ 10 lands 9 points low, the loss minimum 4.5). A run spends only some of its steps near its peak LR: a long run needs the margin, a very short one
-has too few steps there to go unstable and needs the large steps to get anywhere. The margin follows the run's
-length measured in the test's batches — how much training the loss minimum was found after. The curve's shape
-alone (knee) cannot tell Tiny from Quick: their curves level off alike. When the default cannot apply (the loss
-still falling at the end, or a bare curve without the run's length), the next rule in RULES that applied is
-used, and if none can (too few points, the loss never fell), LRMAX falls back to the optimizer's default
-(lab.config.DEFAULT_MAX_LR) with a note saying so. LRMIN = LRMAX / div_factor, the schedule's default div factor
-unless told otherwise.
+Why min_div_run is the default: sweeps of whole runs trained at every rule's suggestion (`python -m lab sweep`;
+the tables and figures are in benchmarks/RESULTS.md, "Does the range test pick the right LR?" and "Why
+min_div_run is the default"). No fixed fraction of the loss minimum served every run: on the long spec recipe the
+loss minimum sits by the best LR and min ÷ 10 a little below it; on the short Quick preset the loss minimum lands
+far too high and min ÷ 10 is best; the shortest, Tiny, wants an LR between the two. A run spends only some of its
+steps near its peak LR: a long run needs the margin, a very short one has too few steps there to go unstable and
+needs the large steps to get anywhere. So the margin follows the run's length measured in the test's batches —
+how much training the loss minimum was found after. The curve's shape alone (knee) cannot tell Tiny from Quick:
+their curves level off alike. When the default cannot apply (the loss still falling at the end, or a bare curve
+without the run's length), the next rule in lab.config.RANGE_TEST_RULES that applied is used, and if none can (too
+few points, the loss never fell), LRMAX falls back to the optimizer's default (lab.config.DEFAULT_MAX_LR) with a
+note saying so. LRMIN = LRMAX / div_factor, the schedule's default div factor unless told otherwise.
 """
 
 from __future__ import annotations
@@ -65,13 +67,9 @@ from lab.config import DEFAULT_MAX_LR, ConfigError, TrainConfig
 from lab.engine import Loss, make_optimizer, to_model_layout
 from lab.experiment import device_name, prepare
 
-DEFAULT_ITERS = C.RANGE_TEST_ITERS  # ≈ 2 epochs of the full training set at batch 512: enough points for the rules
-DEFAULT_START_LR = C.RANGE_TEST_START_LR  # torch-lr-finder's and fastai's customary start: below any useful LR
-DEFAULT_END_LR = C.RANGE_TEST_END_LR
-RULES = C.RANGE_TEST_RULES  # preference order when choosing LRMAX
-DEFAULT_RULE = RULES[0]
+# The test's defaults, its rules (the first is the default, the rest the fallback order) and LR modes are
+# lab.config's RANGE_TEST_*: the CLI and the app declare their flags and controls from the same names.
 MIN_POINTS = 5  # fewer points than this after trimming: no rule applies
-MODES = C.RANGE_TEST_MODES
 # What makes a finished test's LRMAX doubtful (caveats()): fewer recorded points than TRUSTED_POINTS (the rules
 # trim a tenth at the start and a few at the end, and fastai's default test has 100), a loss that fell by less
 # than WEAK_DROP over the curve, or an LRMAX in the lowest LOW_END share (log scale) of the LRs tested, where the
@@ -257,18 +255,18 @@ def suggest(
 def caveats(result: RangeTest | dict[str, Any]) -> list[str]:
     """Reasons not to take a finished test's LRMAX at face value, in words a person can act on; [] when there are
     none. The app shows them at its "use these" button and asks before applying such an LRMAX."""
-    d = result if isinstance(result, dict) else result.to_dict()
-    lrs, losses = list(d.get("lrs") or []), list(d.get("losses") or [])
-    settings = d.get("settings") or {}
+    doc = result if isinstance(result, dict) else result.to_dict()
+    lrs, losses = list(doc.get("lrs") or []), list(doc.get("losses") or [])
+    settings = doc.get("settings") or {}
     out: list[str] = []
-    if d.get("status") == "stopped":
+    if doc.get("status") == "stopped":
         out.append(f"the test was stopped after {len(lrs)} of {settings.get('iters', '?')} iterations, so the loss "
                    "may not have reached its minimum yet")
-    if d.get("rule") == "fallback":
-        out.append(f"no rule applied to the curve: LRMAX {d.get('max_lr', 0):.3g} is the optimizer's default, not "
+    if doc.get("rule") == "fallback":
+        out.append(f"no rule applied to the curve: LRMAX {doc.get('max_lr', 0):.3g} is the optimizer's default, not "
                    "a measurement")
-    elif settings.get("rule") and d.get("rule") != settings["rule"]:
-        out.append(f"the {settings['rule']} rule did not apply; LRMAX comes from the {d.get('rule')} rule")
+    elif settings.get("rule") and doc.get("rule") != settings["rule"]:
+        out.append(f"the {settings['rule']} rule did not apply; LRMAX comes from the {doc.get('rule')} rule")
     if len(lrs) < TRUSTED_POINTS:
         out.append(f"only {len(lrs)} points were recorded; run at least {TRUSTED_POINTS} iterations for a curve the "
                    "rules can read")
@@ -280,8 +278,8 @@ def caveats(result: RangeTest | dict[str, Any]) -> list[str]:
             out.append(f"the loss fell by only {100 * max(drop, 0):.1f}% over the whole test: widen the LR range or "
                        "run more iterations")
     lo, hi = settings.get("start_lr") or (lrs[0] if lrs else None), settings.get("end_lr") or (lrs[-1] if lrs else None)
-    max_lr = d.get("max_lr")
-    if d.get("rule") != "fallback" and lo and hi and max_lr and hi > lo:
+    max_lr = doc.get("max_lr")
+    if doc.get("rule") != "fallback" and lo and hi and max_lr and hi > lo:
         share = math.log(max_lr / lo) / math.log(hi / lo)
         if share < LOW_END:
             out.append(f"LRMAX {max_lr:.3g} lies at the very start of the tested range ({lo:.3g} → {hi:.3g}), where "
@@ -289,9 +287,10 @@ def caveats(result: RangeTest | dict[str, Any]) -> list[str]:
     return out
 
 
-def choose(suggestions: dict[str, float], rule: str = DEFAULT_RULE) -> tuple[str, float] | None:
-    """(rule, LR) for LRMAX: `rule` when it applied, else the first of RULES that did; None when none did."""
-    for name in (rule, *RULES):
+def choose(suggestions: dict[str, float], rule: str = C.RANGE_TEST_RULES[0]) -> tuple[str, float] | None:
+    """(rule, LR) for LRMAX: `rule` when it applied, else the first of RANGE_TEST_RULES that did; None when none
+    did."""
+    for name in (rule, *C.RANGE_TEST_RULES):
         if name in suggestions:
             return name, suggestions[name]
     return None
@@ -364,10 +363,10 @@ def _quiet_library():
         del tlf.print
 
 
-def check_settings(iters: int = DEFAULT_ITERS, start_lr: float = DEFAULT_START_LR, end_lr: float = DEFAULT_END_LR,
-                   mode: str = MODES[0], smooth_f: float = C.RANGE_TEST_SMOOTH_F,
-                   diverge_th: float = C.RANGE_TEST_DIVERGE_TH, div_factor: float = C.DEFAULT_DIV_FACTOR,
-                   rule: str = DEFAULT_RULE) -> None:
+def check_settings(iters: int = C.RANGE_TEST_ITERS, start_lr: float = C.RANGE_TEST_START_LR,
+                   end_lr: float = C.RANGE_TEST_END_LR, mode: str = C.RANGE_TEST_MODES[0],
+                   smooth_f: float = C.RANGE_TEST_SMOOTH_F, diverge_th: float = C.RANGE_TEST_DIVERGE_TH,
+                   div_factor: float = C.DEFAULT_DIV_FACTOR, rule: str = C.RANGE_TEST_RULES[0]) -> None:
     """Raise ConfigError, with a message a person can act on, for settings the range test cannot run with."""
     def finite_positive(x) -> bool:
         return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
@@ -379,30 +378,30 @@ def check_settings(iters: int = DEFAULT_ITERS, start_lr: float = DEFAULT_START_L
     if not (finite_positive(end_lr) and start_lr < end_lr):
         raise ConfigError(f"the range test needs 0 < start LR < end LR, got {start_lr!r} and {end_lr!r}; raise the "
                           "end LR or lower the start LR", "end_lr")
-    if mode not in MODES:
-        raise ConfigError(f"range-test mode must be one of {', '.join(MODES)}, got {mode!r}", "mode")
+    if mode not in C.RANGE_TEST_MODES:
+        raise ConfigError(f"range-test mode must be one of {', '.join(C.RANGE_TEST_MODES)}, got {mode!r}", "mode")
     if not (isinstance(smooth_f, (int, float)) and 0 <= smooth_f < 1):
         raise ConfigError(f"smoothing factor must lie in [0, 1) (0: no smoothing), got {smooth_f!r}")
     if not (finite_positive(diverge_th) and diverge_th > 1):
         raise ConfigError(f"divergence threshold must be a number > 1 (× the best loss), got {diverge_th!r}")
     if not (finite_positive(div_factor) and div_factor > 1):
         raise ConfigError(f"div factor must be a number > 1 (LRMIN = LRMAX / div factor), got {div_factor!r}")
-    if rule not in RULES:
-        raise ConfigError(f"unknown LRMAX rule {rule!r}; choose one of: {', '.join(RULES)}")
+    if rule not in C.RANGE_TEST_RULES:
+        raise ConfigError(f"unknown LRMAX rule {rule!r}; choose one of: {', '.join(C.RANGE_TEST_RULES)}")
 
 
 def range_test(
     cfg: TrainConfig,
     data: data_mod.Cifar10 | None = None,
     *,
-    iters: int = DEFAULT_ITERS,
-    start_lr: float = DEFAULT_START_LR,
-    end_lr: float = DEFAULT_END_LR,
-    mode: str = MODES[0],
+    iters: int = C.RANGE_TEST_ITERS,
+    start_lr: float = C.RANGE_TEST_START_LR,
+    end_lr: float = C.RANGE_TEST_END_LR,
+    mode: str = C.RANGE_TEST_MODES[0],
     smooth_f: float = C.RANGE_TEST_SMOOTH_F,
     diverge_th: float = C.RANGE_TEST_DIVERGE_TH,
     div_factor: float | None = None,
-    rule: str = DEFAULT_RULE,
+    rule: str = C.RANGE_TEST_RULES[0],
     progress: Progress | None = None,
     stop: threading.Event | None = None,
     model: nn.Module | None = None,

@@ -135,7 +135,7 @@ def flops_per_image(model: nn.Module) -> int:
 
 def activation_bytes(width: float = 1.0) -> tuple[int, int]:
     """(bytes one training image's forward pass keeps for the backward pass, bytes of the largest single layer
-    output), in fp32, at this width; lab.experiment.peak_memory turns them into a peak.
+    output), in fp32, at this width; lab.estimate.peak_memory turns them into a peak.
 
     A formula from the layer shapes, per image, in floats (4 bytes; a max-pool's int64 indices count as 2):
     the input image; per Conv-BN-ReLU block, the conv's output (BN's input) and the ReLU's output (the next

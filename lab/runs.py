@@ -96,10 +96,10 @@ def fmt_bytes(n: float | None) -> str:
 
 
 def disk_full(folder: Path, what: str) -> DiskFull:
-    e = DiskFull(f"disk full: cannot write {what} in {folder} ({fmt_bytes(free_bytes(folder))} free there); free "
-                 "some space, or save runs elsewhere, and start again")
-    e.errno = errno.ENOSPC  # set apart from the message: OSError(errno, text) would print "[Errno 28] …"
-    return e
+    error = DiskFull(f"disk full: cannot write {what} in {folder} ({fmt_bytes(free_bytes(folder))} free there); "
+                     "free some space, or save runs elsewhere, and start again")
+    error.errno = errno.ENOSPC  # set apart from the message: OSError(errno, text) would print "[Errno 28] …"
+    return error
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -293,11 +293,11 @@ class Run:
         if self.owned() is not False:
             return []
         removed = []
-        for p in self.temporaries():
+        for temporary in self.temporaries():
             try:
-                if time.time() - p.stat().st_mtime > TEMP_GRACE_S:
-                    p.unlink()
-                    removed.append(p)
+                if time.time() - temporary.stat().st_mtime > TEMP_GRACE_S:
+                    temporary.unlink()
+                    removed.append(temporary)
             except OSError:
                 pass
         return removed
@@ -335,10 +335,10 @@ class Run:
         return TrainConfig.from_dict(self.config_doc()["config"])
 
     def metrics(self) -> list[dict[str, Any]]:
-        p = self.path / METRICS
-        if not p.exists():
+        path = self.path / METRICS
+        if not path.exists():
             return []
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     @property
     def checkpoint(self) -> Path:
@@ -436,7 +436,7 @@ def _folders_with(root: Path, marker: str) -> list[Run]:
     root = Path(root)
     if not root.is_dir():
         return []
-    found = [Run(p) for p in root.iterdir() if (p / marker).is_file()]
+    found = [Run(folder) for folder in root.iterdir() if (folder / marker).is_file()]
     return sorted(found, key=lambda r: (r.path / marker).stat().st_mtime, reverse=True)
 
 

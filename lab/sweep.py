@@ -63,7 +63,6 @@ from lab.runs import DEFAULT_ROOT, Run, atomic_write_text, new_run_dir
 SWEEP_ROOT = DEFAULT_ROOT / "sweeps"
 SPEC, RESULTS_JSON, RESULTS_CSV, FIGURE = "spec.json", "sweep.json", "sweep.csv", "sweep.html"
 TUNE_DIR, RUNS_DIR = "tune", "runs"
-RULES = C.RANGE_TEST_RULES
 EPOCH_KEYS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 
 
@@ -119,7 +118,7 @@ def _number(text: str, kind: type, field: str, nullable: bool = False) -> Any:
 def parse_lr(text: str) -> float | str:
     """One max-LR value: a number (0.01), a factor of the range test's suggestion ('x0.5', '×2') or a rule name."""
     t = str(text).strip()
-    if t in RULES:
+    if t in C.RANGE_TEST_RULES:
         return t
     if t[:1] in ("x", "×", "*"):
         f = _number(t[1:], float, "max_lr")
@@ -143,7 +142,7 @@ def parse_values(field: str, text: str | Sequence) -> list:
         out = []
         for item in items:
             if isinstance(item, str) and item.strip() == "rules":  # shorthand: every range-test rule
-                out += list(RULES)
+                out += list(C.RANGE_TEST_RULES)
             else:
                 out.append(parse_lr(item) if isinstance(item, str) else parse_lr(repr(item)))
     else:
@@ -309,7 +308,7 @@ def suggestions_for(rt: dict[str, Any], cfg: dict[str, Any]) -> tuple[dict[str, 
 
     steps = cfg["schedule"]["epochs"] * math.ceil(rt["settings"]["train_images"] / cfg["batch_size"])
     suggestions, _ = suggest(rt["lrs"], rt["losses"], run_steps=steps)
-    chosen = choose(suggestions, rt["settings"].get("rule", RULES[0]))
+    chosen = choose(suggestions, rt["settings"].get("rule", C.RANGE_TEST_RULES[0]))
     return suggestions, (chosen[0] if chosen else rt["rule"]), (chosen[1] if chosen else rt["max_lr"])
 
 
@@ -414,8 +413,8 @@ def estimate(spec: SweepSpec, data) -> Any:
         gpus = max(1.0, float(torch.cuda.device_count()))
         per_trial = spec.gpus_per_trial if spec.gpus_per_trial else 1.0
         seconds /= max(1.0, gpus / per_trial)
-    n = len(spec.combos()) * len(spec.seeds)
-    return est.Estimate(seconds + tests, device, f"{n} trials and the range tests, each timed on this machine")
+    trials = len(spec.combos()) * len(spec.seeds)
+    return est.Estimate(seconds + tests, device, f"{trials} trials and the range tests, each timed on this machine")
 
 
 # ------------------------------------------------------------------------------------------------- summary
@@ -474,7 +473,7 @@ def summarize(configurations: list[dict[str, Any]], trials: list[dict[str, Any]]
         suggested = members[0]["suggested"] or (rt["max_lr"] if rt else None)
         rules: dict[str, dict[str, Any]] = {}
         if rt is not None:
-            for rule in RULES:
+            for rule in C.RANGE_TEST_RULES:
                 lr = suggestions.get(rule)
                 if lr is None:
                     continue
@@ -517,16 +516,16 @@ def to_csv(summary: dict[str, Any]) -> str:
 
 def format_summary(doc: dict[str, Any]) -> str:
     """The console table: configurations with mean ± std, the best marked, then each rule against the best."""
-    s = doc["summary"]
+    summary = doc["summary"]
     lines = [f"{'configuration':<44} {'max LR':>9} {'test acc %':>15} {'seeds':>5}"]
-    for r in s["configurations"]:
+    for r in summary["configurations"]:
         acc = "—" if r["mean"] is None else f"{r['mean']:.2f} ± {r['std']:.2f}"
         src = f" ({', '.join(r['lr_from'])})" if r["lr_from"] else ""
         other = {k: v for k, v in r["statuses"].items() if k != "done"}
         tail = ("  " + ", ".join(f"{v} {k}" for k, v in other.items())) if other else ""
-        mark = "  ← best" if r["key"] == s["best"] else ""
+        mark = "  ← best" if r["key"] == summary["best"] else ""
         lines.append(f"{(r['label'] + src)[:44]:<44} {r['max_lr']:9.3g} {acc:>15} {r['n']:>5}{tail}{mark}")
-    for ser in s["series"]:
+    for ser in summary["series"]:
         if not ser["rules"]:
             continue
         lines.append(f"range-test rules ({ser['series']}; best {ser['best_lr']:.3g}: {ser['best_mean']:.2f}%)"
@@ -634,8 +633,8 @@ class Sweep:
             raise SweepError(f"{self.path} holds no {SPEC}: it is not a sweep folder") from None
 
     def results(self) -> dict[str, Any] | None:
-        p = self.path / RESULTS_JSON
-        return json.loads(p.read_text()) if p.exists() else None
+        path = self.path / RESULTS_JSON
+        return json.loads(path.read_text()) if path.exists() else None
 
     def run_dir(self, configuration: dict[str, Any], seed: int) -> Path:
         return self.path / RUNS_DIR / _folder_name(configuration, seed)
@@ -662,13 +661,14 @@ class Sweep:
 
 def _records_from_trials(sweep: Sweep, trials) -> list[dict[str, Any]]:
     out = []
-    for t in trials:
-        c, seed = t.config["configuration"], t.config["seed"]
+    for trial in trials:
+        configuration, seed = trial.config["configuration"], trial.config["seed"]
         err = None
-        if t.status == "ERROR":
-            err = (t.error_file and Path(t.error_file).exists() and Path(t.error_file).read_text().strip()
+        if trial.status == "ERROR":
+            err = (trial.error_file and Path(trial.error_file).exists() and Path(trial.error_file).read_text().strip()
                    .splitlines()[-1]) or "the trial failed"
-        out.append(_trial_record(c, seed, t.last_result, t.status, err, sweep.run_dir(c, seed)))
+        out.append(_trial_record(configuration, seed, trial.last_result, trial.status, err,
+                                 sweep.run_dir(configuration, seed)))
     return out
 
 
@@ -956,8 +956,9 @@ def _execute(sweep: Sweep, spec: SweepSpec, data, log: Callable[[str], None], re
         sweep.write_state(state)
     if "configurations" not in state:  # a new sweep, or one interrupted before its grid was resolved
         state = _prepare(spec, sweep, state, data_ref, log)
-    n = len(state["configurations"]) * len(spec.seeds)
-    log(f"sweep {sweep.id}: {len(state['configurations'])} configurations × {len(spec.seeds)} seeds = {n} trials, "
+    trials = len(state["configurations"]) * len(spec.seeds)
+    log(f"sweep {sweep.id}: {len(state['configurations'])} configurations × {len(spec.seeds)} seeds = {trials} "
+        f"trials, "
         f"{spec.cpus_per_trial:g} CPU + {state['gpus_per_trial']:g} GPU each (Ray sees "
         f"{ray.cluster_resources().get('CPU', 0):g} CPUs, {ray.cluster_resources().get('GPU', 0):g} GPUs); "
         f"folder {sweep.path}")

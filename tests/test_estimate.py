@@ -51,3 +51,26 @@ def test_measure_times_real_steps_without_touching_the_global_rng():
     # the Spec preset on this CPU: the estimate the app and the CLI show before it starts
     spec = PRESETS["spec"].config(device="cpu")
     assert for_run(spec, 50_000, 10_000, t).seconds > 0
+
+
+def test_the_peak_memory_estimate_is_at_least_what_a_step_takes():
+    """The estimate (lab.estimate.peak_memory) against a measurement (benchmarks/memory_probe.py): the most
+    bytes live tensors hold during one Adam step at width 0.25, batch 256, from torch's profiler."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from conftest import REPO
+    from lab.estimate import peak_memory
+
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "memory_probe.py"), "--width", "0.25",
+                           "--batch", "256", "--json"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    measured = json.loads(proc.stdout.strip().splitlines()[-1])["tensor_peak_bytes"]
+    cfg = TrainConfig(width=0.25, batch_size=256, device="cpu")
+    estimate = peak_memory(cfg, torch.device("cpu"), 50_000, 10_000)
+    assert measured <= estimate <= 3 * measured  # safe, and not so loose it refuses what fits

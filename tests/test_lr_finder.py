@@ -16,10 +16,10 @@ import torch
 
 from lab import cli
 from lab import data as data_mod
-from lab.config import DEFAULT_MAX_LR, ConfigError, ScheduleConfig, TrainConfig
+from lab.config import DEFAULT_MAX_LR, RANGE_TEST_RULES, ConfigError, ScheduleConfig, TrainConfig
 from lab.engine import make_optimizer
 from lab.model import Net
-from lab.lr_finder import RULES, RangeTest, range_test, suggest
+from lab.lr_finder import RangeTest, range_test, suggest
 from lab.plots import lr_finder_figure
 from lab.schedule import OneCycle
 
@@ -59,7 +59,7 @@ def test_curve_is_recorded_and_lrs_increase(curve):
 def test_suggestions_lie_within_the_tested_range(curve):
     result, _ = curve
     assert result.suggestions, result.notes
-    assert set(result.suggestions) <= set(RULES)
+    assert set(result.suggestions) <= set(RANGE_TEST_RULES)
     for name, lr in result.suggestions.items():
         assert result.lrs[0] <= lr <= result.lrs[-1], name
     assert result.rule in result.suggestions
@@ -146,7 +146,7 @@ def _u_curve(n: int = 100, noise: float = 0.0, seed: int = 0):
 def test_suggest_on_a_clean_curve():
     lrs, losses = _u_curve()
     s, notes = suggest(lrs, losses, run_steps=len(lrs))
-    assert set(s) == set(RULES), notes
+    assert set(s) == set(RANGE_TEST_RULES), notes
     assert 1e-4 < s["steepest"] < 1e-2  # the steepest descent is at 1e-3
     assert 1e-4 < s["valley"] < 1e-1
     lr_min = lrs[int(np.argmin(losses))]
@@ -273,9 +273,9 @@ def test_knee_is_where_the_loss_has_made_its_share_of_the_fall():
 
 def test_the_default_divides_the_loss_minimum_by_a_margin_that_grows_with_the_run():
     from lab.config import RANGE_TEST_FULL_MARGIN_AT, RANGE_TEST_MARGIN
-    from lab.lr_finder import DEFAULT_RULE, choose, run_margin
+    from lab.lr_finder import choose, run_margin
 
-    assert DEFAULT_RULE == "min_div_run"
+    assert RANGE_TEST_RULES[0] == "min_div_run"
     lrs, losses = _u_curve()
     lr_min = lrs[int(np.argmin(losses))]
     n = len(lrs)
@@ -304,14 +304,14 @@ def test_range_test_suggests_for_the_run_its_config_describes(curve):
 
 def _result(n=200, **change) -> dict:
     """A finished test on the U-shaped curve, as RangeTest.to_dict() gives it, with `change` applied."""
-    from lab.lr_finder import DEFAULT_RULE, choose
+    from lab.lr_finder import choose
 
     lrs, losses = _u_curve(n)
     s, notes = suggest(lrs, losses, run_steps=10 * n)  # a run ten times the test's length, as the app's are
     rule, max_lr = choose(s)
     d = {"lrs": lrs, "losses": losses, "suggestions": s, "max_lr": max_lr, "min_lr": max_lr / 25, "rule": rule,
          "notes": notes, "status": "done",
-         "settings": {"iters": n, "start_lr": lrs[0], "end_lr": lrs[-1], "rule": DEFAULT_RULE}}
+         "settings": {"iters": n, "start_lr": lrs[0], "end_lr": lrs[-1], "rule": RANGE_TEST_RULES[0]}}
     return {**d, **change}
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from lab import sweep as sw
 from lab.cli import main
-from lab.config import ConfigError, TrainConfig
+from lab.config import RANGE_TEST_RULES, ConfigError, TrainConfig
 from lab.runs import Run
 from conftest import TINY, run_lab, tiny_config
 
@@ -36,7 +36,7 @@ def test_parse_grid_types_factors_and_rules():
     assert grid["optimizer"] == ["adam", "sgd"]
     assert grid["epochs"] == [2, 3] and all(isinstance(e, int) for e in grid["epochs"])
     assert grid["cycle_momentum"] == [False, True]
-    assert sw.parse_grid(["max_lr=rules"])["max_lr"] == list(sw.RULES)
+    assert sw.parse_grid(["max_lr=rules"])["max_lr"] == list(RANGE_TEST_RULES)
     assert sw.parse_grid(["max_lr=0.01,0.01,x1,x1.0"])["max_lr"] == [0.01, "x1"]  # repeats dropped
 
 
@@ -105,11 +105,11 @@ def u_curve_test(train_images: int = TINY["subset"]) -> dict:
     sug, _ = suggest(lrs, losses, run_steps=8)
     rule, lr = choose(sug)
     return {"lrs": lrs, "losses": losses, "suggestions": sug, "max_lr": lr, "min_lr": lr / 25, "rule": rule,
-            "notes": [], "status": "done", "settings": {"train_images": train_images, "rule": sw.RULES[0]}}
+            "notes": [], "status": "done", "settings": {"train_images": train_images, "rule": RANGE_TEST_RULES[0]}}
 
 
 def test_resolve_factors_and_rules_to_concrete_lrs():
-    spec = sw.SweepSpec(tiny_config(), {"max_lr": ["x0.5", "x1", sw.RULES[0], "loss_min", "steepest", 0.3],
+    spec = sw.SweepSpec(tiny_config(), {"max_lr": ["x0.5", "x1", RANGE_TEST_RULES[0], "loss_min", "steepest", 0.3],
                                         "div_factor": [10.0, 25.0]})
     groups = sw.range_test_groups(spec)
     assert len(groups) == 1  # the div factor does not change the range test
@@ -117,9 +117,9 @@ def test_resolve_factors_and_rules_to_concrete_lrs():
     rt = u_curve_test()
     configs, notes = sw.resolve(spec, {group["id"]: rt}, {key: group["id"]})
     sug, rule, suggested = sw.suggestions_for(rt, configs[0]["config"])
-    assert rule == sw.RULES[0] and suggested == sug[rule]
-    expected = sorted([(0.5 * suggested, ["x0.5"]), (suggested, ["x1", sw.RULES[0]]), (sug["loss_min"], ["loss_min"]),
-                       (sug["steepest"], ["steepest"]), (0.3, [])])
+    assert rule == RANGE_TEST_RULES[0] and suggested == sug[rule]
+    expected = sorted([(0.5 * suggested, ["x0.5"]), (suggested, ["x1", RANGE_TEST_RULES[0]]),
+                       (sug["loss_min"], ["loss_min"]), (sug["steepest"], ["steepest"]), (0.3, [])])
     for div in (10.0, 25.0):
         mine = sorted((c["max_lr"], c["lr_from"]) for c in configs if c["values"]["div_factor"] == div)
         # x1 and the default rule land on the same LR: one configuration remembering both names
@@ -138,7 +138,7 @@ def test_the_default_rule_follows_each_configurations_run_length():
     """One range test serves a grid over epochs, but min_div_run's margin grows with the run's length."""
     from lab.lr_finder import run_margin
 
-    spec = sw.SweepSpec(tiny_config(), {"max_lr": [sw.RULES[0]], "epochs": [1, 4, 40]})
+    spec = sw.SweepSpec(tiny_config(), {"max_lr": [RANGE_TEST_RULES[0]], "epochs": [1, 4, 40]})
     (key, group), = sw.range_test_groups(spec).items()
     rt = u_curve_test()
     configs, _ = sw.resolve(spec, {group["id"]: rt}, {key: group["id"]})
