@@ -1,8 +1,8 @@
 """One training run from a TrainConfig: data → batch streams → model → optimizer → schedule → engine → run folder.
 
 preflight() checks what a run needs before anything is made (the data's size, the schedule's length, the
-memory at the peak: lab.estimate.peak_memory against what is free); prepare() is the one setup sequence (device → data subset → seed → batch streams → model),
-shared by train() and the LR range test so both see the same batches and the same initial weights. train() is
+memory at the peak: lab.estimate.peak_memory against what is free); prepare() is the one setup sequence (device →
+data subset → seed → batch streams → model), shared by train() and the LR range test so both see the same batches and the same initial weights. train() is
 the single entry point that the CLI, the Gradio app, the sweeps and the benchmarks all call.
 """
 
@@ -147,19 +147,20 @@ def train(
     end config.json records how the run ended (done, stopped — the stop flag, Ctrl-C or SIGTERM —, diverged or
     error, with the reason) and the lock goes; a process that dies without that reads `interrupted`."""
     t0 = time.perf_counter()
-    p = prepare(cfg, data)
-    device, model, train_batches = p.device, p.model, p.train_batches
+    prepared = prepare(cfg, data)
+    device, model, train_batches = prepared.device, prepared.model, prepared.train_batches
     optimizer = make_optimizer(model, cfg.optimizer, cfg.schedule.max_lr)
     schedule = OneCycle(optimizer, cfg.schedule, len(train_batches))
     step_model = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
 
     run = Run(Path(run_dir)) if run_dir is not None else None
     extra = {
-        "data": {"source": p.source.source, "sha256": p.source.sha256, "train_images": len(p.data.y_train),
-                 "test_images": len(p.data.y_test)},
+        "data": {"source": prepared.source.source, "sha256": prepared.source.sha256,
+                 "train_images": len(prepared.data.y_train),
+                 "test_images": len(prepared.data.y_test)},
         "device": device_name(device),
-        "loader": p.loader,
-        "precision": p.precision.name,
+        "loader": prepared.loader,
+        "precision": prepared.precision.name,
         "steps_per_epoch": len(train_batches),
         **(extra_config or {}),
     }
@@ -177,10 +178,9 @@ def train(
         run.write_config(cfg, status="running", **extra)
     status, error = "error", None
     try:
-        _, status = fit(step_model, optimizer, schedule, train_batches, p.test_batches, cfg.schedule.epochs, device,
-                        loss=Loss.of(cfg), tta=cfg.tta,
-                        image_side=cfg.image_side,
-                        precision=p.precision, callbacks=[persist, *callbacks], stop=stop,
+        _, status = fit(step_model, optimizer, schedule, train_batches, prepared.test_batches, cfg.schedule.epochs,
+                        device, loss=Loss.of(cfg), tta=cfg.tta, image_side=cfg.image_side,
+                        precision=prepared.precision, callbacks=[persist, *callbacks], stop=stop,
                         step_every=step_every)
     except KeyboardInterrupt:
         status = "stopped"  # Ctrl-C or SIGTERM: the finished epochs and their checkpoint stay, as with the stop flag
@@ -194,7 +194,7 @@ def train(
     finally:
         if run is not None:
             _record_end(run, status, error, time.perf_counter() - t0)
-    return Result(history, status, model, run, device, p.loader, time.perf_counter() - t0, extra)
+    return Result(history, status, model, run, device, prepared.loader, time.perf_counter() - t0, extra)
 
 
 def _record_end(run: Run, status: str, error: str | None, seconds: float) -> None:

@@ -418,18 +418,19 @@ def range_test(
     check_settings(iters, start_lr, end_lr, mode, smooth_f, diverge_th, div_factor, rule)
     t0 = time.perf_counter()
     # the same setup as training (lab.experiment.prepare): the same batches and initial weights; no test set
-    p = prepare(cfg, data, with_test=False, model=model)
-    device, net = p.device, p.model
+    prepared = prepare(cfg, data, with_test=False, model=model)
+    device, net = prepared.device, prepared.model
     optimizer = make_optimizer(net, cfg.optimizer, start_lr)
     criterion = Loss.of(cfg)  # training's loss, temperature and label smoothing included
     amp: dict[str, Any] = {}
-    if p.precision.name != "fp32":  # training's autocast, and its GradScaler (live for fp16, a pass-through for bf16)
-        amp = {"amp_backend": "torch", "amp_config": {"device_type": p.precision.device_type,
-                                                      "dtype": p.precision.dtype},
-               "grad_scaler": p.precision.grad_scaler()}
+    # training's autocast, and its GradScaler (live for fp16, a pass-through for bf16)
+    if prepared.precision.name != "fp32":
+        amp = {"amp_backend": "torch", "amp_config": {"device_type": prepared.precision.device_type,
+                                                      "dtype": prepared.precision.dtype},
+               "grad_scaler": prepared.precision.grad_scaler()}
 
     finder = tlf.LRFinder(net, optimizer, criterion, device=device, **amp)
-    batches = Batches(p.train_batches, device, finder, progress, stop)
+    batches = Batches(prepared.train_batches, device, finder, progress, stop)
     status = "done"
     with _quiet_library():
         try:
@@ -455,7 +456,7 @@ def range_test(
     cut = finite[-1] + 1 if finite else 0
     lrs, losses = lrs[:cut], losses[:cut]  # a non-finite point can only be the last: the test ends there
 
-    run_steps = cfg.schedule.epochs * len(p.train_batches)  # the run this LR is for
+    run_steps = cfg.schedule.epochs * len(prepared.train_batches)  # the run this LR is for
     suggestions, why = suggest(lrs, losses, run_steps=run_steps)
     notes += why
     chosen = choose(suggestions, rule)
@@ -473,10 +474,11 @@ def range_test(
     settings = {
         "iters": iters, "start_lr": start_lr, "end_lr": end_lr, "mode": mode, "smooth_f": smooth_f,
         "diverge_th": diverge_th, "div_factor": div_factor, "rule": rule, "iterations_run": len(finder.history["lr"]),
-        "train_images": len(p.data.y_train), "run_steps": run_steps, "loader": p.loader, "device": device_name(device),
+        "train_images": len(prepared.data.y_train), "run_steps": run_steps, "loader": prepared.loader,
+        "device": device_name(device),
         "config": cfg.to_dict(),  # the whole setup the curve was measured with
         "pretrained": model is not None,
     }
-    del finder, batches, p, net, optimizer  # the throwaway copies: nothing of them outlives the test
+    del finder, batches, prepared, net, optimizer  # the throwaway copies: nothing of them outlives the test
     return RangeTest(lrs, losses, suggestions, max_lr, max_lr / div_factor, name, notes, status, settings,
                      time.perf_counter() - t0)
