@@ -673,17 +673,27 @@ def cmd_sweep(args) -> int:
         spec = sweep.SweepSpec(cfg, sweep.parse_grid(args.grid), sweep.parse_seeds(args.seeds), rt,
                                args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent)
         spec.validate()
+        sweep.check_place(args.root or sweep.SWEEP_ROOT, args.name)
         data = data_mod.load(cfg.data_dir)
+        spec.check_data(data)  # what train checks before it starts, for every configuration
         if not args.address:  # a cluster's machines are not this one: nothing here to time them by
             _confirm(args, sweep.estimate(spec, data))
         doc = sweep.run(spec, data, root=args.root or sweep.SWEEP_ROOT, name=args.name, address=args.address)
     print(sweep.format_summary(doc))
     folder = Path(doc["folder"])
     print(f"wrote {folder / sweep.RESULTS_JSON}, {folder / sweep.RESULTS_CSV} and {folder / sweep.FIGURE}")
+    counts = ", ".join(f"{n} {status}" for status, n in doc["summary"]["trials"].items())
     if doc["status"] == "stopped":
-        print(f"stopped: {doc['summary']['trials']}; go on with `python -m lab sweep --resume {folder}`",
-              file=sys.stderr)
+        print(f"stopped ({counts}); go on with `python -m lab sweep --resume {folder}`", file=sys.stderr)
         return 130
+    failed = [t for t in doc["trials"] if t["status"] == "error"]
+    if doc["status"] == "failed":
+        print(f"error: every trial failed; the first: {failed[0]['error'] or 'no message'} (logs in {folder})",
+              file=sys.stderr)
+        return 1
+    if failed:
+        print(f"warning: {len(failed)} of {len(doc['trials'])} trials failed ({counts}); the first: "
+              f"{failed[0]['error'] or 'no message'}", file=sys.stderr)
     return 0
 
 

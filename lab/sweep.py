@@ -255,6 +255,22 @@ class SweepSpec:
             _config_dict(self.base, {k: (1.0 if k == "max_lr" and isinstance(v, str) else v)
                                      for k, v in combo.items()}, self.grid)
 
+    def check_data(self, data) -> None:
+        """What `train` checks before it starts, for every configuration: the subsets fit the data, the schedule
+        has the steps One Cycle needs, the estimated memory fits (lab.experiment.preflight). ConfigError naming
+        the configuration, before Ray starts and before any folder is made: a sweep of runs that cannot start
+        would otherwise "finish" with every trial failed."""
+        from lab.experiment import preflight
+
+        for combo in self.combos():
+            cfg = TrainConfig.from_dict(_config_dict(self.base, {k: (1.0 if k == "max_lr" and isinstance(v, str)
+                                                                     else v) for k, v in combo.items()}, self.grid))
+            try:
+                preflight(cfg, len(data.y_train), len(data.y_test))
+            except ConfigError as e:
+                what = ", ".join(f"{k}={v}" for k, v in combo.items())
+                raise ConfigError(f"the configuration {what} cannot run: {e}", e.knob) from None
+
     def combos(self) -> list[dict[str, Any]]:
         names = list(self.grid)
         return [dict(zip(names, values)) for values in itertools.product(*(self.grid[n] for n in names))]
@@ -627,10 +643,16 @@ class Sweep:
         return self.path.name
 
     def state(self) -> dict[str, Any]:
+        """spec.json; SweepError (one line) when the folder is not a sweep's or its spec.json is damaged."""
         try:
-            return json.loads((self.path / SPEC).read_text())
-        except FileNotFoundError:
+            state = json.loads((self.path / SPEC).read_text())
+        except (FileNotFoundError, NotADirectoryError):
             raise SweepError(f"{self.path} holds no {SPEC}: it is not a sweep folder") from None
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise SweepError(f"{self.path / SPEC} cannot be read as a sweep's spec ({e}); it is damaged") from None
+        if not isinstance(state, dict) or not isinstance(state.get("spec"), dict):
+            raise SweepError(f"{self.path / SPEC} is not a sweep's spec (no \"spec\" mapping in it)")
+        return state
 
     def results(self) -> dict[str, Any] | None:
         path = self.path / RESULTS_JSON
@@ -893,13 +915,32 @@ def _finish(sweep: Sweep, grid) -> dict[str, Any]:
             if (run.path / "config.json").exists() and run.config_doc().get("status") in ("running", "error"):
                 run.update_config(status="stopped")
     unfinished = sum(r["status"] in ("stopped", "pending", "running") for r in records)
-    return sweep.record(records, "stopped" if unfinished else "done", write_figure=True)
+    # a trial that diverged is a result (its LR is too high); one that failed is not: all failed, the sweep failed
+    failed = all(r["status"] == "error" for r in records)
+    return sweep.record(records, "stopped" if unfinished else "failed" if failed else "done", write_figure=True)
+
+
+NAME_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=,+-]{0,99}")
+
+
+def check_place(root: str | Path, name: str | None) -> None:
+    """A sweep's folder is `name` (one folder name: letters, digits and . _ = , + -, no path) under `root` (a
+    folder, or a place one can be made). ConfigError otherwise, before anything is made."""
+    if name is not None and not NAME_CHARS.fullmatch(name):
+        raise ConfigError(f"sweep name {name!r} must be one folder name (up to 100 letters, digits and . _ = , + -, "
+                          "starting with a letter or digit); it cannot name a path")
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"the sweeps root {root} is a file; name a folder")
+    if name and (root / name / SPEC).exists():
+        raise ConfigError(f"{root / name} already holds a sweep; resume it or name a new one")
 
 
 def create(spec: SweepSpec, root: str | Path = SWEEP_ROOT, name: str | None = None) -> Sweep:
     """Validate `spec` and make the sweep's folder holding its spec.json; nothing runs yet (`resume` runs it).
     The spec goes to disk first, so even a sweep interrupted during its range test can be resumed."""
     spec.validate()
+    check_place(root, name)
     if name:
         path = Path(root) / name
         if (path / SPEC).exists():
@@ -922,9 +963,9 @@ def run(spec: SweepSpec, data=None, *, root: str | Path = SWEEP_ROOT, name: str 
     from lab import data as data_mod
 
     spec.validate()
-    if name and (Path(root) / name / SPEC).exists():
-        raise ConfigError(f"{Path(root) / name} already holds a sweep; resume it or name a new one")
+    check_place(root, name)
     full = data if data is not None else data_mod.load(spec.base.data_dir)  # a missing dataset fails before Ray starts
+    spec.check_data(full)
     connect(address)
     _gpus_per_trial(spec)  # GPUs Ray cannot see fail here, before any folder is made
     sweep = create(spec, root, name)
@@ -937,7 +978,10 @@ def resume(path: str | Path, data=None, *, address: str | None = None,
     from lab import data as data_mod
 
     sweep = Sweep(path)
-    spec = SweepSpec.from_dict(sweep.state()["spec"])
+    try:
+        spec = SweepSpec.from_dict(sweep.state()["spec"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # ConfigError is a ValueError
+        raise SweepError(f"{sweep.path / SPEC} does not describe a sweep this lab can run ({e})") from None
     full = data if data is not None else data_mod.load(spec.base.data_dir)
     connect(address)
     return _execute(sweep, spec, full, log, restore=True)

@@ -466,3 +466,88 @@ def test_cli_asks_before_a_long_sweep_on_the_cpu(monkeypatch, capsys, cifar10_di
     out, err = capsys.readouterr()
     assert out.startswith("expected: about ") and "on the CPU" in out
     assert err.startswith("error: this would take about ") and "pass --yes" in err and err.count("\n") == 1
+
+
+# ------------------------------------------------------------------------------- a sweep that fails says so
+
+
+def _one_line_error(code: int, expected_code: int, err: str, words: str) -> None:
+    assert code == expected_code, err
+    assert err.startswith("error: ") and words in err and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("make, args, code, words", [
+    # a name is one folder name: it never reaches outside the sweeps root
+    (None, ["--name", "../../escape"], 2, "must be one folder name"),
+    (None, ["--name", "a/b"], 2, "must be one folder name"),
+    (lambda t: (t / "rootfile").write_text("x"), ["--root", "rootfile"], 2, "is a file; name a folder"),
+    # every configuration is checked as train checks a run: 256 images in batches of 128 for 1 epoch = 2 steps
+    (None, ["--subset", "256", "--epochs", "1", "--batch-size", "128"], 2,
+     "the configuration max_lr=0.01 cannot run: One Cycle needs at least 3 steps"),
+])
+def test_cli_refuses_a_sweep_that_cannot_run_before_anything_starts(make, args, code, words, cifar10_dir, tmp_path,
+                                                                     monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    if make:
+        make(tmp_path)
+    before = sorted(p.name for p in tmp_path.parent.iterdir())
+    got = main(["sweep", "--preset", "tiny", "--grid", "max_lr=0.01,0.02", "--no-range-test", "--yes",
+                "--data-dir", str(cifar10_dir), "--root", "sweeps", *args])
+    _one_line_error(got, code, capsys.readouterr().err, words)
+    assert not (tmp_path / "sweeps").exists()
+    assert sorted(p.name for p in tmp_path.parent.iterdir()) == before  # nothing made beside it either
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda t: (t / "afile").write_text("x") and t / "afile", "holds no spec.json: it is not a sweep folder"),
+    (lambda t: t, "holds no spec.json: it is not a sweep folder"),
+    (lambda t: (t / "spec.json").write_text("{not json") and t, "cannot be read as a sweep's spec"),
+    (lambda t: (t / "spec.json").write_text("[1, 2]") and t, "is not a sweep's spec"),
+    (lambda t: (t / "spec.json").write_text('{"spec": {"base": "x"}}') and t, "does not describe a sweep"),
+])
+def test_cli_resume_of_something_that_is_not_a_sweep_is_one_line(make, words, tmp_path, capsys):
+    folder = make(tmp_path)
+    _one_line_error(main(["sweep", "--resume", str(folder)]), 1, capsys.readouterr().err, words)
+
+
+def test_a_sweep_whose_every_trial_failed_failed(tmp_path):
+    spec = sw.SweepSpec(tiny_config(), {"max_lr": [0.002, 0.02]}, seeds=[0], range_test=None)
+    sweep = sw.create(spec, tmp_path, "f")
+    configurations, notes = sw.resolve(spec)
+    sweep.write_state({**sweep.state(), "configurations": configurations, "notes": notes, "gpus_per_trial": 0.0})
+    failed = [FakeResult(sweep.path / sw.TUNE_DIR / sw._folder_name(c, 0), error=RuntimeError("boom"))
+              for c in configurations]
+    doc = sw._finish(sweep, failed)
+    assert doc["status"] == "failed" and {t["status"] for t in doc["trials"]} == {"error"}
+    assert all(t["error"] == "boom" for t in doc["trials"])
+    one_diverged = [failed[0], FakeResult(sweep.path / sw.TUNE_DIR / sw._folder_name(configurations[1], 0),
+                                          {"status": "diverged", "error": "the loss became nan"})]
+    assert sw._finish(sweep, one_diverged)["status"] == "done"  # a diverged trial is a result, not a failure
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_a_terminal_stops_the_sweep_and_every_trial(tmp_path, cifar10_dir):
+    """Ctrl-C at a terminal reaches the whole process group — the sweep and Ray's workers alike: exit 130, no
+    traceback, the sweep and every unfinished trial "stopped" (not "error"), no run folder left "running"."""
+    import subprocess
+    import sys as _sys
+
+    from conftest import REPO
+
+    args = ["sweep", "--preset", "tiny", "--grid", "max_lr=0.002,0.02", "--seeds", "2", "--no-range-test",
+            "--epochs", "3", "--peak-epoch", "1", "--root", str(tmp_path), "--name", "s", "--yes",
+            "--data-dir", str(cifar10_dir)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([_sys.executable, "-m", "lab", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while not list((tmp_path / "s" / sw.RUNS_DIR).glob("*/metrics.jsonl")) and time.time() < deadline:
+        time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "stopped (" in err and "--resume" in err
+    doc = json.loads((tmp_path / "s" / sw.RESULTS_JSON).read_text())
+    assert doc["status"] == "stopped" and set(t["status"] for t in doc["trials"]) <= {"done", "stopped", "pending"}
+    for cfg in (tmp_path / "s" / sw.RUNS_DIR).glob("*/config.json"):
+        assert json.loads(cfg.read_text())["status"] in ("done", "stopped")
