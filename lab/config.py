@@ -59,6 +59,7 @@ SEED_MAX = 2**32 - 1  # numpy's seeding takes 0 … 2³²−1 (torch's more); on
 MIN_SCHEDULE_STEPS = 3  # One Cycle needs a step up from LRMIN, the peak and a step back down
 IMAGE_SIDE = 32  # CIFAR-10's; the network's three 2× max-pools leave a 4×4 map for its final MaxPool(4)
 LOW_RES_MIN = 8  # the smallest side the three 2× max-pools still leave a 1×1 map of
+WIDTH_MIN, WIDTH_MAX = 1 / 64, 4.0  # below 1/64 the first layer's 64 channels are already one (lab.model.channels)
 
 # Shared-server mode (a Hugging Face Space — SPACE_ID set — or LAB_PUBLIC=1; off locally): what one visitor's job
 # may cost. Each cap is named in the message that refuses a job over it. The defaults let the spec recipe run
@@ -355,8 +356,9 @@ class TrainConfig:
             f"batch size must be a whole number ≥ 1, got {self.batch_size!r}", "batch_size",
         )
         _check(
-            _number(self.width) and 0 < self.width <= 4,
-            f"width multiplier must lie in (0, 4] (1 = the spec network), got {self.width!r}", "width",
+            _number(self.width) and WIDTH_MIN <= self.width <= WIDTH_MAX,
+            f"width multiplier must lie in [1/64, {WIDTH_MAX}] (1 = the spec network; at 1/64 every layer is down to "
+            f"one channel already), got {self.width!r}", "width",
         )
         for name in ("subset", "test_subset"):
             value = getattr(self, name)

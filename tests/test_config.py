@@ -194,3 +194,13 @@ def test_the_declarations_make_the_apps_parameters_and_the_clis_flags():
     for name, knob in C.KNOBS.items():  # a flag's default is its knob's
         if knob.cli is not None:
             assert train[name].default == knob.default, name
+
+
+def test_width_has_a_floor_where_the_network_stops_shrinking():
+    """Issue 21: width 1e-9 was accepted. At 1/64 every layer is already down to one channel."""
+    from lab.model import channels
+
+    assert channels(C.WIDTH_MIN) == [1, 2, 4, 8] and C.TrainConfig(width=C.WIDTH_MIN).width == 1 / 64
+    for bad in (1e-9, 0.01, 0, -1, 4.5):
+        with pytest.raises(C.ConfigError, match=r"width multiplier must lie in \[1/64, 4.0\]"):
+            C.TrainConfig(width=bad)
