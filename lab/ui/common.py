@@ -4,7 +4,6 @@ cache (models and evaluations), checkpoint choices and small formatters. Tabs im
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -21,7 +20,8 @@ from lab import runs as runs_mod
 from lab.config import (ANNEALS, DEFAULT_DIV_FACTOR, DEVICES, LOADERS, OPTIMIZERS, STATUS_HEADINGS, TEST_IMAGES,
                         TRAIN_IMAGES, ConfigError, TrainConfig)
 from lab.engine import resolve_device
-from lab.ui.jobs import JobManager
+from lab.server.jobs import JobManager
+from lab.server.runner import Runner, local_inference_device
 
 PRETRAINED_LABEL = "bundled ResNet-9 (assets/cifar10_resnet9.pt)"
 NO_CHECKPOINT = (
@@ -58,13 +58,6 @@ _OPTIONAL = {"weight_decay"}  # may be left empty
 _CHOICES = {"device": DEVICES, "loader": LOADERS, "optimizer": OPTIMIZERS, "anneal": ANNEALS, "lr_mode": LR_MODES}
 _LABELS = {"cutout_p": "CutOut probability", "flip_p": "flip probability", "lr_mode": "LRMIN from",
            "cycle_momentum": "cycle momentum"}  # the rest: the name in words ("max_lr" → "max LR")
-
-
-def shared_mode(environ=None) -> bool:
-    """A server strangers use: on by itself on a Hugging Face Space (SPACE_ID is set there) and with
-    LAB_PUBLIC=1; off locally. It turns on the per-job caps, the runs/ quota and session-owned Stop."""
-    environ = os.environ if environ is None else environ
-    return bool(environ.get("SPACE_ID")) or environ.get("LAB_PUBLIC", "").strip().lower() in ("1", "true", "yes")
 
 
 def message(e: Exception) -> str:
@@ -171,11 +164,8 @@ def has_cuda() -> bool:
 
 
 def eval_device() -> str:
-    """Where the app's own inference runs (Insights, Classify). On a ZeroGPU Space the server process sees only a
-    stand-in CUDA device (the GPU lives inside @spaces.GPU calls), so it evaluates on its CPU."""
-    from lab.ui.zerogpu import on_zerogpu
-
-    return "cuda" if has_cuda() and not on_zerogpu() else "cpu"
+    """Where the app's own inference runs (Insights, Classify): lab.server.runner.local_inference_device."""
+    return local_inference_device()
 
 
 T = TypeVar("T")
@@ -219,13 +209,18 @@ class AppContext:
     manager: JobManager
     cache: LRUCache = field(default_factory=LRUCache)
     pretrained: Path = runs_mod.PRETRAINED_CHECKPOINT
-    zerogpu: Any = None  # lab.ui.zerogpu.ZeroGPU on a ZeroGPU Space: jobs run as GPU calls, not threads
+    # what runs the jobs the tabs start, stop and watch (lab.server.runner); default: a thread of this server
+    runner: Runner | None = None
     # one timing probe at a time: two at once would each measure half the machine
     probe_lock: threading.Lock = field(default_factory=threading.Lock)
     # (device, width, probe batch) → lab.estimate.StepTime; bounded, as the API accepts any width
     timings: LRUCache = field(default_factory=lambda: LRUCache(32))
-    # whether visitors may rename and delete runs (manage_runs_allowed); downloads are always allowed
+    # whether visitors may rename and delete runs (lab.server.policy.manage_runs_allowed); downloads are always allowed
     manage_runs: bool = True
+
+    def __post_init__(self) -> None:
+        if self.runner is None:
+            self.runner = Runner(self.manager)
 
     @property
     def runs_root(self) -> Path:
@@ -302,16 +297,6 @@ class AppContext:
         values = [c[1] for c in choices]
         value = current if current in values else (values[0] if values else None)
         return gr.Dropdown(choices=choices, value=value)
-
-
-def manage_runs_allowed(env: dict | None = None) -> bool:
-    """Renaming and deleting runs is for a server's own users: on by default, off on a shared server (a Hugging Face
-    Space, LAB_PUBLIC=1: shared_mode), where every visitor is a stranger; LAB_MANAGE_RUNS=1 or 0 decides either way."""
-    env = os.environ if env is None else env
-    choice = env.get("LAB_MANAGE_RUNS", "").strip().lower()
-    if choice:
-        return choice in ("1", "true", "yes")
-    return not shared_mode(env)
 
 
 def run_label(s: runs_mod.RunSummary) -> str:
