@@ -159,7 +159,7 @@ def test_stop_reaches_the_gpu_process_and_the_run_folder_records_it(zctx, gpu):
 def test_a_job_that_cannot_fit_one_call_is_refused_before_it_starts_with_the_limit_named(zctx, gpu):
     zctx.runner.max_call_s = 60
     messages = list(train.start(zctx, **controls(width=1.0, subset=0, test_subset=0, epochs=24,
-                                                         peak_epoch=5, batch_size=512)))
+                                                 peak_epoch=5, batch_size=512)))
     assert len(messages) == 1 and "limited to 60 s" in messages[0] and "⚠" in messages[0]
     assert gpu.durations == [] and zctx.manager.status() is None
     assert not any(p.name != "20000101-000000" for p in zctx.runs_root.iterdir())  # no run folder made
