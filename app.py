@@ -6,7 +6,7 @@ Environment: CIFAR10_DIR (where the data is), LAB_RUNS_DIR (where runs are saved
 (download CIFAR-10 on first use when it is not found), LAB_PUBLIC=1 (shared-server mode — per-job caps, a runs/
 quota, session-owned Stop — on by itself on a Hugging Face Space), LAB_MANAGE_RUNS=1|0 (whether visitors may rename
 and delete runs; default on, off on a shared server). On a ZeroGPU Space (SPACES_ZERO_GPU, set by the Hub) each
-job runs as one @spaces.GPU call (lab/ui/zerogpu.py); LAB_ZEROGPU_MAX_S caps a call's length (default 120 s).
+job runs as one @spaces.GPU call (lab/server/zerogpu.py); LAB_ZEROGPU_MAX_S caps a call's length (default 120 s).
 """
 
 import spaces  # noqa: F401  first: on a ZeroGPU Space it patches torch before anything initialises CUDA; elsewhere inert

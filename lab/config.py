@@ -61,20 +61,6 @@ IMAGE_SIDE = 32  # CIFAR-10's; the network's three 2× max-pools leave a 4×4 ma
 LOW_RES_MIN = 8  # the smallest side the three 2× max-pools still leave a 1×1 map of
 WIDTH_MIN, WIDTH_MAX = 1 / 64, 4.0  # below 1/64 the first layer's 64 channels are already one (lab.model.channels)
 
-# Shared-server mode (a Hugging Face Space — SPACE_ID set — or LAB_PUBLIC=1; off locally): what one visitor's job
-# may cost. Each cap is named in the message that refuses a job over it. The defaults let the spec recipe run
-# (width 1, batch 512, 24 epochs of 50,000 training + 10,000 test images) and nothing much bigger.
-SHARED_CAPS = {
-    "width": 1.0,
-    "batch_size": 512,
-    "epochs": 100,  # each epoch writes a checkpoint: bounds the disk churn of a run of tiny epochs
-    "image_epochs": (TRAIN_IMAGES + TEST_IMAGES) * SPEC_EPOCHS,  # images seen (trained + evaluated) × epochs
-    "range_test_iters": 500,
-}
-SHARED_RUNS_QUOTA = 2 * 1024**3  # bytes under runs/ on a shared server; the oldest finished runs are pruned
-UPLOAD_MAX_BYTES = 20 * 1024**2  # an upload larger than this is refused by the server (Gradio's max_file_size)
-UPLOAD_MAX_AGE_S = 3600  # uploads older than this are deleted from Gradio's cache (checked as often)
-
 # How a run or a job ended (or that it is still going), with the heading the app shows for each.
 # "interrupted": the run's process died (killed, out of memory, a server restart) while config.json said running.
 STATUS_HEADINGS = {"running": "Running", "done": "Done", "stopped": "Stopped", "diverged": "Diverged",
@@ -149,29 +135,6 @@ def check_seed(seed: Any) -> int:
     _check(_whole(seed) and 0 <= seed <= SEED_MAX,
            f"seed must be a whole number from 0 to {SEED_MAX:,}, got {seed!r}", "seed")
     return seed
-
-
-def check_caps(cfg: TrainConfig, train_images: int = TRAIN_IMAGES, test_images: int = TEST_IMAGES,
-               iters: int | None = None, caps: dict[str, Any] | None = None) -> None:
-    """Refuse a job over a shared server's caps (SHARED_CAPS), naming the cap and what to lower. `iters`: the
-    range test's iterations (a range test trains no epochs and evaluates nothing)."""
-    caps = SHARED_CAPS if caps is None else caps
-    where = "this shared server's cap"
-    _check(cfg.width <= caps["width"], f"width {cfg.width:g} is above {where} of {caps['width']:g}; lower the "
-           "width (caps apply only on a shared server: run the lab on your own machine for more)", "width")
-    _check(cfg.batch_size <= caps["batch_size"], f"batch size {cfg.batch_size} is above {where} of "
-           f"{caps['batch_size']}; lower the batch size", "batch_size")
-    if iters is not None:
-        _check(iters <= caps["range_test_iters"], f"{iters} range-test iterations are above {where} of "
-               f"{caps['range_test_iters']}; run fewer iterations", "iters")
-        return
-    epochs = cfg.schedule.epochs
-    _check(epochs <= caps["epochs"], f"{epochs} epochs are above {where} of {caps['epochs']}; train fewer epochs",
-           "epochs")
-    seen = (min(cfg.subset or train_images, train_images) + min(cfg.test_subset or test_images, test_images))
-    _check(seen * epochs <= caps["image_epochs"],
-           f"{seen:,} images (training + test) × {epochs} epochs = {seen * epochs:,} image-epochs, above {where} "
-           f"of {caps['image_epochs']:,}; use fewer images or fewer epochs", "epochs")
 
 
 @dataclass(frozen=True)
@@ -569,5 +532,3 @@ PRESETS["page"] = Preset("Page's DAWNBench recipe (GPU, beyond the spec): SGD 0.
                          dict(optimizer="sgd", max_lr=0.4, div_factor=1e4, weight_decay=5e-4, cycle_momentum=False,
                               logit_scale=0.125, width=1.0, subset=None, test_subset=None, epochs=SPEC_EPOCHS,
                               peak_epoch=SPEC_PEAK_EPOCH, batch_size=SPEC_BATCH_SIZE))
-CPU_PRESET, GPU_PRESET = "learner", "spec"  # what the app opens with on each kind of machine
-CPU_SWEEP_PRESET = "tiny"  # a sweep trains many runs, two at a time on 2 cores: on a CPU the sweep tab opens with Tiny

@@ -24,8 +24,7 @@ from lab import data as data_mod
 from lab.config import ConfigError, TrainConfig
 from lab.engine import (Callback, Diverged, Event, Loss, Precision, fit, make_optimizer, prepare_model, resolve_device,
                         resolve_precision, seed_everything)
-# count_parameters_at: lab/ui/jobs.py imports it from here (until it imports it from lab.estimate)
-from lab.estimate import count_parameters_at, free_memory, peak_memory  # noqa: F401
+from lab.estimate import free_memory, peak_memory
 from lab.loaders import EVAL_BATCH, FastLoader, choose_loader, reference_loader
 from lab.model import Net, activation_bytes
 from lab.runs import DiskFull, Run, fmt_bytes

@@ -234,7 +234,7 @@ def runs_root(tmp_path, tiny_checkpoint) -> Path:
 
 @pytest.fixture
 def manager(runs_root, cifar10, cifar10_dir):
-    from lab.ui.jobs import JobManager
+    from lab.server.jobs import JobManager
 
     # data_dir: where a child process (a sweep) loads it from, with or without CIFAR10_DIR set
     m = JobManager(runs_root=runs_root, data_dir=str(cifar10_dir), data_loader=lambda: cifar10)
@@ -266,7 +266,7 @@ def uploads(tmp_path, monkeypatch):
 def no_data_ctx(tmp_path):
     """An app context on a server without CIFAR-10."""
     from lab.ui.common import AppContext
-    from lab.ui.jobs import JobManager
+    from lab.server.jobs import JobManager
 
     def missing():
         raise data_mod.DataNotFoundError("CIFAR-10 not found: searched nowhere (test). Set CIFAR10_DIR.")

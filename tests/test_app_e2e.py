@@ -109,7 +109,7 @@ def test_a_shared_server_checks_every_api_argument_and_lets_only_the_starter_sto
     import httpx
     from gradio_client import Client
 
-    from lab.config import SHARED_CAPS, UPLOAD_MAX_BYTES
+    from lab.server.policy import SHARED_CAPS, UPLOAD_MAX_BYTES
 
     url = launch_app(runs_root, env={"LAB_PUBLIC": "1"})
     alice, bob = Client(url, verbose=False), Client(url, verbose=False)

@@ -3,6 +3,7 @@
 import pytest
 
 from lab import config as C
+from lab.server import policy as P
 
 
 def test_spec_defaults():
@@ -121,7 +122,7 @@ def test_presets_are_valid_configs_and_explicit_values_win():
         assert preset.label and all(cfg.flat()[k] == v for k, v in preset.knobs.items() if k != "peak_epoch"), name
     assert C.PRESETS["spec"].config() == C.TrainConfig()  # the spec preset is the spec
     assert C.PRESETS["tiny"].config(width=0.5).width == 0.5
-    assert C.CPU_PRESET in C.PRESETS and C.GPU_PRESET in C.PRESETS and C.CPU_SWEEP_PRESET in C.PRESETS
+    assert P.CPU_PRESET in C.PRESETS and P.GPU_PRESET in C.PRESETS and P.CPU_SWEEP_PRESET in C.PRESETS
 
 
 def test_progressive_resizing_sides_and_work():
@@ -135,8 +136,8 @@ def test_progressive_resizing_sides_and_work():
 
 
 def test_learner_preset_is_the_cpu_default_and_trains_all_the_data_at_full_size_last():
-    cfg = C.PRESETS[C.CPU_PRESET].config()
-    assert C.CPU_PRESET == "learner" and cfg.subset is None and cfg.test_subset is None
+    cfg = C.PRESETS[P.CPU_PRESET].config()
+    assert P.CPU_PRESET == "learner" and cfg.subset is None and cfg.test_subset is None
     assert 0 < cfg.low_res_epochs < cfg.schedule.epochs and cfg.image_side(cfg.schedule.epochs) == C.IMAGE_SIDE
 
 

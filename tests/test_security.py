@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from conftest import start_app, stop_app
-from lab import insights as ins
+from lab.server.uploads import ImageError, prepare_upload
 from lab.data import CLASSES
 from lab.ui import classify
 
@@ -61,7 +61,7 @@ def test_paths_outside_the_upload_folder_and_examples_are_refused_alike(tmp_path
     messages = set()
     for probe in probes:
         arg = str(probe) if isinstance(probe, Path) else probe
-        with pytest.raises(ins.ImageError, match=NOT_UPLOADED) as e:
+        with pytest.raises(ImageError, match=NOT_UPLOADED) as e:
             classify.checked_image(arg)
         messages.add(str(e.value))
     assert len(messages) == 1, messages  # one message: it does not tell which files exist
@@ -74,7 +74,7 @@ def test_uploads_examples_bytes_and_images_pass(uploads):
     upload.write_bytes(png_bytes())
     for ok in (str(upload), upload, classify.examples()[0], png_bytes(), Image.new("RGB", (8, 8))):
         assert classify.checked_image(ok) is ok
-    assert ins.prepare_upload(classify.checked_image(str(upload))).shape == (32, 32, 3)
+    assert prepare_upload(classify.checked_image(str(upload))).shape == (32, 32, 3)
 
 
 def test_every_classify_handler_refuses_a_server_path(ctx, tmp_path, uploads):
@@ -92,10 +92,10 @@ def test_decoded_pixels_are_bounded(tmp_path):
     for source in (bomb, tmp_path / "bomb.png"):
         if isinstance(source, Path):
             source.write_bytes(bomb)
-        with pytest.raises(ins.ImageError, match="too large") as e:
-            ins.prepare_upload(source)
+        with pytest.raises(ImageError, match="too large") as e:
+            prepare_upload(source)
         assert "8000×8000" in str(e.value) and "\n" not in str(e.value)
-    assert ins.prepare_upload(flat_png(4000, 3000)).shape == (32, 32, 3)  # a 12-megapixel photo is fine
+    assert prepare_upload(flat_png(4000, 3000)).shape == (32, 32, 3)  # a 12-megapixel photo is fine
 
 
 def test_file_size_is_bounded(tmp_path):
@@ -103,8 +103,8 @@ def test_file_size_is_bounded(tmp_path):
     p = tmp_path / "big.png"
     p.write_bytes(big)
     for source in (big, p):
-        with pytest.raises(ins.ImageError, match="too large") as e:
-            ins.prepare_upload(source)
+        with pytest.raises(ImageError, match="too large") as e:
+            prepare_upload(source)
         assert "\n" not in str(e.value)
 
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO
 from lab import data as data_mod
 from lab.ui.app import API_DEFAULTS, api_parameters, build_app, launch_kwargs
-from lab.ui.jobs import JobManager
+from lab.server.jobs import JobManager
 
 API = {"classify", "train_start", "train_status", "train_stop", "find_lr", "sweep_start", "sweep_stop"}
 
@@ -83,7 +83,7 @@ def test_classify_takes_uploads_webcam_and_clipboard_through_one_stable_endpoint
 
 
 def test_shared_server_mode_is_on_on_a_space_and_with_lab_public_only():
-    from lab.ui.common import shared_mode
+    from lab.server.policy import shared_mode
 
     assert shared_mode({"SPACE_ID": "someone/cifar10-lab"}) and shared_mode({"LAB_PUBLIC": "1"})
     assert not shared_mode({}) and not shared_mode({"LAB_PUBLIC": "0"}) and not shared_mode({"SPACE_ID": ""})
@@ -110,7 +110,7 @@ def test_a_call_missing_parameters_is_told_which(tmp_path):
 
 
 def test_uploads_are_capped_and_their_cache_is_cleaned(tmp_path):
-    from lab.config import UPLOAD_MAX_AGE_S, UPLOAD_MAX_BYTES
+    from lab.server.policy import UPLOAD_MAX_AGE_S, UPLOAD_MAX_BYTES
 
     assert launch_kwargs()["max_file_size"] == UPLOAD_MAX_BYTES
     demo = build_app(JobManager(runs_root=tmp_path / "runs", data_loader=_missing), pretrained=tmp_path / "none.pt")

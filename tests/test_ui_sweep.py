@@ -33,9 +33,11 @@ def test_bad_input_is_refused_before_anything_starts(args, words, ctx):
 
 
 def test_a_zerogpu_space_refuses_sweeps(ctx):
-    ctx.zerogpu = object()  # any lender: the tab never reaches it
+    from lab.server.zerogpu import SWEEP_REFUSAL, ZeroGPU
+
+    ctx.runner = ZeroGPU(ctx.manager, gpu=lambda duration: lambda task: task)  # any lender: the tab never reaches it
     message = tab.start(ctx, "tiny", "adam", "x1", 1, 10)
-    assert message == "⚠ " + tab.ZEROGPU_REFUSAL and ctx.manager.status("sweep") is None
+    assert message == "⚠ " + SWEEP_REFUSAL and ctx.manager.status("sweep") is None
 
 
 def test_a_shared_server_refuses_sweeps_and_says_so(ctx):

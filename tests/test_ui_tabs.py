@@ -21,7 +21,7 @@ from lab.data import CLASSES
 from lab.runs import Run
 from lab.ui import augment, classify, insights, lr_range, one_cycle, train
 from lab.ui.common import NO_CHECKPOINT, control_defaults, fmt_seconds, train_config
-from lab.ui.jobs import json_safe
+from lab.server.jobs import json_safe
 
 SKIP = type(gr.skip())
 
@@ -371,7 +371,7 @@ def test_delete_asks_first_and_never_touches_a_running_run(ctx, runs_root):
 
 
 def test_a_public_server_keeps_runs_from_strangers(ctx, runs_root):
-    from lab.ui.common import manage_runs_allowed
+    from lab.server.policy import manage_runs_allowed
 
     assert manage_runs_allowed({}) and not manage_runs_allowed({"SPACE_ID": "user/lab"})
     assert manage_runs_allowed({"SPACE_ID": "user/lab", "LAB_MANAGE_RUNS": "1"})

@@ -20,14 +20,14 @@ from typing import Any
 
 import gradio as gr
 
-from lab.config import UPLOAD_MAX_AGE_S, UPLOAD_MAX_BYTES
 from lab.data import DataError
+from lab.server.jobs import JobManager
+from lab.server.policy import UPLOAD_MAX_AGE_S, UPLOAD_MAX_BYTES, manage_runs_allowed, shared_mode
+from lab.server.runner import Runner
+from lab.server.zerogpu import ZeroGPU, on_zerogpu
 from lab.ui import augment, classify, insights, lr_range, one_cycle, train
 from lab.ui import sweep as sweep_tab
-from lab.ui.common import (API_OPTIONAL, CONTROL_NAMES, TRAIN_CONTROLS, AppContext, has_cuda, manage_runs_allowed,
-                           shared_mode)
-from lab.ui.jobs import JobManager
-from lab.ui.zerogpu import ZeroGPU, on_zerogpu
+from lab.ui.common import API_OPTIONAL, CONTROL_NAMES, TRAIN_CONTROLS, AppContext, has_cuda
 
 # The confirmation the train_start and find_lr APIs take last (new in issue 12; optional, default False): a job
 # expected to run over lab.estimate.LONG_JOB_S on a CPU starts only with confirm=True, and otherwise returns a
@@ -73,7 +73,7 @@ def launch_kwargs() -> dict:
 def default_manager() -> JobManager:
     """The server's job manager: runs under $LAB_RUNS_DIR (default runs/); LAB_DOWNLOAD=1 lets a server without
     the data download CIFAR-10 through torchvision on first use; shared-server mode on a Space or with
-    LAB_PUBLIC=1 (lab.ui.common.shared_mode)."""
+    LAB_PUBLIC=1 (lab.server.policy.shared_mode)."""
     return JobManager(runs_root=os.environ.get("LAB_RUNS_DIR") or None,
                       download=os.environ.get("LAB_DOWNLOAD", "") in ("1", "true", "yes"), shared=shared_mode())
 
@@ -121,10 +121,7 @@ class LabBlocks(gr.Blocks):
 
 
 def header(ctx: AppContext) -> str:
-    if ctx.zerogpu is not None:
-        device = f"ZeroGPU (each job is one GPU call of at most {ctx.zerogpu.max_call_s} s)"
-    else:
-        device = "CUDA GPU" if has_cuda() else "CPU only (use a small preset)"
+    device = ctx.runner.device_note or ("CUDA GPU" if has_cuda() else "CPU only (use a small preset)")
     if ctx.manager.data_error() is None:
         data_line = f"CIFAR-10 from `{ctx.manager.data().source}`"
     else:
@@ -165,14 +162,21 @@ def api_function(name: str, params: tuple[tuple[str, type], ...], body: Callable
     return handler
 
 
+def default_runner(manager: JobManager) -> Runner:
+    """What runs the app's jobs: on a ZeroGPU Space, GPU calls (lab.server.zerogpu); elsewhere a background thread
+    of this server (lab.server.runner.Runner)."""
+    return ZeroGPU(manager) if on_zerogpu() else Runner(manager)
+
+
 def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
-              zerogpu: ZeroGPU | None = None) -> gr.Blocks:
-    """`zerogpu`: run jobs as GPU calls (default: when this is a ZeroGPU Space); otherwise in a background thread."""
-    ctx = AppContext(manager or default_manager(), manage_runs=manage_runs_allowed())
+              runner: Runner | None = None) -> gr.Blocks:
+    """`runner`: what runs the jobs (default_runner: GPU calls on a ZeroGPU Space, otherwise a background thread);
+    a runner that streams makes train_start and find_lr stream their message until the job ends."""
+    manager = runner.manager if runner is not None else (manager or default_manager())
+    ctx = AppContext(manager, manage_runs=manage_runs_allowed(), runner=runner or default_runner(manager))
     if pretrained is not None:
         ctx.pretrained = Path(pretrained)
-    ctx.zerogpu = zerogpu if zerogpu is not None else (ZeroGPU(ctx.manager) if on_zerogpu() else None)
-    streamed = ctx.zerogpu is not None
+    stream = ctx.runner.streams
     preset = train.default_preset()
     pv = train.preset_values(preset)
     # delete_cache: every UPLOAD_MAX_AGE_S, uploads (and other temporary files) older than that are deleted
@@ -217,9 +221,6 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
         controls = [tabs[name] for name in CONTROL_NAMES]
 
         def train_start(values: dict, session: str | None):
-            if streamed:  # a GPU call is bounded by its own limit: no CPU-time confirmation
-                values.pop("confirm", None)
-                return train.start_streamed(ctx, session, **values)
             return train.start(ctx, values.pop("confirm", False), session, **values)
 
         tr["start"].click(api_function("train_start", (*TRAIN_CONTROLS, *CONFIRM), train_start,
@@ -228,13 +229,13 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
                                        "message. A run expected to take over 10 min on a CPU starts only with "
                                        "confirm=True; without it, the message says how long it would take. On a "
                                        "ZeroGPU Space the run is one GPU call: this streams its message until the run "
-                                       "ends.", stream=streamed, defaults=API_DEFAULTS),
+                                       "ends.", stream=stream, defaults=API_DEFAULTS),
                           [*controls, tr["confirm"]], tr["message"], api_name="train_start", concurrency_limit=None,
                           preprocess=False,
                           ).then(train.long_job_button, tr["message"], tr["anyway"], api_visibility="private")
         train_anyway = api_function("train_anyway", TRAIN_CONTROLS,
                                     lambda values, session: train.start(ctx, True, session, **values),
-                                    "Start the run held back as a long job (the Start anyway button).")
+                                    "Start the run held back as a long job (the Start anyway button).", stream=stream)
         tr["anyway"].click(train_anyway, controls, tr["message"], api_visibility="private", concurrency_limit=None,
                            preprocess=False,
                            ).then(train.long_job_button, tr["message"], tr["anyway"], api_visibility="private")
@@ -254,12 +255,9 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
         range_params = (*range_own, *((n, t) for n, t in TRAIN_CONTROLS if n != "optimizer"), *CONFIRM)
         range_inputs = [lr[n] for n, _ in range_own] + [tabs[n] for n, _ in range_params[len(range_own):-1]]
 
-        def find_lr(values: dict, session: str | None) -> str:
+        def find_lr(values: dict, session: str | None):
             own = {n: values.pop(n) for n, _ in range_own}
             confirm = values.pop("confirm", False)  # checked with the rest (lr_range.start)
-            if streamed:  # a GPU call is bounded by its own limit: no CPU-time confirmation
-                return lr_range.start_streamed(ctx, {**values, "optimizer": own["optimizer"]}, own["iters"],
-                                               own["start_lr"], own["end_lr"], own["mode"], own["optimizer"], session)
             return lr_range.start(ctx, {**values, "optimizer": own["optimizer"]}, own["iters"], own["start_lr"],
                                   own["end_lr"], own["mode"], own["optimizer"], confirm, session)
 
@@ -268,13 +266,14 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
                                      "its result holds the curve and the suggested max_lr / min_lr). A test "
                                      "expected to take over 10 min on a CPU starts only with confirm=True. On a "
                                      "ZeroGPU Space it is one GPU call, and this streams its message until it ends.",
-                                     stream=streamed, defaults=API_DEFAULTS),
+                                     stream=stream, defaults=API_DEFAULTS),
                         [*range_inputs, lr["confirm"]], lr["message"], api_name="find_lr", concurrency_limit=None,
                         preprocess=False,
                         ).then(lr_range.long_job_button, lr["message"], lr["anyway"], api_visibility="private")
         find_lr_anyway = api_function("find_lr_anyway", range_params[:-1],
                                       lambda values, session: find_lr({**values, "confirm": True}, session),
-                                      "Start the range test held back as a long job (the Run anyway button).")
+                                      "Start the range test held back as a long job (the Run anyway button).",
+                                      stream=stream)
         lr["anyway"].click(find_lr_anyway, range_inputs, lr["message"], api_visibility="private",
                            concurrency_limit=None, preprocess=False,
                            ).then(lr_range.long_job_button, lr["message"], lr["anyway"], api_visibility="private")

@@ -18,6 +18,7 @@ from gradio.utils import get_upload_folder  # where Gradio puts uploads (GRADIO_
 from lab import insights as ins
 from lab import runs as runs_mod
 from lab.data import CLASSES
+from lab.server import uploads
 from lab.ui.common import NO_CHECKPOINT, AppContext, error_md
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
@@ -54,7 +55,7 @@ def checked_image(image):
     Gradio 6 checks a path only when the payload carries meta {"_type": "gradio.FileData"} (then it refuses
     any file outside its upload folder itself); a payload without meta reaches AnyImage.preprocess untouched,
     so this check is the one that holds for every request."""
-    return ins.check_upload(image, (get_upload_folder(), EXAMPLES))
+    return uploads.check_upload(image, (get_upload_folder(), EXAMPLES))
 
 
 def load_model(ctx: AppContext, checkpoint: str | None):
@@ -73,7 +74,7 @@ def predict(ctx: AppContext, image, checkpoint: str | None = None, top_k: int = 
     message) for a bad upload, a path the app may not read (checked_image) or no checkpoint."""
     if image is None:
         raise ValueError("no image: upload one (PNG, JPEG, GIF, BMP, TIFF, WebP …) or pick an example")
-    x = ins.prepare_upload(checked_image(image))  # ImageError is a ValueError
+    x = uploads.prepare_upload(checked_image(image))  # ImageError is a ValueError
     model, _, _ = load_model(ctx, checkpoint)
     return ins.classify(model, x, int(top_k))
 
@@ -90,7 +91,7 @@ def view(ctx: AppContext, image, checkpoint, top_k, layer, opacity, cam_for, met
             raise ValueError(f"unknown CAM layer {layer!r}; choose one of {', '.join(ins.CAM_LAYERS)}")
         if cam_for not in (None, TOP, *CLASSES):
             raise ValueError(f"CAM for {cam_for!r}? choose {TOP!r} or a class: {', '.join(CLASSES)}")
-        x, (w, h) = ins.read_upload(checked_image(image))
+        x, (w, h) = uploads.read_upload(checked_image(image))
         model, cfg, metrics = load_model(ctx, checkpoint)
     except ValueError as e:
         return None, None, None, error_md(str(e))
@@ -103,7 +104,7 @@ def view(ctx: AppContext, image, checkpoint, top_k, layer, opacity, cam_for, met
     about = f" (test accuracy {100 * acc:.1f}% when saved)" if isinstance(acc, (int, float)) else ""
     cam_about = ins.CAM_METHODS[method]
     whose = f" for *{CLASSES[target]}*" if cam_about.uses_target else " (the same for every class)"
-    resized, caution = ins.resize_note(w, h)
+    resized, caution = uploads.resize_note(w, h)
     msg = (f"Prediction: **{top[0]}** ({100 * probs[top[0]]:.1f}%). {cam_about.label}{whose} at {layer}. "
            f"Model: width {cfg.width:g}{about}. {resized}")
     if caution:

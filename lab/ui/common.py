@@ -4,7 +4,6 @@ cache (models and evaluations), checkpoint choices and small formatters. Tabs im
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -21,7 +20,8 @@ from lab import runs as runs_mod
 from lab.config import (DEFAULT_DIV_FACTOR, KNOBS, STATUS_HEADINGS, TEST_IMAGES, TRAIN_IMAGES, ConfigError,
                         TrainConfig)
 from lab.engine import resolve_device
-from lab.ui.jobs import JobManager
+from lab.server.jobs import JobManager
+from lab.server.runner import Runner, local_inference_device
 
 PRETRAINED_LABEL = "bundled ResNet-9 (assets/cifar10_resnet9.pt)"
 NO_CHECKPOINT = (
@@ -53,13 +53,6 @@ CONTROL_NAMES = tuple(name for name, _ in TRAIN_CONTROLS)
 # (scripts written against the first API keep working): they take the lab's defaults.
 API_OPTIONAL = {k.name: k.default for k in _APP_KNOBS if k.api_optional}
 DIV_FACTOR_RANGE = (2, 1000)  # the One Cycle tab's div-factor slider; a preset beyond it is shown as its min LR
-
-
-def shared_mode(environ=None) -> bool:
-    """A server strangers use: on by itself on a Hugging Face Space (SPACE_ID is set there) and with
-    LAB_PUBLIC=1; off locally. It turns on the per-job caps, the runs/ quota and session-owned Stop."""
-    environ = os.environ if environ is None else environ
-    return bool(environ.get("SPACE_ID")) or environ.get("LAB_PUBLIC", "").strip().lower() in ("1", "true", "yes")
 
 
 def message(e: Exception) -> str:
@@ -166,11 +159,8 @@ def has_cuda() -> bool:
 
 
 def eval_device() -> str:
-    """Where the app's own inference runs (Insights, Classify). On a ZeroGPU Space the server process sees only a
-    stand-in CUDA device (the GPU lives inside @spaces.GPU calls), so it evaluates on its CPU."""
-    from lab.ui.zerogpu import on_zerogpu
-
-    return "cuda" if has_cuda() and not on_zerogpu() else "cpu"
+    """Where the app's own inference runs (Insights, Classify): lab.server.runner.local_inference_device."""
+    return local_inference_device()
 
 
 T = TypeVar("T")
@@ -214,13 +204,18 @@ class AppContext:
     manager: JobManager
     cache: LRUCache = field(default_factory=LRUCache)
     pretrained: Path = runs_mod.PRETRAINED_CHECKPOINT
-    zerogpu: Any = None  # lab.ui.zerogpu.ZeroGPU on a ZeroGPU Space: jobs run as GPU calls, not threads
+    # what runs the jobs the tabs start, stop and watch (lab.server.runner); default: a thread of this server
+    runner: Runner | None = None
     # one timing probe at a time: two at once would each measure half the machine
     probe_lock: threading.Lock = field(default_factory=threading.Lock)
     # (device, width, probe batch) → lab.estimate.StepTime; bounded, as the API accepts any width
     timings: LRUCache = field(default_factory=lambda: LRUCache(32))
-    # whether visitors may rename and delete runs (manage_runs_allowed); downloads are always allowed
+    # whether visitors may rename and delete runs (lab.server.policy.manage_runs_allowed); downloads are always allowed
     manage_runs: bool = True
+
+    def __post_init__(self) -> None:
+        if self.runner is None:
+            self.runner = Runner(self.manager)
 
     @property
     def runs_root(self) -> Path:
@@ -297,16 +292,6 @@ class AppContext:
         values = [c[1] for c in choices]
         value = current if current in values else (values[0] if values else None)
         return gr.Dropdown(choices=choices, value=value)
-
-
-def manage_runs_allowed(env: dict | None = None) -> bool:
-    """Renaming and deleting runs is for a server's own users: on by default, off on a shared server (a Hugging Face
-    Space, LAB_PUBLIC=1: shared_mode), where every visitor is a stranger; LAB_MANAGE_RUNS=1 or 0 decides either way."""
-    env = os.environ if env is None else env
-    choice = env.get("LAB_MANAGE_RUNS", "").strip().lower()
-    if choice:
-        return choice in ("1", "true", "yes")
-    return not shared_mode(env)
 
 
 def run_label(s: runs_mod.RunSummary) -> str:

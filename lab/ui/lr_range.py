@@ -14,10 +14,10 @@ from lab.config import (OPTIMIZERS, RANGE_TEST_END_LR, RANGE_TEST_ITERS, RANGE_T
                         ConfigError, TrainConfig)
 from lab.data import DataError
 from lab.engine import DeviceError
+from lab.server.jobs import Busy, NotYours
+from lab.server.runner import TooLong
 from lab.ui.common import (AppContext, choice, error_md, flag, fmt_seconds, heading, message, number, round_lr,
                            train_config, whole)
-from lab.ui.jobs import Busy, NotYours
-from lab.ui.zerogpu import TooLong
 
 USE = "Use these in One Cycle"
 USE_WEAK = "⚠ Use these in One Cycle (weak test: see why)"
@@ -44,57 +44,38 @@ def _started(job, cfg: TrainConfig, kwargs: dict, estimate=None) -> str:
 
 
 def start(ctx: AppContext, controls: dict, iters, start_lr, end_lr, mode, optimizer, confirm: bool = False,
-          session: str | None = None) -> str:
-    """Start the range test as the server's background job, for the run that every training control describes
-    (with this tab's optimizer); returns a one-line Markdown message. LRMIN will be the found LRMAX / the One
-    Cycle tab's div factor, as "use these" sets it. Every setting, and on a shared server every cap, is checked
-    before the test is timed and started. A test expected to run over lab.estimate.LONG_JOB_S on a CPU waits for
-    `confirm` (the Run button's second press). `session`: the browser session starting it."""
+          session: str | None = None) -> str | Iterator[str]:
+    """Start the range test through the server's runner (ctx.runner), for the run that every training control
+    describes (with this tab's optimizer); returns what the tab shows: a one-line Markdown message, or, when the
+    runner streams (the test is one request long), an iterator of that line as the test reports. LRMIN will be the
+    found LRMAX / the One Cycle tab's div factor, as "use these" sets it. Every setting, and on a shared server
+    every cap, is checked before the test is timed and started. A test expected to run over
+    lab.estimate.LONG_JOB_S on a CPU waits for `confirm` (the Run button's second press). `session`: the browser
+    session starting it."""
+    say = (lambda text: iter([text])) if ctx.runner.streams else (lambda text: text)
     try:
         confirm = flag("confirm", "confirm", confirm)  # an API caller's "false" must not start a long job
         cfg, kwargs = _settings(controls, iters, start_lr, end_lr, mode, optimizer)
-        busy = ctx.manager.busy_message()
-        if busy:
-            raise Busy(busy)
-        ctx.manager.check(cfg, iters=kwargs["iters"])  # no data, a cap, the memory: said before timing anything
-        estimate = ctx.estimate_range_test(cfg, kwargs["iters"])
-        if estimate is not None and estimate.long and not confirm:
-            return (f"{LONG_JOB} this range test would take {estimate}. Press **Run anyway** to run it, or lower "
-                    "the iterations, the width or the batch size. (API: pass `confirm=True`.)")
-        job = ctx.manager.start_range_test(cfg, owner=session, **kwargs)
+        launch = ctx.runner.start("lr_range", cfg, owner=session, confirm=confirm,
+                                  estimate=lambda: ctx.estimate_range_test(cfg, kwargs["iters"]), **kwargs)
     except Busy as e:
-        return error_md(str(e))
+        return say(error_md(str(e)))
     except DataError:
-        return ctx.data_message()  # in the app's words: the app takes no --data-dir
-    except (ConfigError, DeviceError, OSError) as e:
-        return error_md(message(e))
-    return _started(job, cfg, kwargs, estimate)
+        return say(ctx.data_message())  # in the app's words: the app takes no --data-dir
+    except (ConfigError, DeviceError, TooLong, OSError) as e:
+        return say(error_md(message(e)))
+    if launch.held:
+        return say(f"{LONG_JOB} this range test would take {launch.estimate}. Press **Run anyway** to run it, or "
+                   "lower the iterations, the width or the batch size. (API: pass `confirm=True`.)")
+    head = _started(launch.job, cfg, kwargs, launch.estimate) + launch.note
+    if launch.updates is None:
+        return head
+    return (f"{head}  \n{heading(job.status)} — {job.message or job.progress()}" for job in launch.updates)
 
 
 def long_job_button(message: str):
     """Show "Run anyway" exactly when the last Run was held back as a long job."""
     return gr.Button(visible=str(message or "").startswith(LONG_JOB))
-
-
-def start_streamed(ctx: AppContext, controls: dict, iters, start_lr, end_lr, mode, optimizer,
-                   session: str | None = None) -> Iterator[str]:
-    """On a ZeroGPU Space: the range test as one GPU call (lab.ui.zerogpu), yielding the message line as it
-    reports; the curve reaches the page through the job manager's record. The same checks (caps included) first."""
-    try:
-        cfg, kwargs = _settings(controls, iters, start_lr, end_lr, mode, optimizer)
-        seconds = ctx.zerogpu.check("lr_range", cfg, kwargs)
-        jobs = ctx.zerogpu.start("lr_range", cfg, kwargs, owner=session)
-    except DataError:
-        yield ctx.data_message()
-        return
-    except (Busy, ConfigError, DeviceError, TooLong, OSError) as e:
-        yield error_md(message(e))
-        return
-    head = None
-    for job in jobs:
-        head = head or (_started(job, cfg, kwargs) + f" On ZeroGPU: one GPU call of up to "
-                                                     f"{ctx.zerogpu.duration_s(seconds)} s.")
-        yield f"{head}  \n{heading(job.status)} — {job.message or job.progress()}"
 
 
 def figure(status: dict | None):
@@ -132,7 +113,7 @@ def describe(status: dict | None, busy: str | None = None) -> tuple[str, str]:
 
 def stop(ctx: AppContext, session: str | None = None) -> str:
     try:
-        return ctx.manager.stop(session)
+        return ctx.runner.stop(session)
     except NotYours as e:
         return error_md(str(e))
 
@@ -148,7 +129,7 @@ def use_these(ctx: AppContext, acknowledged=None):
     test, rounded to three significant figures. A weak test (lab.lr_finder.caveats) is not applied on the first
     press: the message says why and the button turns into "use them anyway"; `acknowledged` (the test's job id)
     is what the second press brings back."""
-    status = ctx.manager.status("lr_range")
+    status = ctx.runner.status("lr_range")
     r = status and status.get("result")
     if not r:
         nothing = error_md("the range test is still running: wait for it to end (or stop it), then use its LRs"
@@ -175,7 +156,7 @@ def refresh(ctx: AppContext, seen: int | None):
     version = ctx.manager.fingerprint("lr_range")
     if seen is not None and tuple(seen) == version:
         return (gr.skip(),) * 6
-    status = ctx.manager.status("lr_range")
+    status = ctx.runner.status("lr_range")
     busy = ctx.manager.busy_message()
     note = "" if seen is not None and busy is None else gr.skip()
     if busy and status is not None and status["status"] == "running":

@@ -17,12 +17,13 @@ import pandas as pd
 
 from lab import plots
 from lab import sweep as sweep_mod
-from lab.config import (CPU_SWEEP_PRESET, GPU_PRESET, OPTIMIZERS, PRESETS, RANGE_TEST_ITERS, RANGE_TEST_RULES,
-                        SWEEP_LR_FACTORS, SWEEP_SEEDS, ConfigError)
+from lab.config import (OPTIMIZERS, PRESETS, RANGE_TEST_ITERS, RANGE_TEST_RULES, SWEEP_LR_FACTORS, SWEEP_SEEDS,
+                        ConfigError)
 from lab.data import DataError
 from lab.runs import Run
+from lab.server.jobs import SWEEP_SHARED_OFF, Busy, NotYours
+from lab.server.policy import CPU_SWEEP_PRESET, GPU_PRESET
 from lab.ui.common import AppContext, error_md, fmt_seconds, has_cuda, heading
-from lab.ui.jobs import SWEEP_SHARED_OFF, Busy, NotYours
 
 # A server's sweep is bounded before it starts: this many trials (configurations × seeds) at most, each a whole
 # training run of the chosen preset.
@@ -61,15 +62,12 @@ def spec_for(preset: str, optimizer: str, lrs: str, seeds, iters) -> sweep_mod.S
     return spec
 
 
-ZEROGPU_REFUSAL = ("sweeps do not run on a ZeroGPU Space: its GPU is lent one call at a time, and a sweep is "
-                   "many runs under Ray on a machine of its own — run `python -m lab sweep` there")
-
-
 def start(ctx: AppContext, preset: str, optimizer: str, lrs: str, seeds, iters, session: str | None = None) -> str:
     """Start a sweep as the server's background job; a one-line Markdown message (busy, bad input or started).
-    Refused on a ZeroGPU Space and on any shared server (SWEEP_SHARED_OFF). `session`: the browser session."""
-    if ctx.zerogpu is not None:
-        return error_md(ZEROGPU_REFUSAL)
+    Refused where the runner cannot run sweeps (its sweep_refusal) and on any shared server (SWEEP_SHARED_OFF).
+    `session`: the browser session."""
+    if ctx.runner.sweep_refusal:
+        return error_md(ctx.runner.sweep_refusal)
     if ctx.manager.shared:
         return error_md(SWEEP_SHARED_OFF)
     try:
@@ -85,7 +83,7 @@ def start(ctx: AppContext, preset: str, optimizer: str, lrs: str, seeds, iters, 
 
 def stop(ctx: AppContext, session: str | None) -> str:
     try:
-        return ctx.manager.stop(session)
+        return ctx.runner.stop(session)
     except NotYours as e:
         return error_md(str(e))
 
@@ -141,7 +139,7 @@ def refresh(ctx: AppContext, seen):
     version = ctx.manager.fingerprint("sweep")
     if seen is not None and tuple(seen) == version:
         return (gr.skip(),) * 6
-    status = ctx.manager.status("sweep")
+    status = ctx.runner.status("sweep")
     doc = status["result"] if status else None
     line = describe(status)
     busy = ctx.manager.busy_message()

@@ -21,16 +21,16 @@ import pandas as pd
 
 from lab import plots
 from lab import runs as runs_mod
-from lab.config import (CPU_PRESET, DEVICES, GPU_PRESET, LOADERS, PRESETS, TRAIN_IMAGES, ConfigError, TrainConfig,
-                        check_caps)
+from lab.config import DEVICES, LOADERS, PRESETS, TRAIN_IMAGES, ConfigError, TrainConfig
 from lab.data import DataError
 from lab.engine import DeviceError
 from lab.estimate import LONG_JOB_S
 from lab.model import describe as describe_model
+from lab.server.jobs import Busy, NotYours
+from lab.server.policy import CPU_PRESET, GPU_PRESET, check_caps
+from lab.server.runner import TooLong
 from lab.ui.common import (CONTROL_NAMES, DIV_FACTOR_RANGE, LR_MODES, AppContext, error_md, flag, fmt_seconds,
                            has_cuda, heading, message, run_label, train_config)
-from lab.ui.jobs import Busy, NotYours
-from lab.ui.zerogpu import TooLong
 
 EPOCH_COLUMNS = ["epoch", "LR", "train loss", "train acc %", "test loss", "test acc %", "seconds", "images/s"]
 RUN_COLUMNS = ["run", "title", "status", "epochs", "test acc %", "width", "optimizer", "max LR", "batch", "images",
@@ -73,52 +73,32 @@ def _started(job, cfg: TrainConfig, estimate=None) -> str:
             f"LR {s.lr_min:.3g} → {s.max_lr:.3g} → {s.lr_min:.3g}.{expected}")
 
 
-def start(ctx: AppContext, confirm: bool = False, session: str | None = None, **controls) -> str:
-    """Start a run as the server's background job; returns a one-line Markdown message (busy, bad input, started,
-    or — for a CPU run expected to take over LONG_JOB_S, unless `confirm` — what it would cost and how to start it
-    anyway) and never waits for the run. Every control, and on a shared server every cap, is checked before the
-    run is timed for its estimate (measured on this server) and before "started". `session`: the browser session
+def start(ctx: AppContext, confirm: bool = False, session: str | None = None, **controls) -> str | Iterator[str]:
+    """Start a run through the server's runner (ctx.runner); returns what the tab shows: a one-line Markdown message
+    (busy, bad input, started, or — for a CPU run expected to take over LONG_JOB_S, unless `confirm` — what it would
+    cost and how to start it anyway), or, when the runner streams (the run is one request long), an iterator of
+    that line as the run reports. Every control, and on a shared server every cap, is checked before the run is
+    timed for its estimate (measured on this server) and before "started". `session`: the browser session
     starting it (gr.Request.session_hash)."""
+    say = (lambda text: iter([text])) if ctx.runner.streams else (lambda text: text)
     try:
         confirm = flag("confirm", "confirm", confirm)  # an API caller's "false" must not start a long job
         cfg = train_config(**controls)
-        busy = ctx.manager.busy_message()
-        if busy:
-            raise Busy(busy)
-        ctx.manager.check(cfg)  # no data, a cap, too little memory: said before timing anything
-        estimate = ctx.estimate_run(cfg)
-        if estimate is not None and estimate.long and not confirm:
-            return (f"{LONG_JOB} this run would take {estimate}. Press **Start anyway** to run it, or pick a smaller "
-                    f"preset (Tiny, Quick) or fewer images or epochs. (API: pass `confirm=True`.)")
-        job = ctx.manager.start_training(cfg, owner=session)
+        launch = ctx.runner.start("train", cfg, owner=session, confirm=confirm,
+                                  estimate=lambda: ctx.estimate_run(cfg))
     except Busy as e:
-        return error_md(str(e))
+        return say(error_md(str(e)))
     except DataError:
-        return ctx.data_message()  # in the app's words: the app takes no --data-dir
-    except (ConfigError, DeviceError, OSError) as e:
-        return error_md(message(e))
-    return _started(job, cfg, estimate)
-
-
-def start_streamed(ctx: AppContext, session: str | None = None, **controls) -> Iterator[str]:
-    """On a ZeroGPU Space: the run is one GPU call (lab.ui.zerogpu) that lasts as long as this generator, which
-    yields the message line as the run reports; the curves and epoch rows reach the page through the job
-    manager's record, as a thread's run does. Refused before it starts (the limit or cap named) when it cannot
-    fit."""
-    try:
-        cfg = train_config(**controls)
-        seconds = ctx.zerogpu.check("train", cfg)
-        jobs = ctx.zerogpu.start("train", cfg, owner=session)
-    except DataError:
-        yield ctx.data_message()
-        return
-    except (Busy, ConfigError, DeviceError, TooLong, OSError) as e:
-        yield error_md(message(e))
-        return
-    head = None
-    for job in jobs:
-        head = head or (_started(job, cfg) + f" On ZeroGPU: one GPU call of up to {ctx.zerogpu.duration_s(seconds)} s.")
-        yield f"{head}  \n{heading(job.status)} — {job.message or job.progress()}"
+        return say(ctx.data_message())  # in the app's words: the app takes no --data-dir
+    except (ConfigError, DeviceError, TooLong, OSError) as e:
+        return say(error_md(message(e)))
+    if launch.held:
+        return say(f"{LONG_JOB} this run would take {launch.estimate}. Press **Start anyway** to run it, or pick a "
+                   f"smaller preset (Tiny, Quick) or fewer images or epochs. (API: pass `confirm=True`.)")
+    head = _started(launch.job, cfg, launch.estimate) + launch.note
+    if launch.updates is None:
+        return head
+    return (f"{head}  \n{heading(job.status)} — {job.message or job.progress()}" for job in launch.updates)
 
 
 def estimate_line(ctx: AppContext, **controls) -> str:
@@ -143,7 +123,7 @@ def long_job_button(message: str):
 
 def stop(ctx: AppContext, session: str | None = None) -> str:
     try:
-        return ctx.manager.stop(session)
+        return ctx.runner.stop(session)
     except NotYours as e:
         return error_md(str(e))
 
@@ -272,7 +252,7 @@ def refresh(ctx: AppContext, seen, selected: list[str] | None = None, log_loss: 
     is cleared on the next tick; a refusal ("⚠ seed must be …") stays."""
     version = ctx.manager.fingerprint("train")
     last_seen, finished_seen = seen if isinstance(seen, (list, tuple)) else (None, None)
-    status = ctx.manager.status("train")
+    status = ctx.runner.status("train")
     if last_seen is not None and tuple(last_seen) == version:
         if status is not None and status["status"] == "running":
             return (gr.skip(), describe(status), *(gr.skip(),) * 7)
@@ -454,7 +434,7 @@ def build(ctx: AppContext, preset: str) -> dict:
                   api_visibility="private", show_progress="hidden")
     # a view change redraws both plots from what is already there (no training state changes); one listener each
     # (gr.on), so that answers cannot arrive out of order
-    gr.on([c.change for c in view], lambda lg, sm, x: live_figure(ctx.manager.status("train"), lg, sm, x), view,
+    gr.on([c.change for c in view], lambda lg, sm, x: live_figure(ctx.runner.status("train"), lg, sm, x), view,
           figure, api_visibility="private", show_progress="hidden", trigger_mode="always_last")
     gr.on([log_loss.change, x_axis.change], lambda names, lg, x: overlay(ctx, names, lg, x),
           [picker, log_loss, x_axis], overlay_plot, api_visibility="private", show_progress="hidden",

@@ -1,4 +1,4 @@
-"""lab.ui.jobs.JobManager: one background job for the whole server, events buffered for polling, stop, busy."""
+"""lab.server.jobs.JobManager: one background job for the whole server, events buffered for polling, stop, busy."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from lab import experiment
 from lab.config import ScheduleConfig, TrainConfig
 from lab.engine import Diverged, Event
 from lab.model import Net
-from lab.ui import jobs
-from lab.ui.jobs import Busy, JobManager
+from lab.server import jobs
+from lab.server.jobs import Busy, JobManager
 
 TINY = TrainConfig(width=0.125, subset=128, test_subset=64, batch_size=32, device="cpu",
                    schedule=ScheduleConfig(epochs=1, peak_epoch=0.5))
@@ -193,7 +193,8 @@ def test_each_tab_can_tell_whether_its_kind_of_job_changed(manager, blocking_tra
 # ------------------------------------------------------------------------------ shared-server mode (issue 10)
 
 from lab import runs as runs_mod  # noqa: E402
-from lab.config import SHARED_CAPS, ConfigError, check_caps  # noqa: E402
+from lab.config import ConfigError  # noqa: E402
+from lab.server.policy import SHARED_CAPS, check_caps  # noqa: E402
 
 
 @pytest.fixture

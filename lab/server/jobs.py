@@ -11,7 +11,7 @@ Stop sends it SIGINT, the Ctrl-C that Ray Tune turns into "stop every trial, sav
 the sweep's sweep.json as trials report.
 
 On a ZeroGPU Space a thread of the server never sees the GPU: there the job's body runs inside a @spaces.GPU
-generator in another process (lab.ui.zerogpu) — `stream_job` — which yields what changed (`JobDelta`s) and the
+generator in another process (lab.server.zerogpu) — `stream_job` — which yields what changed (`JobDelta`s) and the
 manager's `run_streamed` mirrors them into the same Job record, so the tabs, Stop and the API read it as they
 read a thread's job. The body is the same function either way (`_run_training`, `_run_range_test`).
 
@@ -20,7 +20,7 @@ inspects runs through their checkpoint files. `status_json()` is what API client
 
 Every job's cost is checked before it starts (lab.experiment.preflight: the data's size, the schedule's length,
 the estimated peak memory against what is free). On a shared server (`shared=True`: a Space, or LAB_PUBLIC=1)
-the manager also applies the per-job caps (lab.config.SHARED_CAPS), keeps runs/ within a quota by pruning the
+the manager also applies the per-job caps (lab.server.policy.SHARED_CAPS), keeps runs/ within a quota by pruning the
 oldest finished runs, and lets only the browser session that started a job stop it; everyone sees what runs and
 when it should end.
 """
@@ -42,8 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from lab import data as data_mod
-from lab.config import RANGE_TEST_ITERS, SHARED_CAPS, SHARED_RUNS_QUOTA, ConfigError, TrainConfig, check_caps
+from lab.config import RANGE_TEST_ITERS, ConfigError, TrainConfig
 from lab.engine import Diverged
+from lab.estimate import format_duration
+from lab.server.policy import SHARED_CAPS, SHARED_RUNS_QUOTA, check_caps
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +127,7 @@ class Job:
         if eta is None:
             return ""
         at = time.strftime("%H:%M:%S", time.localtime(time.time() + eta))
-        return f"; it should end at about {at} (in {_duration(eta)})"
+        return f"; it should end at about {at} (in {format_duration(eta)})"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -149,17 +151,8 @@ def json_safe(value):
     return value
 
 
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-
-
 def _ago(seconds: float) -> str:
-    return f"{_duration(seconds)} ago"
+    return f"{format_duration(seconds)} ago"
 
 
 def failure_message(e: BaseException) -> str:
@@ -469,7 +462,7 @@ class JobManager:
         """Remove what killed runs left; on a shared server, prune the oldest finished runs so that runs_root
         stays within its quota with this run's checkpoint added."""
         from lab import runs as runs_mod
-        from lab.experiment import count_parameters_at
+        from lab.estimate import count_parameters_at
 
         for run in runs_mod.list_runs(self.runs_root):
             run.remove_temporaries()
@@ -547,6 +540,7 @@ class JobManager:
         if spec.base.data_dir is None and self.data_dir is not None:
             spec = dataclasses.replace(spec, base=dataclasses.replace(spec.base, data_dir=self.data_dir))
         spec.validate()
+        spec.check_data(self.data())  # what train checks before it starts, for every configuration
         job = self._claim("sweep", spec.to_dict(), 0, owner)
         stop = self._stop
         try:

@@ -1,4 +1,4 @@
-"""The ZeroGPU path (lab.ui.zerogpu), exercised off Spaces.
+"""The ZeroGPU path (lab.server.zerogpu), exercised off Spaces.
 
 There the `spaces` decorator passes functions through unchanged, so the handler is also run with a stand-in
 decorator that does what ZeroGPU does with a generator: call `duration` with the task's arguments, run the task in
@@ -25,8 +25,8 @@ from lab.runs import Run
 from lab.ui import lr_range, train
 from lab.ui.app import build_app
 from lab.ui.common import control_defaults
-from lab.ui.jobs import Busy, JobDelta, stream_job
-from lab.ui.zerogpu import MAX_CALL_S, TooLong, ZeroGPU, estimate_seconds, on_zerogpu
+from lab.server.jobs import Busy, JobDelta, stream_job
+from lab.server.zerogpu import MAX_CALL_S, TooLong, ZeroGPU, estimate_seconds, on_zerogpu
 
 FORK = multiprocessing.get_context("fork")
 # a real run small enough for a test: 2 epochs of 512 images at width 0.125
@@ -98,7 +98,7 @@ def gpu():
 
 @pytest.fixture
 def zctx(ctx, gpu):
-    ctx.zerogpu = ZeroGPU(ctx.manager, gpu=gpu)
+    ctx.runner = ZeroGPU(ctx.manager, gpu=gpu)
     return ctx
 
 
@@ -122,11 +122,11 @@ def test_the_estimate_grows_with_the_job_and_the_spec_recipe_fits_one_call():
 
 
 def test_a_training_run_streams_from_a_forked_gpu_process_into_the_servers_record(zctx, gpu):
-    messages = list(train.start_streamed(zctx, **controls()))
+    messages = list(train.start(zctx, **controls()))
     gpu.join()
     assert len(gpu.durations) == 1
     cfg = TrainConfig.from_flat(**TINY)
-    assert gpu.durations[0] == zctx.zerogpu.duration_s(estimate_seconds("train", cfg)) <= MAX_CALL_S
+    assert gpu.durations[0] == zctx.runner.duration_s(estimate_seconds("train", cfg)) <= MAX_CALL_S
     assert "On ZeroGPU: one GPU call of up to" in messages[0]
     assert "finished after 2 of 2 epochs" in messages[-1], messages[-1]
     # the server's record was filled from the child's yields alone: no thread ran here
@@ -143,7 +143,7 @@ def test_a_training_run_streams_from_a_forked_gpu_process_into_the_servers_recor
 
 
 def test_stop_reaches_the_gpu_process_and_the_run_folder_records_it(zctx, gpu):
-    stream = train.start_streamed(zctx, **controls(subset=4096, epochs=3, peak_epoch=1))
+    stream = train.start(zctx, **controls(subset=4096, epochs=3, peak_epoch=1))
     next(stream)
     while not zctx.manager.status("train")["steps"]:
         next(stream)
@@ -157,22 +157,22 @@ def test_stop_reaches_the_gpu_process_and_the_run_folder_records_it(zctx, gpu):
 
 
 def test_a_job_that_cannot_fit_one_call_is_refused_before_it_starts_with_the_limit_named(zctx, gpu):
-    zctx.zerogpu.max_call_s = 60
-    messages = list(train.start_streamed(zctx, **controls(width=1.0, subset=0, test_subset=0, epochs=24,
-                                                         peak_epoch=5, batch_size=512)))
+    zctx.runner.max_call_s = 60
+    messages = list(train.start(zctx, **controls(width=1.0, subset=0, test_subset=0, epochs=24,
+                                                 peak_epoch=5, batch_size=512)))
     assert len(messages) == 1 and "limited to 60 s" in messages[0] and "⚠" in messages[0]
     assert gpu.durations == [] and zctx.manager.status() is None
     assert not any(p.name != "20000101-000000" for p in zctx.runs_root.iterdir())  # no run folder made
     with pytest.raises(TooLong, match="limited to 60 s"):
-        zctx.zerogpu.check("train", TrainConfig())
+        zctx.runner.check("train", TrainConfig())
 
 
 def test_a_second_job_while_one_streams_is_busy(zctx, gpu):
-    stream = train.start_streamed(zctx, **controls(subset=4096, epochs=3, peak_epoch=1))
+    stream = train.start(zctx, **controls(subset=4096, epochs=3, peak_epoch=1))
     next(stream)
     with pytest.raises(Busy, match="training run"):
         zctx.manager.start_training(TrainConfig.from_flat(**TINY))
-    assert "busy" in next(iter(train.start_streamed(zctx, **controls())))
+    assert "busy" in next(iter(train.start(zctx, **controls())))
     stream.close()  # the page went away: the child is asked to stop
     gpu.join()
     assert zctx.manager.status("train")["status"] == "stopped"
@@ -189,15 +189,15 @@ def test_a_failing_gpu_call_ends_the_job_with_its_message(zctx):
 
         return decorate
 
-    zctx.zerogpu = ZeroGPU(zctx.manager, gpu=refused)
-    messages = list(train.start_streamed(zctx, **controls()))
+    zctx.runner = ZeroGPU(zctx.manager, gpu=refused)
+    messages = list(train.start(zctx, **controls()))
     status = zctx.manager.status("train")
     assert status["status"] == "error" and "quota" in status["message"] and "quota" in messages[-1]
 
 
 def test_a_range_test_streams_too(zctx, gpu):
     args = dict(iters=12, start_lr=1e-5, end_lr=1.0, mode="exp", optimizer="adam")
-    messages = list(lr_range.start_streamed(zctx, controls(), **args))
+    messages = list(lr_range.start(zctx, controls(), **args))
     gpu.join()
     status = zctx.manager.status("lr_range")
     assert status["status"] == "done", status["message"]
@@ -220,7 +220,7 @@ def test_the_app_streams_start_on_zerogpu_and_returns_at_once_elsewhere(manager,
 
     pretrained = tmp_path / "none.pt"
     plain = build_app(manager, pretrained=pretrained)
-    zero = build_app(manager, pretrained=pretrained, zerogpu=ZeroGPU(manager, gpu=ForkedGPU()))
+    zero = build_app(manager, pretrained=pretrained, runner=ZeroGPU(manager, gpu=ForkedGPU()))
     for name in ("train_start", "find_lr"):
         assert not inspect.isgeneratorfunction(handler(plain, name))
         assert inspect.isgeneratorfunction(handler(zero, name))
@@ -232,17 +232,17 @@ def test_a_shared_server_caps_a_zerogpu_job_before_any_gpu_is_asked_for(zctx, gp
     """Issue 10 item 3: the caps bound a GPU call too (the call's own limit is about time, not width or batch)."""
     zctx.manager.shared = True
     zctx.manager.caps = {**zctx.manager.caps, "width": 0.125, "range_test_iters": 20}
-    messages = list(train.start_streamed(zctx, **controls(width=0.25)))
+    messages = list(train.start(zctx, **controls(width=0.25)))
     assert len(messages) == 1 and "above this shared server's cap of 0.125" in messages[0] and "(`width`)" in messages[0]
     args = dict(iters=50, start_lr=1e-5, end_lr=1.0, mode="exp", optimizer="adam")
-    messages = list(lr_range.start_streamed(zctx, controls(), **args))
+    messages = list(lr_range.start(zctx, controls(), **args))
     assert len(messages) == 1 and "50 range-test iterations are above" in messages[0]
     assert gpu.durations == [] and zctx.manager.status() is None  # refused before a job or a GPU call existed
 
 
 def test_on_a_shared_server_only_the_starting_session_stops_a_streamed_job(zctx, gpu):
     zctx.manager.shared = True
-    stream = train.start_streamed(zctx, "alice", **controls(subset=4096, epochs=3, peak_epoch=1))
+    stream = train.start(zctx, session="alice", **controls(subset=4096, epochs=3, peak_epoch=1))
     next(stream)
     assert "another browser session" in train.stop(zctx, "bob")
     assert zctx.manager.status("train")["status"] == "running"

@@ -3,9 +3,10 @@
 ZeroGPU runs such a function in a separate, forked process that holds a GPU for at most `duration` seconds, and
 streams a generator's yields back to the server. A background thread of the server never sees the GPU (the
 server process only sees a stand-in torch device), so here a job's body — the same one the thread runs
-elsewhere — runs inside a decorated generator (`lab.ui.jobs.stream_job`) that yields what changed; the server's
-job manager mirrors it into its Job record (`JobManager.run_streamed`), so the tabs, Stop and the API read it as
-they read a thread's job, and the run folder is written by the GPU process as usual.
+elsewhere — runs inside a decorated generator (`lab.server.jobs.stream_job`) that yields what changed; the
+server's job manager mirrors it into its Job record (`JobManager.run_streamed`), so the tabs, Stop and the API read
+it as they read a thread's job, and the run folder is written by the GPU process as usual. ZeroGPU is a
+lab.server.runner.Runner: the tabs call its start / stop / status as they call the thread's.
 
 Each call asks for the seconds the job is estimated to need (`estimate_seconds`, from the spec recipe's speed
 measured on an H100 and the ZeroGPU device's size, with a margin); a job whose request would pass the most one
@@ -13,7 +14,7 @@ call may hold (`MAX_CALL_S`) is refused before it starts, with the limit named. 
 free accounts) are ZeroGPU's own: its refusal reaches the page as the job's error.
 
 Off ZeroGPU (`on_zerogpu()` false: no SPACES_ZERO_GPU) the decorator passes the function through unchanged and the
-app keeps its background-thread design; nothing here is used.
+app keeps its background-thread runner; nothing here is used.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from typing import Any
 
 from lab.config import TEST_IMAGES, TRAIN_IMAGES, TrainConfig
 from lab.schedule import steps_per_epoch
-from lab.ui.jobs import Job, JobDelta, JobManager, stream_job
+from lab.server.jobs import JobDelta, JobManager, stream_job
+from lab.server.runner import Launch, Runner, TooLong
 
 # The most seconds one call may ask for. ZeroGPU refuses a call that asks for more than the visitor has left of their
 # daily quota: 2 minutes for an anonymous visitor, 3.5 for a free account, 25 for PRO (hub docs, spaces-zerogpu).
@@ -49,8 +51,9 @@ START_ALLOWANCE_S = 30.0
 MARGIN = 1.5
 
 
-class TooLong(ValueError):
-    """The job would need a longer GPU call than ZeroGPU allows."""
+# Sweeps are refused here whatever the server's mode (the sweep tab shows this).
+SWEEP_REFUSAL = ("sweeps do not run on a ZeroGPU Space: its GPU is lent one call at a time, and a sweep is "
+                 "many runs under Ray on a machine of its own — run `python -m lab sweep` there")
 
 
 def on_zerogpu() -> bool:
@@ -87,6 +90,8 @@ def _work_ratio(width: float, images: float) -> float:
     return images * _flops(width) / ((3 * TRAIN_IMAGES + TEST_IMAGES) * _flops(1.0))
 
 
+# Two time estimators, on purpose: lab.estimate times a few real steps on the device the job will use, but a ZeroGPU
+# server process has no GPU to time them on before the call, so this one scales a recorded H100 speed by FLOPs.
 def estimate_seconds(kind: str, cfg: TrainConfig, range_kwargs: dict[str, Any] | None = None,
                      slowdown: float | None = None) -> float:
     """GPU seconds a job will need on the ZeroGPU device, margin and start-up included."""
@@ -105,16 +110,20 @@ def estimate_seconds(kind: str, cfg: TrainConfig, range_kwargs: dict[str, Any] |
     return (START_ALLOWANCE_S + H100_WARMUP_S * slowdown + body) * MARGIN
 
 
-class ZeroGPU:
-    """The app's jobs as GPU calls. `gpu` is the decorator (spaces.GPU; tests pass one that runs the generator in a
-    forked child process, as ZeroGPU does)."""
+class ZeroGPU(Runner):
+    """The app's jobs as GPU calls: a Runner whose start streams (the request lasts as long as the GPU call). `gpu`
+    is the decorator (spaces.GPU; tests pass one that runs the generator in a forked child process, as ZeroGPU
+    does)."""
+
+    streams = True
+    sweep_refusal = SWEEP_REFUSAL
 
     def __init__(self, manager: JobManager, gpu: Callable | None = None, max_call_s: int = MAX_CALL_S):
         if gpu is None:
             import spaces
 
             gpu = spaces.GPU
-        self.manager = manager
+        super().__init__(manager)
         self.max_call_s = max_call_s
         # duration is called with the task's own arguments, before the GPU is requested
         self.task = gpu(duration=self.duration)(self._gpu_job)
@@ -145,12 +154,18 @@ class ZeroGPU:
                 f"Spec preset, 24 epochs of all 50,000 images, asks for {estimate_seconds('train', TrainConfig()):.0f} s)")
         return estimate
 
-    def start(self, kind: str, cfg: TrainConfig, range_kwargs: dict[str, Any] | None = None,
-              owner: str | None = None) -> Iterator[Job]:
+    @property
+    def device_note(self) -> str:
+        return f"ZeroGPU (each job is one GPU call of at most {self.max_call_s} s)"
+
+    def start(self, kind: str, cfg: TrainConfig, *, owner: str | None = None, confirm: bool = False,
+              estimate: Callable[[], Any] | None = None, **range_kwargs: Any) -> Launch:
         """Check and claim the job now (TooLong, Busy, DataError, and ConfigError for a shared server's caps raise
-        here, before any GPU is asked for), then return the generator that runs it as one GPU call and yields the
-        mirrored Job after each report. `owner`: the browser session starting it (the only one that may stop it
-        on a shared server)."""
-        self.check(kind, cfg, range_kwargs)
+        here, before any GPU is asked for); the Launch's `updates` run it as one GPU call, yielding the mirrored
+        Job after each report. `owner`: the browser session starting it (the only one that may stop it on a shared
+        server). `confirm` and `estimate` are not used: a GPU call is bounded by its own limit, not by CPU time."""
+        range_kwargs = range_kwargs or None
+        seconds = self.check(kind, cfg, range_kwargs)
         job = self.manager.claim_streamed(kind, cfg, range_kwargs, owner)
-        return self.manager.run_streamed(job, self.task(kind, cfg.to_dict(), job.run_dir, range_kwargs))
+        updates = self.manager.run_streamed(job, self.task(kind, cfg.to_dict(), job.run_dir, range_kwargs))
+        return Launch(job, note=f" On ZeroGPU: one GPU call of up to {self.duration_s(seconds)} s.", updates=updates)
