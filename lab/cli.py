@@ -365,8 +365,12 @@ def cmd_schedule(args) -> int:
     if args.json:
         print(json.dumps({"steps_per_epoch": steps, "max_lr": cfg.max_lr, "min_lr": cfg.lr_min, **curve}))
         return 0
-    print(f"One Cycle: {_count(cfg.epochs, 'epoch')} × {_count(steps, 'step')}, LR {cfg.lr_min:.3g} → "
-          f"{cfg.max_lr:.3g} (end of epoch {cfg.peak_epoch:.3g}) → {cfg.lr_min:.3g}, {cfg.anneal} anneal")
+    if cfg.policy == "one-cycle":
+        print(f"One Cycle: {_count(cfg.epochs, 'epoch')} × {_count(steps, 'step')}, LR {cfg.lr_min:.3g} → "
+              f"{cfg.max_lr:.3g} (end of epoch {cfg.peak_epoch:.3g}) → {cfg.lr_min:.3g}, {cfg.anneal} anneal")
+    else:  # a baseline schedule (beyond the spec)
+        print(f"{cfg.policy} schedule: {_count(cfg.epochs, 'epoch')} × {_count(steps, 'step')}, LR {curve['lr'][0]:.3g} "
+              f"→ {curve['lr'][-1]:.3g}")
     print(f"{'epoch':>6} {'step':>6} {'lr':>10} {'momentum':>9}")
     for i in list(range(0, len(curve["lr"]), steps)) + [len(curve["lr"]) - 1]:
         m = curve["momentum"][i]

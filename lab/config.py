@@ -47,6 +47,8 @@ SWEEP_LR_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 OPTIMIZERS = ("adam", "sgd")
 ANNEALS = ("linear", "cos")
+# The LR schedule: One Cycle is the spec; the others (beyond the spec) are what it is compared against (lab.schedule).
+SCHEDULES = ("one-cycle", "constant", "step", "cosine")
 LOADERS = ("auto", "fast", "reference")
 DEVICES = ("auto", "cpu", "cuda")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -190,6 +192,10 @@ class ScheduleConfig:
                                 flag="--no-cycle-momentum", app=15)
     base_momentum: float = knob(BASE_MOMENTUM, help="momentum (Adam's β1) at the LR peak", app=16)
     max_momentum: float = knob(MAX_MOMENTUM, help="momentum (Adam's β1) at LRMIN", app=17)
+    policy: str = knob("one-cycle", help="one-cycle (the spec), or beyond the spec: constant (max LR throughout), "
+                                         "step (max LR ÷ 10 at 50% and at 75% of the steps) or cosine (max LR down "
+                                         "to min LR, no warm-up); only one-cycle uses the peak and cycles momentum",
+                       choices=SCHEDULES, cli="schedule", flag="--schedule", app=27, api_optional=True)
 
     def __post_init__(self) -> None:
         _check(
@@ -218,6 +224,8 @@ class ScheduleConfig:
             "peak_epoch",
         )
         _check(self.anneal in ANNEALS, f"anneal must be one of {', '.join(ANNEALS)}, got {self.anneal!r}", "anneal")
+        _check(self.policy in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.policy!r}",
+               "schedule")
         _check(isinstance(self.cycle_momentum, bool),
                f"cycle momentum is on or off (true or false), got {self.cycle_momentum!r}", "cycle_momentum")
         _check(
@@ -438,7 +446,8 @@ def _flat_knobs() -> dict[str, tuple[str, str]]:
     out = {f.name: ("", f.name) for f in dataclasses.fields(TrainConfig)
            if f.name not in ("augment", "schedule", "optimizer")}
     out.update({f.name: ("augment", f.name) for f in dataclasses.fields(AugmentConfig)})
-    out.update({f.name: ("schedule", f.name) for f in dataclasses.fields(ScheduleConfig)})
+    out.update({f.name: ("schedule", f.name) for f in dataclasses.fields(ScheduleConfig) if f.name != "policy"})
+    out["schedule"] = ("schedule", "policy")  # the CLI's --schedule, the app's and a sweep grid's "schedule"
     out.update({"optimizer": ("optimizer", "name"), "weight_decay": ("optimizer", "weight_decay"),
                 "sgd_momentum": ("optimizer", "momentum"), "nesterov": ("optimizer", "nesterov")})
     return out

@@ -28,7 +28,7 @@ from lab.estimate import free_memory, peak_memory
 from lab.loaders import EVAL_BATCH, FastLoader, choose_loader, reference_loader
 from lab.model import Net, activation_bytes
 from lab.runs import DiskFull, Run, fmt_bytes
-from lab.schedule import OneCycle
+from lab.schedule import make_schedule
 
 
 @dataclass
@@ -149,7 +149,7 @@ def train(
     prepared = prepare(cfg, data)
     device, model, train_batches = prepared.device, prepared.model, prepared.train_batches
     optimizer = make_optimizer(model, cfg.optimizer, cfg.schedule.max_lr)
-    schedule = OneCycle(optimizer, cfg.schedule, len(train_batches))
+    schedule = make_schedule(optimizer, cfg.schedule, len(train_batches))
     step_model = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
 
     run = Run(Path(run_dir)) if run_dir is not None else None

@@ -71,6 +71,58 @@ class OneCycle:
         return momentum_of(self.optimizer)
 
 
+class Baseline:
+    """The schedules One Cycle is compared against (beyond the spec), each on torch's own scheduler, stepped once
+    per batch like OneCycle: constant (ConstantLR at factor 1: max LR throughout), step (MultiStepLR: max LR ÷ 10
+    at 50% and again at 75% of the steps) and cosine (CosineAnnealingLR from max LR down to min LR at the last step,
+    no warm-up). Momentum (Adam's β1) stays the optimizer's own: only One Cycle cycles it."""
+
+    MILESTONES = (0.5, 0.75)  # step: the shares of the run after which the LR drops
+    STEP_GAMMA = 0.1
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps_per_epoch: int):
+        from torch.optim import lr_scheduler
+
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps per epoch must be ≥ 1, got {steps_per_epoch}")
+        self.cfg, self.optimizer, self.steps_per_epoch = cfg, optimizer, steps_per_epoch
+        self.total_steps = cfg.epochs * steps_per_epoch
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.max_lr
+        if cfg.policy == "constant":
+            self.scheduler = lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+        elif cfg.policy == "step":
+            # milestone m: the LR drops for step m (0-based) onwards, i.e. after m steps have been taken
+            milestones = [round(share * self.total_steps) for share in self.MILESTONES]
+            self.scheduler = lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=self.STEP_GAMMA)
+        elif cfg.policy == "cosine":
+            self.scheduler = lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.total_steps - 1),
+                                                            eta_min=cfg.lr_min)
+        else:
+            raise ValueError(f"not a baseline schedule: {cfg.policy!r}")
+        self.steps_taken = 0
+
+    def step(self) -> None:
+        self.steps_taken += 1
+        if self.steps_taken < self.total_steps:
+            self.scheduler.step()
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    @property
+    def momentum(self) -> float | None:
+        return momentum_of(self.optimizer)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps_per_epoch: int) -> OneCycle | Baseline:
+    """The schedule cfg.policy names, for training and for the preview alike."""
+    if cfg.policy == "one-cycle":
+        return OneCycle(optimizer, cfg, steps_per_epoch)
+    return Baseline(optimizer, cfg, steps_per_epoch)
+
+
 def momentum_of(optimizer: torch.optim.Optimizer) -> float | None:
     """SGD's momentum or Adam's β1 (what OneCycleLR cycles)."""
     group = optimizer.param_groups[0]
@@ -86,7 +138,7 @@ def preview(cfg: ScheduleConfig, steps_per_epoch: int, optimizer: str = "adam") 
         opt: torch.optim.Optimizer = torch.optim.SGD([param], lr=cfg.max_lr, momentum=0.9, nesterov=True)
     else:
         opt = torch.optim.Adam([param], lr=cfg.max_lr)
-    sched = OneCycle(opt, cfg, steps_per_epoch)
+    sched = make_schedule(opt, cfg, steps_per_epoch)
     lrs, moms = [], []
     for _ in range(sched.total_steps):
         lrs.append(sched.lr)

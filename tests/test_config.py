@@ -158,9 +158,9 @@ TRAIN_START_PARAMETERS = [
     "width", "subset", "test_subset", "seed", "device", "loader", "max_lr", "lr_mode", "div_factor", "min_lr",
     "epochs", "peak_epoch", "batch_size", "optimizer", "anneal", "cycle_momentum", "base_momentum", "max_momentum",
     "pad", "cutout", "cutout_p", "flip_p", "weight_decay", "label_smoothing", "logit_scale", "low_res_epochs",
-    "low_res"]
+    "low_res", "schedule"]
 TRAIN_FLAGS = {
-    "--max-lr", "--min-lr", "--div-factor", "--epochs", "--peak-epoch", "--anneal", "--no-cycle-momentum",
+    "--max-lr", "--min-lr", "--div-factor", "--epochs", "--peak-epoch", "--anneal", "--no-cycle-momentum", "--schedule",
     "--batch-size", "--optimizer", "--preset", "--width", "--seed", "--subset", "--test-subset", "--device", "--loader",
     "--precision", "--data-dir", "--workers", "--label-smoothing", "--logit-scale", "--tta", "--pad", "--flip-p",
     "--cutout", "--cutout-p", "--weight-decay", "--low-res-epochs", "--low-res", "--compile", "--find-iters",
@@ -187,7 +187,7 @@ def test_the_declarations_make_the_apps_parameters_and_the_clis_flags():
 
     assert list(CONTROL_NAMES) == TRAIN_START_PARAMETERS
     assert API_OPTIONAL == {"weight_decay": None, "label_smoothing": 0.0, "logit_scale": 1.0, "low_res_epochs": 0,
-                            "low_res": 20}
+                            "low_res": 20, "schedule": "one-cycle"}
     commands = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
     flags = {f for a in commands["train"]._actions for f in a.option_strings}
     assert flags == TRAIN_FLAGS

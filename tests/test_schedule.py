@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lab.config import ScheduleConfig
+from lab.config import ConfigError, ScheduleConfig, TrainConfig
 from lab.schedule import OneCycle, momentum_of, preview, steps_per_epoch, triangular
 
 CASES = [  # (epochs, peak_epoch, steps per epoch, max_lr, anneal)
@@ -177,3 +177,64 @@ def test_fewer_than_three_steps_is_a_clear_error():
 
     with pytest.raises(ConfigError, match="at least 3 steps"):
         preview(ScheduleConfig(epochs=2), 1)
+
+
+# ------------------------------------------------------------------- the schedules One Cycle is compared against
+
+
+def _torch_curve(make, total: int, max_lr: float) -> list[float]:
+    """The LR each of `total` steps uses under one of torch's schedulers, stepped after every step."""
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=max_lr)
+    sched, out = make(opt), []
+    for _ in range(total):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+@pytest.mark.parametrize("policy", ["constant", "step", "cosine"])
+def test_each_baseline_schedule_is_torchs_own(policy):
+    from torch.optim import lr_scheduler
+
+    cfg = ScheduleConfig(max_lr=0.1, epochs=4, policy=policy)  # LRMIN 0.004 (div factor 25)
+    curve = preview(cfg, 10)["lr"]
+    total = 40
+    assert len(curve) == total and curve[0] == pytest.approx(0.1)
+    if policy == "constant":
+        assert curve == pytest.approx([0.1] * total)
+    elif policy == "step":  # ÷10 from step 20 (50%) and again from step 30 (75%)
+        assert curve == pytest.approx([0.1] * 20 + [0.01] * 10 + [0.001] * 10)
+        want = _torch_curve(lambda o: lr_scheduler.MultiStepLR(o, [20, 30], 0.1), total, 0.1)
+        assert curve == pytest.approx(want)
+    else:  # from max LR down to LRMIN at the last step, always falling, no warm-up
+        assert curve[-1] == pytest.approx(cfg.lr_min) and all(a > b for a, b in zip(curve, curve[1:]))
+        want = _torch_curve(lambda o: lr_scheduler.CosineAnnealingLR(o, T_max=total - 1, eta_min=cfg.lr_min),
+                            total, 0.1)
+        assert curve == pytest.approx(want)
+    assert set(preview(cfg, 10)["momentum"]) == {0.9}  # only One Cycle cycles momentum (Adam's β1 here)
+
+
+def test_the_schedule_is_a_knob_of_the_cli_the_app_and_the_sweep_grid():
+    from lab import cli
+    from lab import sweep as sw
+    from lab.ui.common import train_config, control_defaults
+
+    assert cli.train_config(cli.parse(["train", "--schedule", "cosine"])).schedule.policy == "cosine"
+    assert train_config(**{**control_defaults(), "schedule": "step"}).schedule.policy == "step"
+    assert sw.parse_grid(["schedule=one-cycle,constant"])["schedule"] == ["one-cycle", "constant"]
+    assert TrainConfig.from_flat(schedule="step").flat()["schedule"] == "step"
+    with pytest.raises(ConfigError, match="schedule must be one of one-cycle, constant, step, cosine"):
+        ScheduleConfig(policy="triangle")
+
+
+def test_training_follows_the_schedule_it_is_given(tmp_path):
+    """A run under the step schedule trains at max LR, then ÷10, then ÷100, epoch by epoch (the record's LR is
+    the last step's of each epoch)."""
+    from conftest import make_cifar
+    from lab.experiment import train
+
+    cfg = TrainConfig.from_flat(width=0.125, batch_size=4, subset=20, test_subset=6, device="cpu", workers=0,
+                                epochs=4, max_lr=0.01, schedule="step")
+    result = train(cfg, make_cifar(), run_dir=tmp_path / "run")
+    assert [round(r["lr"], 6) for r in result.history] == [0.01, 0.01, 0.001, 0.0001]

@@ -7,8 +7,9 @@ import gradio as gr
 
 from lab import plots
 from lab import schedule as sched
-from lab.config import (ANNEALS, BASE_MOMENTUM, DEFAULT_DIV_FACTOR, IMAGE_SIDE, LOW_RES_MIN, MAX_MOMENTUM, OPTIMIZERS,
-                        SPEC_BATCH_SIZE, SPEC_EPOCHS, SPEC_PEAK_EPOCH, ConfigError, TrainConfig, default_max_lr)
+from lab.config import (ANNEALS, BASE_MOMENTUM, DEFAULT_DIV_FACTOR, IMAGE_SIDE, KNOBS, LOW_RES_MIN, MAX_MOMENTUM,
+                        OPTIMIZERS, SCHEDULES, SPEC_BATCH_SIZE, SPEC_EPOCHS, SPEC_PEAK_EPOCH, ConfigError, TrainConfig,
+                        default_max_lr)
 from lab.ui.common import DIV_FACTOR_RANGE, LR_MODES, error_md, partial_config, round_lr, steps_per_epoch_images
 
 # The peak-epoch slider moves in quarter epochs from PEAK_STEP up to PEAK_STEP before the last epoch's end: even
@@ -17,26 +18,33 @@ PEAK_STEP = 0.25
 
 
 def preview(max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, batch_size, optimizer, anneal,
-            cycle_momentum, base_momentum, max_momentum, subset=None):
+            cycle_momentum, base_momentum, max_momentum, schedule="one-cycle", subset=None):
     """(figure, Markdown summary) of the schedule these controls describe; on bad input, the figure is skipped
     and the summary says what to fix."""
     try:
         run = partial_config(max_lr=max_lr, lr_mode=lr_mode, div_factor=div_factor, min_lr=min_lr, epochs=epochs,
                              peak_epoch=peak_epoch, batch_size=batch_size, optimizer=optimizer, anneal=anneal,
-                             cycle_momentum=cycle_momentum, base_momentum=base_momentum, max_momentum=max_momentum)
+                             cycle_momentum=cycle_momentum, base_momentum=base_momentum, max_momentum=max_momentum,
+                             schedule=schedule)
     except ConfigError as e:
         return gr.skip(), error_md(str(e))
     cfg, bs = run.schedule, run.batch_size
     n = steps_per_epoch_images(subset)
-    spe = sched.steps_per_epoch(n, bs)
-    curve = sched.preview(cfg, spe, optimizer)
+    steps = sched.steps_per_epoch(n, bs)
+    curve = sched.preview(cfg, steps, optimizer)
     what = "β1" if optimizer == "adam" else "momentum"
+    length = (f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)} × {steps} steps ({n:,} images / batch {bs}) = "
+              f"{len(curve['lr']):,} steps")
+    if cfg.policy != "one-cycle":  # a baseline (beyond the spec): the LR curve is the whole story
+        shape = {"constant": f"LR {cfg.max_lr:.3g} throughout",
+                 "step": f"LR {cfg.max_lr:.3g}, ÷ 10 after 50% and again after 75% of the steps",
+                 "cosine": f"LR {cfg.max_lr:.3g} → {cfg.lr_min:.3g} along a cosine, no warm-up"}[cfg.policy]
+        text = f"**{cfg.policy} schedule** (beyond the spec): {shape} · {length} · {what} fixed."
+        return plots.schedule_figure(curve, None, title=f"{cfg.policy} schedule: LR and momentum/β1 per step"), text
     mom = (f"{what} cycles {cfg.max_momentum:g} → {cfg.base_momentum:g} → {cfg.max_momentum:g} (opposite to the LR)"
            if cfg.cycle_momentum else f"{what} fixed")
     text = (f"**LRMIN {cfg.lr_min:.3g} → LRMAX {cfg.max_lr:.3g}** at the end of epoch {cfg.peak_epoch:g}, then "
-            f"{cfg.anneal} back to {cfg.lr_min:.3g} by the last step · {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} "
-            f"× {spe} steps "
-            f"({n:,} images / batch {bs}) = {len(curve['lr']):,} steps · {mom}.")
+            f"{cfg.anneal} back to {cfg.lr_min:.3g} by the last step · {length} · {mom}.")
     fig = plots.schedule_figure(curve, cfg.peak_epoch, title="One Cycle: LR and momentum/β1 per step")
     return fig, text
 
@@ -130,6 +138,8 @@ def build(defaults: dict) -> dict:
                                    label="peak epoch (LR is highest at the end of it)", elem_id="oc-peak")
             batch_size = gr.Slider(16, 2048, value=defaults.get("batch_size", SPEC_BATCH_SIZE), step=16,
                                    label="batch size", elem_id="oc-batch")
+            schedule = gr.Radio(list(SCHEDULES), value=defaults.get("schedule", KNOBS["schedule"].default),
+                                label="schedule", info=KNOBS["schedule"].help, elem_id="oc-schedule")
             anneal = gr.Radio(list(ANNEALS), value=defaults.get("anneal", ANNEALS[0]), label="anneal")
             cycle_momentum = gr.Checkbox(value=defaults.get("cycle_momentum", True), label="cycle momentum / β1")
             with gr.Row():
@@ -162,7 +172,7 @@ def build(defaults: dict) -> dict:
                 zz_text = gr.Markdown()
                 zz_figure = gr.Plot(label="zig-zag", elem_id="zigzag-plot")
     controls = [max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, batch_size, optimizer, anneal,
-                cycle_momentum, base_momentum, max_momentum]
+                cycle_momentum, base_momentum, max_momentum, schedule]
     zz_controls = [max_lr, lr_mode, div_factor, min_lr, step_size, cycles]
     # one listener per output (gr.on), so that answers cannot arrive out of order (see app.py)
     gr.on([c.change for c in zz_controls], zigzag, zz_controls, [zz_figure, zz_text], api_visibility="private",
@@ -182,4 +192,4 @@ def build(defaults: dict) -> dict:
             "batch_size": batch_size, "optimizer": optimizer, "anneal": anneal, "cycle_momentum": cycle_momentum,
             "base_momentum": base_momentum, "max_momentum": max_momentum, "weight_decay": weight_decay,
             "label_smoothing": label_smoothing, "logit_scale": logit_scale, "low_res_epochs": low_res_epochs,
-            "low_res": low_res}
+            "low_res": low_res, "schedule": schedule}
