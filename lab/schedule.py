@@ -16,7 +16,35 @@ from torch.optim.lr_scheduler import OneCycleLR
 from lab.config import MIN_SCHEDULE_STEPS, ConfigError, ScheduleConfig
 
 
-class OneCycle:
+class _Stepped:
+    """A torch LR scheduler stepped once per batch: call `step()` after every optimizer step. `lr` and `momentum`
+    are what the optimizer holds for the next step."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    total_steps: int
+    steps_taken: int
+
+    def _after_step(self) -> None:
+        """What a schedule does to the optimizer's LR after the scheduler's (One Cycle: clamp it)."""
+
+    def step(self) -> None:
+        # OneCycleLR raises past its last step; the last optimizer step needs no new LR after it.
+        self.steps_taken += 1
+        if self.steps_taken < self.total_steps:
+            self.scheduler.step()
+            self._after_step()
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    @property
+    def momentum(self) -> float | None:
+        return momentum_of(self.optimizer)
+
+
+class OneCycle(_Stepped):
     """OneCycleLR for one run; call `step()` after every optimizer step."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps_per_epoch: int):
@@ -55,23 +83,10 @@ class OneCycle:
         for group in self.optimizer.param_groups:
             group["lr"] = min(max(group["lr"], self.cfg.lr_min), self.cfg.max_lr)
 
-    def step(self) -> None:
-        # OneCycleLR raises past its last step; the last optimizer step needs no new LR after it.
-        self.steps_taken += 1
-        if self.steps_taken < self.total_steps:
-            self.scheduler.step()
-            self._clamp()
-
-    @property
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
-
-    @property
-    def momentum(self) -> float | None:
-        return momentum_of(self.optimizer)
+    _after_step = _clamp
 
 
-class Baseline:
+class Baseline(_Stepped):
     """The schedules One Cycle is compared against (beyond the spec), each on torch's own scheduler, stepped once
     per batch like OneCycle: constant (ConstantLR at factor 1: max LR throughout), step (MultiStepLR: max LR ÷ 10
     at 50% and again at 75% of the steps) and cosine (CosineAnnealingLR from max LR down to min LR at the last step,
@@ -101,19 +116,6 @@ class Baseline:
         else:
             raise ValueError(f"not a baseline schedule: {cfg.policy!r}")
         self.steps_taken = 0
-
-    def step(self) -> None:
-        self.steps_taken += 1
-        if self.steps_taken < self.total_steps:
-            self.scheduler.step()
-
-    @property
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
-
-    @property
-    def momentum(self) -> float | None:
-        return momentum_of(self.optimizer)
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps_per_epoch: int) -> OneCycle | Baseline:

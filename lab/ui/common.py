@@ -332,3 +332,30 @@ def round_lr(lr: float) -> float:
 
 def error_md(message: str) -> str:
     return f"⚠ {message}"
+
+
+def launch(ctx: AppContext, start: Callable[[], Any], started: Callable[[Any], str], held: str) -> str | Any:
+    """A tab's Start through the server's runner, and what the tab then shows: `start()` checks the input and calls
+    ctx.runner.start (a Launch); `started(launch)` is the "started" line; `held` says what to do with a long job
+    held back for confirmation. A refused start (busy, no data, bad input, too long) is one Markdown line. A
+    streaming runner (the job lasts one request) gets an iterator of lines as the job reports, else one line."""
+    from lab.data import DataError
+    from lab.engine import DeviceError
+    from lab.server.jobs import Busy
+    from lab.server.runner import TooLong
+
+    say = (lambda text: iter([text])) if ctx.runner.streams else (lambda text: text)
+    try:
+        launched = start()
+    except Busy as e:
+        return say(error_md(str(e)))
+    except DataError:
+        return say(ctx.data_message())  # in the app's words: the app takes no --data-dir
+    except (ConfigError, DeviceError, TooLong, OSError) as e:
+        return say(error_md(message(e)))
+    if launched.held:
+        return say(held.format(estimate=launched.estimate))
+    head = started(launched) + launched.note
+    if launched.updates is None:
+        return head
+    return (f"{head}  \n{heading(job.status)} — {job.message or job.progress()}" for job in launched.updates)

@@ -12,12 +12,9 @@ from lab import lr_finder, plots
 from lab import runs as runs_mod
 from lab.config import (OPTIMIZERS, RANGE_TEST_END_LR, RANGE_TEST_ITERS, RANGE_TEST_MODES, RANGE_TEST_START_LR,
                         ConfigError, TrainConfig)
-from lab.data import DataError
-from lab.engine import DeviceError
-from lab.server.jobs import Busy, NotYours
-from lab.server.runner import TooLong
-from lab.ui.common import (AppContext, choice, error_md, flag, fmt_seconds, heading, message, number, round_lr,
-                           train_config, whole)
+from lab.server.jobs import NotYours
+from lab.ui.common import (AppContext, choice, error_md, flag, fmt_seconds, heading, launch, message, number,
+                           round_lr, train_config, whole)
 
 USE = "Use these in One Cycle"
 USE_WEAK = "⚠ Use these in One Cycle (weak test: see why)"
@@ -52,25 +49,18 @@ def start(ctx: AppContext, controls: dict, iters, start_lr, end_lr, mode, optimi
     every cap, is checked before the test is timed and started. A test expected to run over
     lab.estimate.LONG_JOB_S on a CPU waits for `confirm` (the Run button's second press). `session`: the browser
     session starting it."""
-    say = (lambda text: iter([text])) if ctx.runner.streams else (lambda text: text)
-    try:
-        confirm = flag("confirm", "confirm", confirm)  # an API caller's "false" must not start a long job
+    cfg, kwargs = None, None
+
+    def begin():
+        nonlocal cfg, kwargs
+        ok = flag("confirm", "confirm", confirm)  # an API caller's "false" must not start a long job
         cfg, kwargs = _settings(controls, iters, start_lr, end_lr, mode, optimizer)
-        launch = ctx.runner.start("lr_range", cfg, owner=session, confirm=confirm,
-                                  estimate=lambda: ctx.estimate_range_test(cfg, kwargs["iters"]), **kwargs)
-    except Busy as e:
-        return say(error_md(str(e)))
-    except DataError:
-        return say(ctx.data_message())  # in the app's words: the app takes no --data-dir
-    except (ConfigError, DeviceError, TooLong, OSError) as e:
-        return say(error_md(message(e)))
-    if launch.held:
-        return say(f"{LONG_JOB} this range test would take {launch.estimate}. Press **Run anyway** to run it, or "
-                   "lower the iterations, the width or the batch size. (API: pass `confirm=True`.)")
-    head = _started(launch.job, cfg, kwargs, launch.estimate) + launch.note
-    if launch.updates is None:
-        return head
-    return (f"{head}  \n{heading(job.status)} — {job.message or job.progress()}" for job in launch.updates)
+        return ctx.runner.start("lr_range", cfg, owner=session, confirm=ok,
+                                estimate=lambda: ctx.estimate_range_test(cfg, kwargs["iters"]), **kwargs)
+
+    return launch(ctx, begin, lambda launched: _started(launched.job, cfg, kwargs, launched.estimate),
+                  f"{LONG_JOB} this range test would take {{estimate}}. Press **Run anyway** to run it, or lower the "
+                  "iterations, the width or the batch size. (API: pass `confirm=True`.)")
 
 
 def long_job_button(message: str):

@@ -22,15 +22,13 @@ import pandas as pd
 from lab import plots
 from lab import runs as runs_mod
 from lab.config import DEVICES, LOADERS, PRESETS, TRAIN_IMAGES, ConfigError, TrainConfig
-from lab.data import DataError
 from lab.engine import DeviceError
 from lab.estimate import LONG_JOB_S
 from lab.model import describe as describe_model
-from lab.server.jobs import Busy, NotYours
+from lab.server.jobs import NotYours
 from lab.server.policy import CPU_PRESET, GPU_PRESET, check_caps
-from lab.server.runner import TooLong
 from lab.ui.common import (CONTROL_NAMES, DIV_FACTOR_RANGE, LR_MODES, AppContext, error_md, flag, fmt_seconds,
-                           has_cuda, heading, message, run_label, train_config)
+                           has_cuda, heading, launch, message, run_label, train_config)
 
 EPOCH_COLUMNS = ["epoch", "LR", "train loss", "train acc %", "test loss", "test acc %", "seconds", "images/s"]
 RUN_COLUMNS = ["run", "title", "status", "epochs", "test acc %", "width", "optimizer", "max LR", "batch", "images",
@@ -80,25 +78,17 @@ def start(ctx: AppContext, confirm: bool = False, session: str | None = None, **
     that line as the run reports. Every control, and on a shared server every cap, is checked before the run is
     timed for its estimate (measured on this server) and before "started". `session`: the browser session
     starting it (gr.Request.session_hash)."""
-    say = (lambda text: iter([text])) if ctx.runner.streams else (lambda text: text)
-    try:
-        confirm = flag("confirm", "confirm", confirm)  # an API caller's "false" must not start a long job
+    cfg = None
+
+    def begin():
+        nonlocal cfg
+        ok = flag("confirm", "confirm", confirm)  # an API caller's "false" must not start a long job
         cfg = train_config(**controls)
-        launch = ctx.runner.start("train", cfg, owner=session, confirm=confirm,
-                                  estimate=lambda: ctx.estimate_run(cfg))
-    except Busy as e:
-        return say(error_md(str(e)))
-    except DataError:
-        return say(ctx.data_message())  # in the app's words: the app takes no --data-dir
-    except (ConfigError, DeviceError, TooLong, OSError) as e:
-        return say(error_md(message(e)))
-    if launch.held:
-        return say(f"{LONG_JOB} this run would take {launch.estimate}. Press **Start anyway** to run it, or pick a "
-                   f"smaller preset (Tiny, Quick) or fewer images or epochs. (API: pass `confirm=True`.)")
-    head = _started(launch.job, cfg, launch.estimate) + launch.note
-    if launch.updates is None:
-        return head
-    return (f"{head}  \n{heading(job.status)} — {job.message or job.progress()}" for job in launch.updates)
+        return ctx.runner.start("train", cfg, owner=session, confirm=ok, estimate=lambda: ctx.estimate_run(cfg))
+
+    return launch(ctx, begin, lambda launched: _started(launched.job, cfg, launched.estimate),
+                  f"{LONG_JOB} this run would take {{estimate}}. Press **Start anyway** to run it, or pick a smaller "
+                  "preset (Tiny, Quick) or fewer images or epochs. (API: pass `confirm=True`.)")
 
 
 def estimate_line(ctx: AppContext, **controls) -> str:
