@@ -264,3 +264,7 @@ def test_uploads_are_bounded_in_bytes_and_pixels(app, http):
     event, message = call_classify(http, {"path": r.json()[0], "meta": META})
     assert event == "error" and "too large" in message and "\n" not in message, message
     assert os.path.getsize(r.json()[0]) < 200_000
+    # the cap holds for an image pasted as a data: URL in the call's JSON too (issue 21: 60 MB went through)
+    pasted = "data:image/png;base64," + base64.b64encode(png_bytes() + bytes(21 * 2**20)).decode()
+    event, message = call_classify(http, {"path": None, "url": pasted, "meta": META})
+    assert event == "error" and "over this server's 20 MB limit" in message and "\n" not in message, message

@@ -715,6 +715,25 @@ def test_any_image_passes_the_raw_upload_through():
     assert comp.preprocess(ImageData(url="data:image/png;base64,aGVsbG8=")) == b"hello"
 
 
+def test_a_pasted_image_over_the_upload_cap_is_refused_before_it_is_decoded(monkeypatch):
+    """Issue 21: a 60 MB image sent as a data: URL inside a classify call was decoded (+190 MB, kept) before it was
+    refused. Its length is judged first: nothing is decoded."""
+    import base64
+
+    import gradio as gr
+    from gradio.components.image import ImageData
+
+    comp = classify.AnyImage(type="filepath", image_mode=None, render=False)
+    decoded = []
+    monkeypatch.setattr(base64, "b64decode", lambda s, *a, **k: decoded.append(len(s)) or b"")
+    at_cap = "data:image/png;base64," + "A" * (4 * -(-classify.uploads.MAX_UPLOAD_BYTES // 3))
+    assert comp.preprocess(ImageData(url=at_cap)) == b"" and decoded  # an upload at the cap is decoded …
+    decoded.clear()
+    with pytest.raises(gr.Error, match=r"the pasted image is about \d+ MB, over this server's 20 MB limit"):
+        comp.preprocess(ImageData(url=at_cap + "A" * 1024))  # … one over it is not
+    assert decoded == []
+
+
 # ------------------------------------------------------------- every control checked before "started" (issue 10)
 
 TRAIN_BAD = {  # id → (controls changed, words of the message, the API parameter it must name)

@@ -24,6 +24,8 @@ from lab.ui.common import NO_CHECKPOINT, AppContext, error_md
 EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
 TOP = "top prediction"
 VIEW = 160  # display size of the 32×32 input and its CAM
+# A data URL of an upload at the cap: base64 takes 4 characters per 3 bytes, plus its "data:image/…;base64," header
+DATA_URL_MAX_CHARS = 4 * -(-uploads.MAX_UPLOAD_BYTES // 3) + 256
 
 
 class AnyImage(gr.Image):
@@ -39,6 +41,11 @@ class AnyImage(gr.Image):
             return None
         url = getattr(payload, "url", None)
         if getattr(payload, "path", None) is None and url and url.startswith("data:"):
+            # the upload cap holds for a pasted image too, judged from its length before anything is decoded
+            if len(url) > DATA_URL_MAX_CHARS:
+                raise gr.Error(f"the pasted image is about {len(url) * 3 / 4 / 2**20:.0f} MB, over this server's "
+                               f"{uploads.MAX_UPLOAD_BYTES / 2**20:.0f} MB limit for an upload; send a smaller image",
+                               print_exception=False)
             return base64.b64decode(url.split(",", 1)[1]) if "," in url else b""
         return payload.path
 
