@@ -354,6 +354,11 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+# The schedule command steps the real scheduler once per step (~70 µs each here) and keeps every LR: 200,000 steps
+# (85 spec runs of 24 × 98) take seconds; issue 21's --epochs 1000000 took minutes and gigabytes.
+SCHEDULE_PREVIEW_MAX_STEPS = 200_000
+
+
 def cmd_schedule(args) -> int:
     from lab.schedule import preview, steps_per_epoch
 
@@ -361,6 +366,9 @@ def cmd_schedule(args) -> int:
     if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
         raise CliError(f"--steps-per-epoch must be ≥ 1, got {args.steps_per_epoch}")
     steps = args.steps_per_epoch or steps_per_epoch(config.TRAIN_IMAGES, args.batch_size)
+    if cfg.epochs * steps > SCHEDULE_PREVIEW_MAX_STEPS:  # each step is stepped and kept: bound the time and memory
+        raise CliError(f"the preview would have {cfg.epochs * steps:,} steps ({cfg.epochs:,} epochs × {steps:,}); it "
+                       f"shows at most {SCHEDULE_PREVIEW_MAX_STEPS:,}: use fewer epochs or fewer steps per epoch")
     curve = preview(cfg, steps, args.optimizer)
     if args.json:
         print(json.dumps({"steps_per_epoch": steps, "max_lr": cfg.max_lr, "min_lr": cfg.lr_min, **curve}))

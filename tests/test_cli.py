@@ -93,6 +93,8 @@ BAD_INPUTS = {
     "no-command": ([], "required", None),
     "schedule-epochs-0": (["schedule", "--epochs", "0"], "epochs", None),
     "schedule-steps-per-epoch-0": (["schedule", "--steps-per-epoch", "0"], "--steps-per-epoch", None),
+    # issue 21: 20,000 epochs took 123 s and 800 MB
+    "schedule-epochs-1000000": (["schedule", "--epochs", "1000000"], "the preview would have 98,000,000 steps", None),
     "summary-width-0": (["summary", "--width", "0"], "width", None),
     "evaluate-missing-checkpoint": (["evaluate", "--checkpoint", "nowhere.pt"], "not found", None),
     # issue 10: seeds
