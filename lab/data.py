@@ -84,12 +84,35 @@ def _validate(x: np.ndarray, y: np.ndarray, what: str, path: Path) -> tuple[np.n
     return x, y.astype(np.int64)
 
 
+# The most bytes an array of CIFAR-10 can hold: 50,000 training images of 32 × 32 × 3 bytes (labels: 50,000 int64).
+# A file's arrays are checked against these from their headers before anything is read: a small compressed npz
+# or pickle can otherwise ask for gigabytes (issue 21: 1.2 MB of npz allocated 1.2 GB).
+MAX_IMAGE_BYTES = 50_000 * 32 * 32 * 3
+MAX_LABEL_BYTES = 50_000 * 8
+
+
+def _npz_header_bytes(z, key: str) -> int:
+    """The bytes array `key` of an open npz would take, from its .npy header alone (nothing is decompressed)."""
+    with z.zip.open(f"{key}.npy") as f:
+        fmt = np.lib.format
+        version = fmt.read_magic(f)
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+    return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+
+
 def _read_npz(path: Path) -> Cifar10:
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = {"x_train", "y_train", "x_test", "y_test"} - set(z.files)
             if missing:
                 raise DataError(f"{path}: missing arrays {sorted(missing)}; expected x_train, y_train, x_test, y_test")
+            for key in ("x_train", "y_train", "x_test", "y_test"):
+                limit = MAX_IMAGE_BYTES if key.startswith("x") else MAX_LABEL_BYTES
+                size = _npz_header_bytes(z, key)
+                if size > limit:
+                    raise DataError(f"{path}: {key} would take {size:,} bytes, more than CIFAR-10's {limit:,}; the "
+                                    "file is not CIFAR-10 (replace it)")
             arrays = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     except DataError:
         raise
@@ -109,11 +132,38 @@ def _numpy_globals() -> dict[tuple[str, str], object]:
         from numpy._core import multiarray  # numpy 2
     except ImportError:  # numpy 1
         from numpy.core import multiarray  # type: ignore[no-redef]
-    allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    def reconstruct(subtype, shape, dtype):  # the array a batch rebuilds, bounded before it is allocated
+        _check_batch_array(shape, np.dtype(dtype))
+        return multiarray._reconstruct(np.ndarray, shape, dtype)
+
+    allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): _BatchArray, ("numpy", "dtype"): np.dtype}
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = multiarray._reconstruct
+        allowed[(module, "_reconstruct")] = reconstruct
         allowed[(module, "scalar")] = multiarray.scalar
     return allowed
+
+
+# One batch holds 10,000 images of 3,072 bytes: no array in it can be larger.
+MAX_BATCH_ARRAY_BYTES = 10_000 * 3072
+
+
+def _check_batch_array(shape, dtype: np.dtype) -> None:
+    try:
+        size = int(np.prod(tuple(int(n) for n in shape), dtype=np.int64)) * dtype.itemsize
+    except (TypeError, ValueError, OverflowError):
+        raise pickle.UnpicklingError(f"an array of shape {shape!r:.60}") from None
+    if size < 0 or size > MAX_BATCH_ARRAY_BYTES:
+        raise pickle.UnpicklingError(f"an array of {size:,} bytes, more than a CIFAR-10 batch holds "
+                                     f"({MAX_BATCH_ARRAY_BYTES:,})")
+
+
+class _BatchArray(np.ndarray):
+    """What a batch's pickle gets for numpy.ndarray: building one directly (ndarray(shape, dtype)) is bounded like
+    _reconstruct's, before anything is allocated. The official batches only pass it to _reconstruct."""
+
+    def __new__(cls, shape, dtype=float, *args, **kwargs):
+        _check_batch_array(shape if isinstance(shape, tuple) else (shape,), np.dtype(dtype))
+        return np.ndarray.__new__(np.ndarray, shape, dtype, *args, **kwargs)
 
 
 _BATCH_GLOBALS = _numpy_globals()

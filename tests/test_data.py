@@ -383,3 +383,56 @@ def test_subset_takes_the_first_images(cifar10):
 
 def test_mean_pixel_is_mean_in_255_units():
     assert data_mod.mean_pixel() == tuple(round(m * 255) for m in data_mod.MEAN)
+
+
+# ----------------------------------------------------------------- sizes bounded before anything is allocated
+
+
+class HugeArray:
+    """Unpickling this builds numpy.ndarray((27_000_000,), float64) directly: 216 MB from a pickle of bytes."""
+
+    def __reduce__(self):
+        return np.ndarray, ((27_000_000,), np.dtype("f8"))
+
+
+class HugeReconstruct:
+    """The official files' own call, numpy's _reconstruct, asked for 27M float64 elements."""
+
+    def __reduce__(self):
+        from numpy._core import multiarray
+
+        return multiarray._reconstruct, (np.ndarray, (27_000_000,), b"d")
+
+
+@pytest.mark.parametrize("payload", [HugeArray(), HugeReconstruct()], ids=["ndarray", "_reconstruct"])
+def test_a_pickle_that_asks_for_more_than_a_batch_holds_is_refused_before_it_is_built(tmp_path, payload):
+    """Issue 21: a 1.9 KB pickle built a 27M-element array. Every array a batch builds is bounded by a CIFAR-10
+    batch's size (10,000 × 3,072 bytes) before it is allocated."""
+    raw = hostile_batch(payload)
+    assert len(raw) < 50_000
+    folder = write_batches(tmp_path / "data", make_cifar(0))
+    (folder / "data_batch_1").write_bytes(raw)
+    with pytest.raises(data_mod.DataError, match=r"data_batch_1 is not a CIFAR-10 pickle \(an array of "
+                                                 r"216,000,000 bytes, more than a CIFAR-10 batch holds"):
+        data_mod.load(tmp_path / "data", download=False)
+
+
+def test_a_genuine_batch_repickled_by_numpy_2_still_loads(tmp_path):
+    ds = make_cifar(3)
+    write_batches(tmp_path / "data", ds)  # pickle.dumps of numpy 2 arrays: numpy._core names, bounded calls
+    assert_same(data_mod.load(tmp_path / "data", download=False), ds)
+
+
+def test_a_small_npz_that_would_decompress_to_gigabytes_is_refused_from_its_header(tmp_path):
+    """Issue 21: a 1.2 MB npz allocated 1.2 GB. Each array's size is read from its .npy header first."""
+    folder = tmp_path / "bomb"
+    folder.mkdir()
+    path = folder / data_mod.NPZ_NAME
+    ds = make_cifar(0)
+    # a header claiming 400M images' worth of bytes, with a compressed body of zeros: read the header, not the data
+    np.savez_compressed(path, x_train=np.zeros((400_000, 32, 32, 3), np.uint8), y_train=ds.y_train,
+                        x_test=ds.x_test, y_test=ds.y_test)
+    assert path.stat().st_size < 2_000_000
+    with pytest.raises(data_mod.DataError, match=r"x_train would take 1,228,800,000 bytes, more than CIFAR-10's "
+                                                 r"153,600,000"):
+        data_mod.load(folder, download=False)
