@@ -392,6 +392,17 @@ def test_a_run_checkpoint_downloads_under_the_run_name(ctx, runs_root):
         assert train.download_file(ctx, name).interactive is False
 
 
+def test_checkpoint_copies_go_to_this_servers_own_private_folder():
+    """Issue 21: the download folder had one fixed name in the temp dir for every instance and user."""
+    import stat
+    import tempfile
+
+    folder = train.downloads_dir()
+    assert folder == train.downloads_dir()  # one per server process …
+    assert folder.parent == Path(tempfile.gettempdir()) and folder.name != "lab-downloads"  # … with its own name
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700  # and no one else's to read or plant files in
+
+
 def test_runs_overlay_and_refresh(ctx):
     table, picker, fig, target = train.refresh_runs(ctx, ["gone"])
     assert picker.value == ["20000101-000000"] and len(table) == 1

@@ -8,6 +8,7 @@ TrainConfig and draws what the job manager has buffered.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -40,7 +41,18 @@ TRANSIENT = ("Run started at", "stopping ", "nothing is running", "⚠ busy —"
 # The start of the message that holds back a long CPU job until "Start anyway" (the app shows that button for it).
 LONG_JOB = "⚠ **Long job:**"
 BUNDLED_COLOUR = "#444444"  # the bundled checkpoint's recorded curve; runs take plots.RUN_COLOURS
-DOWNLOADS = Path(tempfile.gettempdir()) / "lab-downloads"  # copies of checkpoints being downloaded
+_downloads: Path | None = None
+
+
+def downloads_dir() -> Path:
+    """This server's own folder for the copies of checkpoints being downloaded: made once per process under the
+    temp dir with a random name, private (mode 0700, tempfile.mkdtemp), removed at exit — so two servers, or two
+    users of one machine, never share, prune or plant files in each other's (issue 21: one fixed name for all)."""
+    global _downloads
+    if _downloads is None:
+        _downloads = Path(tempfile.mkdtemp(prefix="lab-downloads-"))
+        atexit.register(shutil.rmtree, _downloads, True)
+    return _downloads
 DOWNLOAD_KEEP_S = 3600  # … deleted after an hour (Gradio keeps its own copy in its cache while the page needs it)
 
 
@@ -319,14 +331,14 @@ def download_file(ctx: AppContext, name: str | None):
         return none
     if not run.checkpoint.is_file():
         return gr.DownloadButton(value=None, interactive=False, label="⬇ no checkpoint yet")
-    DOWNLOADS.mkdir(parents=True, exist_ok=True)
-    for old in DOWNLOADS.glob("*.pt"):  # bound the disk the copies take
+    downloads = downloads_dir()
+    for old in downloads.glob("*.pt"):  # bound the disk the copies take
         if time.time() - old.stat().st_mtime > DOWNLOAD_KEEP_S:
             old.unlink(missing_ok=True)
-    target = DOWNLOADS / f"{run.name}-model.pt"
+    target = downloads / f"{run.name}-model.pt"
     # a private temporary name per request (two at once must not write into one file), then an atomic rename;
     # model.pt itself is replaced atomically per epoch, so the copy is always one whole checkpoint
-    fd, tmp = tempfile.mkstemp(dir=DOWNLOADS, suffix=".part")
+    fd, tmp = tempfile.mkstemp(dir=downloads, suffix=".part")
     os.close(fd)
     try:
         shutil.copyfile(run.checkpoint, tmp)
