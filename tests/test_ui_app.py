@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -115,3 +116,17 @@ def test_uploads_are_capped_and_their_cache_is_cleaned(tmp_path):
     assert launch_kwargs()["max_file_size"] == UPLOAD_MAX_BYTES
     demo = build_app(JobManager(runs_root=tmp_path / "runs", data_loader=_missing), pretrained=tmp_path / "none.pt")
     assert demo.delete_cache == (UPLOAD_MAX_AGE_S, UPLOAD_MAX_AGE_S)
+
+
+def test_the_header_names_the_data_and_a_shared_server_hides_where_it_lives(cifar10, runs_root):
+    """Issue 21: the page header showed a visitor the server's absolute path to CIFAR-10."""
+    from lab.server.jobs import JobManager
+    from lab.ui.app import header
+    from lab.ui.common import AppContext
+
+    for shared in (False, True):
+        ctx = AppContext(JobManager(runs_root=runs_root, data_loader=lambda: cifar10, shared=shared))
+        line = header(ctx)
+        shown = f"`{Path(cifar10.source).name}`" if shared else f"`{cifar10.source}`"
+        assert f"CIFAR-10 from {shown}" in line
+        assert (str(Path(cifar10.source).parent) in line) is (not shared)

@@ -123,7 +123,9 @@ class LabBlocks(gr.Blocks):
 def header(ctx: AppContext) -> str:
     device = ctx.runner.device_note or ("CUDA GPU" if has_cuda() else "CPU only (use a small preset)")
     if ctx.manager.data_error() is None:
-        data_line = f"CIFAR-10 from `{ctx.manager.data().source}`"
+        source = ctx.manager.data().source
+        # a visitor of a shared server is not told where its files live: the file's name is enough
+        data_line = f"CIFAR-10 from `{Path(source).name if ctx.manager.shared else source}`"
     else:
         data_line = ("**CIFAR-10 not found** — Augment, LR range test, Train and Insights need it (the server needs "
                      "CIFAR10_DIR, or LAB_DOWNLOAD=1 to download it); Classify works with a checkpoint")
