@@ -177,12 +177,14 @@ def build(defaults: dict) -> dict:
     # one listener per output (gr.on), so that answers cannot arrive out of order (see app.py)
     gr.on([c.change for c in zz_controls], zigzag, zz_controls, [zz_figure, zz_text], api_visibility="private",
           trigger_mode="always_last", show_progress="hidden")
-    # .change, not .input, so a preset's epochs are followed too; always_last so the final value of a fast drag
-    # is the one the peak follows (the default "once" drops changes that arrive while one is being handled)
-    epochs.change(peak_slider, [epochs, peak_epoch], peak_epoch, api_visibility="private",
-                  trigger_mode="always_last", show_progress="hidden")
-    epochs.change(low_res_epochs_for, [epochs, low_res_epochs], low_res_epochs, api_visibility="private",
-                  trigger_mode="always_last", show_progress="hidden")
+    # .input, not .change: only the learner's own change of the epochs moves the peak. A preset sets the epochs and
+    # its own peak together (app.apply_preset); a .change listener then also ran with the peak the slider held before
+    # the preset's landed, and put it back (issue 20: Tiny kept Learner's 0.75). always_last: the final value of a
+    # fast drag is the one the peak follows (the default "once" drops changes that arrive while one is handled).
+    epochs.input(peak_slider, [epochs, peak_epoch], peak_epoch, api_visibility="private",
+                 trigger_mode="always_last", show_progress="hidden")
+    epochs.input(low_res_epochs_for, [epochs, low_res_epochs], low_res_epochs, api_visibility="private",
+                 trigger_mode="always_last", show_progress="hidden")
     gr.on([c.change for c in (max_lr, lr_mode, div_factor)], lr_fields, [max_lr, lr_mode, div_factor],
           [div_factor, min_lr], api_visibility="private", trigger_mode="always_last", show_progress="hidden")
     optimizer.input(optimizer_default_lr, optimizer, max_lr, api_visibility="private")
