@@ -136,7 +136,15 @@ def _numpy_globals() -> dict[tuple[str, str], object]:
         _check_batch_array(shape, np.dtype(dtype))
         return multiarray._reconstruct(np.ndarray, shape, dtype)
 
-    allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): _BatchArray, ("numpy", "dtype"): np.dtype}
+    def latin1(text, encoding="utf-8"):
+        # Python 3's protocol 2 writes bytes as _codecs.encode(str, "latin1") (a batch re-pickled so names it);
+        # only that spelling of bytes is let through, not a call of any other codec
+        if encoding != "latin1" or not isinstance(text, str):
+            raise _Refused(f"_codecs.encode with {encoding!r:.20}")
+        return text.encode("latin1")
+
+    allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): _BatchArray, ("numpy", "dtype"): np.dtype,
+                                              ("_codecs", "encode"): latin1}
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(module, "_reconstruct")] = reconstruct
         allowed[(module, "scalar")] = multiarray.scalar

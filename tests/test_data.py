@@ -436,3 +436,31 @@ def test_a_small_npz_that_would_decompress_to_gigabytes_is_refused_from_its_head
     with pytest.raises(data_mod.DataError, match=r"x_train would take 1,228,800,000 bytes, more than CIFAR-10's "
                                                  r"153,600,000"):
         data_mod.load(folder, download=False)
+
+
+def test_a_genuine_batch_repickled_with_protocol_2_loads(tmp_path):
+    """Issue 21: Python 3's protocol 2 writes bytes through _codecs.encode(…, "latin1"); a genuine batch so
+    re-pickled was refused as if it asked to run code. Only that spelling is let through."""
+    ds = make_cifar(5)
+    folder = write_batches(tmp_path / "data", ds)
+    for name in (*data_mod.TRAIN_BATCHES, data_mod.TEST_BATCH):
+        d = pickle.loads((folder / name).read_bytes())
+        (folder / name).write_bytes(pickle.dumps(d, protocol=2))
+    assert "_codecs encode" in pickle_globals((folder / "data_batch_1").read_bytes())
+    assert_same(data_mod.load(tmp_path / "data", download=False), ds)
+
+
+class OtherCodec:
+    """_codecs.encode asked for another codec than protocol 2's latin1."""
+
+    def __reduce__(self):
+        import _codecs
+
+        return _codecs.encode, (b"x" * 10, "zlib_codec")
+
+
+def test_codecs_other_than_protocol_2s_latin1_are_refused(tmp_path):
+    folder = write_batches(tmp_path / "data", make_cifar(0))
+    (folder / "data_batch_1").write_bytes(hostile_batch(OtherCodec()))
+    with pytest.raises(data_mod.DataError, match=r"refused: it asks to call _codecs.encode with 'zlib_codec'"):
+        data_mod.load(tmp_path / "data", download=False)
