@@ -80,8 +80,7 @@ KINDS = ("number", "whole", "images", "choice", "flag", "text")
 
 def knob(default: Any = dataclasses.MISSING, *, help: str, label: str | None = None, kind: str | None = None,
          choices: tuple[str, ...] | None = None, cli: str | None = None, flag: str | None = None,
-         app: int | None = None, api_optional: bool = False, empty_is_default: bool = False,
-         default_factory: Any = dataclasses.MISSING) -> Any:
+         app: int | None = None, api_optional: bool = False, empty_is_default: bool = False) -> Any:
     """A config field with its declaration. `help`: one line for --help and the app. `label`: how a message names
     it (default: its name in words, "max_lr" → "max LR"). `kind`: number | whole | images (a count of images, 0
     or empty = all) | choice (of `choices`) | flag | text; default from the field's type. `cli`: the CLI_GROUPS
@@ -93,8 +92,6 @@ def knob(default: Any = dataclasses.MISSING, *, help: str, label: str | None = N
     assert kind is None or kind in KINDS, kind
     meta = {"help": help, "label": label, "kind": kind, "choices": choices, "cli": cli, "flag": flag, "app": app,
             "api_optional": api_optional, "empty_is_default": empty_is_default}
-    if default_factory is not dataclasses.MISSING:
-        return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
 
 

@@ -252,8 +252,13 @@ class SweepSpec:
             raise ConfigError("--device cuda with 0 GPUs per trial: the trials would see no GPU; "
                               "give --gpus-per-trial (e.g. 1, or 0.25 to pack four per GPU)")
         for combo in self.combos():  # every configuration must build (the LR is checked once resolved)
-            _config_dict(self.base, {k: (1.0 if k == "max_lr" and isinstance(v, str) else v)
-                                     for k, v in combo.items()}, self.grid)
+            self.probe_config(combo)
+
+    def probe_config(self, combo: dict[str, Any]) -> dict[str, Any]:
+        """A grid combination's config (TrainConfig.to_dict()), a max LR that only the range test can resolve (a
+        factor or a rule name) standing in as 1.0: what the checks, the estimate and the range-test groups need."""
+        probe = {k: (1.0 if k == "max_lr" and isinstance(v, str) else v) for k, v in combo.items()}
+        return _config_dict(self.base, probe, self.grid)
 
     def check_data(self, data) -> None:
         """What `train` checks before it starts, for every configuration: the subsets fit the data, the schedule
@@ -263,8 +268,7 @@ class SweepSpec:
         from lab.experiment import preflight
 
         for combo in self.combos():
-            cfg = TrainConfig.from_dict(_config_dict(self.base, {k: (1.0 if k == "max_lr" and isinstance(v, str)
-                                                                     else v) for k, v in combo.items()}, self.grid))
+            cfg = TrainConfig.from_dict(self.probe_config(combo))
             try:
                 preflight(cfg, len(data.y_train), len(data.y_test))
             except ConfigError as e:
@@ -341,8 +345,7 @@ def resolve(spec: SweepSpec, range_tests: dict[str, dict[str, Any]] | None = Non
     out: dict[str, dict[str, Any]] = {}
     for combo in spec.combos():
         lr_value = combo.get("max_lr")
-        probe = {k: (1.0 if k == "max_lr" and isinstance(v, str) else v) for k, v in combo.items()}
-        cfg = _config_dict(spec.base, probe, spec.grid)
+        cfg = spec.probe_config(combo)
         group = groups.get(_range_test_key(cfg)) if groups else None
         rt = (range_tests or {}).get(group or "")
         suggestions, rule, suggested = suggestions_for(rt, cfg) if rt is not None else ({}, None, None)
@@ -386,8 +389,7 @@ def range_test_groups(spec: SweepSpec) -> dict[str, dict[str, Any]]:
     """range-test key → {"id": g0…, "config": the config the test runs with (the sweep's first seed)}."""
     groups: dict[str, dict[str, Any]] = {}
     for combo in spec.combos():
-        probe = {k: (1.0 if k == "max_lr" and isinstance(v, str) else v) for k, v in combo.items()}
-        cfg = _config_dict(spec.base, probe, spec.grid)
+        cfg = spec.probe_config(combo)
         key = _range_test_key(cfg)
         if key not in groups:
             label = ", ".join(f"{k}={_fmt(v)}" for k, v in combo.items()
@@ -415,8 +417,7 @@ def estimate(spec: SweepSpec, data) -> Any:
 
     seconds, device = 0.0, "cpu"
     for combo in spec.combos():
-        probe = {k: (1.0 if k == "max_lr" and isinstance(v, str) else v) for k, v in combo.items()}
-        cfg = TrainConfig.from_dict(_config_dict(spec.base, probe, spec.grid))
+        cfg = TrainConfig.from_dict(spec.probe_config(combo))
         used = data.subset(cfg.subset, cfg.test_subset)
         run = est.for_run(cfg, len(used.y_train), len(used.y_test), timing(cfg))
         seconds, device = seconds + run.seconds * len(spec.seeds), run.device

@@ -46,8 +46,8 @@ LR_MODE_PLACE = 7
 _ARRIVES_AS = {"number": float, "whole": float, "images": float, "choice": str, "flag": bool}
 _APP_KNOBS = sorted((k for k in KNOBS.values() if k.app is not None), key=lambda k: k.app)
 TRAIN_CONTROLS: tuple[tuple[str, type], ...] = tuple(
-    [(k.name, _ARRIVES_AS[k.value_kind]) for k in _APP_KNOBS[:LR_MODE_PLACE]] + [("lr_mode", str)]
-    + [(k.name, _ARRIVES_AS[k.value_kind]) for k in _APP_KNOBS[LR_MODE_PLACE:]])
+    (name, kind) for _, name, kind in sorted([(k.app, k.name, _ARRIVES_AS[k.value_kind]) for k in _APP_KNOBS]
+                                             + [(LR_MODE_PLACE, "lr_mode", str)]))
 CONTROL_NAMES = tuple(name for name, _ in TRAIN_CONTROLS)
 # Parameters added to train_start and find_lr after their first release may be left out by an API caller
 # (scripts written against the first API keep working): they take the lab's defaults.
