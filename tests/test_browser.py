@@ -89,8 +89,14 @@ def text_of(page, elem_id: str) -> str:
 
 
 def wait_text(page, elem_id: str, pattern: str, timeout_ms: float | None = None) -> str:
-    page.wait_for_function("([id, p]) => new RegExp(p).test(document.getElementById(id)?.innerText || '')",
-                           arg=[elem_id, pattern], timeout=timeout_ms)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("([id, p]) => new RegExp(p).test(document.getElementById(id)?.innerText || '')",
+                               arg=[elem_id, pattern], timeout=timeout_ms)
+    except PlaywrightTimeout:  # say what the element showed instead: a CI log is all there is to go on
+        shown = page.evaluate("id => document.getElementById(id)?.innerText ?? '(no such element)'", elem_id)
+        raise AssertionError(f"#{elem_id} never matched {pattern!r}; it shows: {shown!r}") from None
     return text_of(page, elem_id)
 
 
@@ -153,8 +159,10 @@ def pick_like(page, elem_id: str, option: str) -> None:
 
 
 def image_loaded(page, selector: str) -> None:
-    page.wait_for_function("s => { const i = document.querySelector(s); return i && i.complete && i.naturalWidth > 0 }",
-                           arg=selector)
+    """Wait until every image `selector` matches (at least one) has loaded: a loaded machine decodes them one by one,
+    and a picture still loading reads naturalWidth 0 (a CI run under load failed on that)."""
+    page.wait_for_function("s => { const a = [...document.querySelectorAll(s)]; "
+                           "return a.length > 0 && a.every(i => i.complete && i.naturalWidth > 0) }", arg=selector)
 
 
 def pick_preset(page, name: str, epochs: int) -> None:
@@ -316,7 +324,7 @@ def test_every_tab_in_a_real_browser(page, shots, tmp_path):
     assert plot_drawn(page, "per-class-plot", ".barlayer .point", at_least=10) == 10
     n_pairs = plot_drawn(page, "confused-plot", ".barlayer .point")
     page.wait_for_function("document.querySelectorAll('#mistakes-gallery img').length >= 16")
-    image_loaded(page, "#mistakes-gallery img")
+    image_loaded(page, "#mistakes-gallery .thumbnail-item img")
     g = gallery_state(page)
     assert len(g["captions"]) == 16 and g["cut"] == 0 and g["hidden"] <= 1, g
     assert set(g["widths"]) == {2 * 128 + 4} and set(g["heights"]) == {128}  # the original beside its CAM
@@ -344,7 +352,7 @@ def test_every_tab_in_a_real_browser(page, shots, tmp_path):
     assert "EigenCAM at layer3" in wait_text(page, "mistakes-note", "EigenCAM")
     page.wait_for_function("s => document.querySelector('#mistakes-gallery img')?.getAttribute('src') !== s",
                            arg=before)
-    image_loaded(page, "#mistakes-gallery img")
+    image_loaded(page, "#mistakes-gallery .thumbnail-item img")
     page.screenshot(path=shots / "5b-insights-pair-eigencam.png", full_page=True)
     page.locator("#mistakes-gallery .thumbnail-item").first.click()  # the enlarged view keeps its caption whole
     caption = page.locator("#mistakes-gallery .caption").first

@@ -21,6 +21,10 @@ def preview(max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, batch_size,
             cycle_momentum, base_momentum, max_momentum, schedule="one-cycle", subset=None):
     """(figure, Markdown summary) of the schedule these controls describe; on bad input, the figure is skipped
     and the summary says what to fix."""
+    # The peak the slider will hold: a shorter run clamps the peak (peak_slider), but that answer comes back on its
+    # own round trip and the preview of the new epochs may be computed before it lands. Drawing the clamped peak
+    # keeps the summary from showing an error the slider has already fixed (a CI run ended on that error).
+    peak_epoch = peak_range(epochs, peak_epoch)[1] if _number(peak_epoch) else peak_epoch
     try:
         run = partial_config(max_lr=max_lr, lr_mode=lr_mode, div_factor=div_factor, min_lr=min_lr, epochs=epochs,
                              peak_epoch=peak_epoch, batch_size=batch_size, optimizer=optimizer, anneal=anneal,
@@ -47,6 +51,14 @@ def preview(max_lr, lr_mode, div_factor, min_lr, epochs, peak_epoch, batch_size,
             f"{cfg.anneal} back to {cfg.lr_min:.3g} by the last step · {length} · {mom}.")
     fig = plots.schedule_figure(curve, cfg.peak_epoch, title="One Cycle: LR and momentum/β1 per step")
     return fig, text
+
+
+def _number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def zigzag(max_lr, lr_mode, div_factor, min_lr, step_size, cycles):
