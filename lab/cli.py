@@ -380,9 +380,9 @@ def cmd_schedule(args) -> int:
         print(f"{cfg.policy} schedule: {_count(cfg.epochs, 'epoch')} × {_count(steps, 'step')}, LR {curve['lr'][0]:.3g} "
               f"→ {curve['lr'][-1]:.3g}")
     print(f"{'epoch':>6} {'step':>6} {'lr':>10} {'momentum':>9}")
-    for i in list(range(0, len(curve["lr"]), steps)) + [len(curve["lr"]) - 1]:
+    for i in [0, *range(steps - 1, len(curve["lr"]), steps)]:  # the first step, then the last of each epoch
         m = curve["momentum"][i]
-        print(f"{curve['epoch'][i]:6.2f} {i:6d} {curve['lr'][i]:10.3e} {m if m is None else f'{m:9.4f}'}")
+        print(f"{curve['epoch'][i]:6.2f} {curve['step'][i]:6d} {curve['lr'][i]:10.3e} {m if m is None else f'{m:9.4f}'}")
     return 0
 
 

@@ -28,6 +28,7 @@ weights, their gradients and the optimizer's state, plus the dataset when the fa
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -74,9 +75,40 @@ class StepTime:
     train_per_image: float
     eval_per_image: float
     step_overhead: float = 0.0
+    measured_at: float | None = None  # time.time() of the probe
+    load: float | None = None  # the machine's 1-minute load average then (None where the OS has none)
 
     def step_seconds(self, batch_size: int) -> float:
         return self.step_overhead + self.train_per_image * batch_size
+
+    def when(self) -> str:
+        """'timed on this machine at 21:40:05 under load 0.62' — what a reader needs to judge the figure."""
+        at = f" at {time.strftime('%H:%M:%S', time.localtime(self.measured_at))}" if self.measured_at else ""
+        load = f" under load {self.load:.2f}" if self.load is not None else ""
+        return f"timed on this machine{at}{load}"
+
+    def stale(self, now: float | None = None, load: float | None = None) -> bool:
+        """Whether the probe no longer speaks for this machine: older than TIMING_MAX_AGE_S, or the load has moved
+        by LOAD_SHIFT or more since (other work started or ended: a probe under load 11 once promised 55 min for a
+        run that took 15, and kept promising it after the machine went idle — issue 20)."""
+        now = time.time() if now is None else now
+        if self.measured_at is None or now - self.measured_at > TIMING_MAX_AGE_S:
+            return True
+        return load is not None and self.load is not None and abs(load - self.load) >= LOAD_SHIFT
+
+
+# A step-time probe is redone when older than this, or when the machine's load moved by LOAD_SHIFT since (one more
+# busy core on a 2-core machine roughly halves the speed the probe saw).
+TIMING_MAX_AGE_S = 600
+LOAD_SHIFT = 1.0
+
+
+def load_average() -> float | None:
+    """The 1-minute load average, or None where the OS does not keep one."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def _sync(device: torch.device) -> None:
@@ -89,6 +121,7 @@ def measure(width: float, batch_size: int, device: str = "auto") -> StepTime:
     `device`, on random inputs: at PROBE_BATCHES on a CPU (a line: overhead + per image), at the run's batch
     (capped) on CUDA. Leaves the global RNG untouched (its own generator draws the inputs)."""
     dev = resolve_device(device)
+    load = load_average()  # before the probe, which adds its own
     sizes = PROBE_BATCHES if dev.type == "cpu" else (min(batch_size, PROBE_BATCH_CUDA),)
     gen = torch.Generator().manual_seed(0)
     with torch.random.fork_rng(devices=[]):  # Net() draws its initial weights from the global RNG
@@ -135,7 +168,7 @@ def measure(width: float, batch_size: int, device: str = "auto") -> StepTime:
     model.eval()
     with torch.no_grad(), autocast_for(dev):
         eval_s = timed(lambda: model(x))
-    return StepTime(dev.type, float(width), n1, per_image, eval_s / n1, overhead)
+    return StepTime(dev.type, float(width), n1, per_image, eval_s / n1, overhead, time.time(), load)
 
 
 def _step_duration(seconds: float) -> str:
@@ -172,14 +205,14 @@ def for_run(cfg: TrainConfig, train_images: int, test_images: int, timing: StepT
     total = cfg.training_work() * (steps * step + test_images * timing.eval_per_image)
     low = (f", the first {cfg.low_res_epochs} at {cfg.low_res} px" if cfg.low_res_epochs else "")
     what = (f"{cfg.schedule.epochs} × {steps} steps of {cfg.batch_size} images at {_step_duration(step)} per step"
-            f"{low}, timed on this machine")
+            f"{low}, {timing.when()}")
     return Estimate(total, timing.device, what)
 
 
 def for_range_test(cfg: TrainConfig, iters: int, timing: StepTime) -> Estimate:
     """The expected length of an LR range test of `iters` iterations (at most; it may stop early)."""
     step = timing.step_seconds(cfg.batch_size)
-    what = f"up to {iters} steps of {cfg.batch_size} images at {_step_duration(step)} per step, timed on this machine"
+    what = f"up to {iters} steps of {cfg.batch_size} images at {_step_duration(step)} per step, {timing.when()}"
     return Estimate(iters * step, timing.device, what)
 
 

@@ -134,7 +134,8 @@ def momentum_of(optimizer: torch.optim.Optimizer) -> float | None:
 
 
 def preview(cfg: ScheduleConfig, steps_per_epoch: int, optimizer: str = "adam") -> dict[str, list[float]]:
-    """Per-step LR and momentum/β1 of a run, without training: the LR used by each of the run's steps."""
+    """Per-step LR and momentum/β1 of a run, without training: the LR used by each of the run's steps, stepped by
+    make_schedule — the scheduler that trains."""
     param = torch.nn.Parameter(torch.zeros(1))
     if optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD([param], lr=cfg.max_lr, momentum=0.9, nesterov=True)
@@ -147,8 +148,11 @@ def preview(cfg: ScheduleConfig, steps_per_epoch: int, optimizer: str = "adam") 
         moms.append(sched.momentum)
         opt.step()  # a no-op (no gradient); keeps torch from warning about the call order
         sched.step()
-    return {"step": list(range(len(lrs))), "epoch": [i / steps_per_epoch for i in range(len(lrs))],
-            "lr": lrs, "momentum": moms}
+    # Step k (1-based, as the engine counts) sits at epoch k / steps_per_epoch, where the training curves put it
+    # (plots._epoch_x): the LR a step used is drawn where that step ends. Drawn at its start, the peak landed one
+    # step before its own "peak (epoch X)" marker and the curve stopped one step short of the run's end (issue 20).
+    steps = range(1, len(lrs) + 1)
+    return {"step": list(steps), "epoch": [k / steps_per_epoch for k in steps], "lr": lrs, "momentum": moms}
 
 
 def steps_per_epoch(n_images: int, batch_size: int) -> int:

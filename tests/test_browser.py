@@ -153,8 +153,11 @@ def plotly_layout(page, elem_id: str, path: str):
 
 
 def pick_like(page, elem_id: str, option: str) -> None:
-    """Choose the option of the gr.Dropdown #elem_id whose label contains `option`."""
-    page.locator(f"#{elem_id} input").first.click()
+    """Choose the option of the gr.Dropdown #elem_id whose label contains `option`. The box goes to the middle of
+    the window first: its list opens below it, and under the window's bottom edge no click can reach it."""
+    box = page.locator(f"#{elem_id} input").first
+    box.evaluate("e => e.scrollIntoView({block: 'center'})")
+    box.click()
     page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
 
 
@@ -223,6 +226,30 @@ def test_every_tab_in_a_real_browser(page, shots, tmp_path):
     assert "despite the warnings" in used
     plot_drawn(page, "lr-compare-plot", at_least=1)  # the test was saved and is overlaid below
     page.screenshot(path=shots / "2-lr-range-test.png", full_page=True)
+    # Issue 20: a preset picked after "Use these" kept its own 0.01/0.0004, silently, and that is what trained. Now
+    # the found LRs stay, the Train tab says which LRs are in force, and a button puts the preset's own back.
+    found_lr = page.locator("#oc-max-lr input").input_value()
+    pick_preset(page, "tiny", PRESETS["tiny"].knobs["epochs"])
+    assert page.locator("#oc-max-lr input").input_value() == found_lr
+    # … and the estimate beside the presets never shows the previous preset's figure (it stayed for seconds)
+    assert "3 × 391 steps" not in wait_text(page, "train-estimate", r"estimating for this preset|2 × 8 steps of 128")
+    source = wait_text(page, "train-lr-source", "kept over the preset's own")
+    assert f"LRMAX {float(found_lr):.3g}" in source and "range test of" in source, source
+    open_tab(page, "Train")
+    page.screenshot(path=shots / "2-preset-keeps-found-lrs.png", full_page=True)
+    page.click("#train-preset-lrs")
+    assert "the preset's own (LRMAX 0.01" in wait_text(page, "train-lr-source", "the preset's own \\(")
+    open_tab(page, "One Cycle")
+    page.wait_for_function("() => document.querySelector('#oc-max-lr input')?.value === '0.01'")
+    open_tab(page, "LR range test")
+    page.click("#lr-use")  # apply the (weak) test again — two presses, as before — then back to the default preset
+    wait_text(page, "lr-message", "Not applied yet")
+    wait_text(page, "lr-use", "anyway")
+    page.click("#lr-use")
+    wait_text(page, "lr-message", "One Cycle tab set to LRMAX")
+    wait_text(page, "train-lr-source", "a preset picked now keeps them")
+    pick_preset(page, CPU_PRESET, PRESETS[CPU_PRESET].knobs["epochs"])
+    assert page.locator("#oc-max-lr input").input_value() == found_lr
 
     # 3. One Cycle: the preview and the zig-zag; the preview follows the controls
     open_tab(page, "One Cycle")
@@ -259,6 +286,12 @@ def test_every_tab_in_a_real_browser(page, shots, tmp_path):
     # wait for the last change to land (the summary follows each control in turn)
     summary = wait_text(page, "oc-summary", r"2 epochs × \d+ steps \([0-9,]+ images / batch 64\)")
     assert "LRMAX 0.01" in summary and "batch 64" in summary
+    # Issue 20: the preview drew the LR's peak one step before its own "peak (epoch X)" marker and stopped a step
+    # short of the run's end; now each step's LR sits where the step ends, as on the Train tab's curves
+    peak_x = figure(page, "one-cycle-plot", "t.x[t.y.indexOf(Math.max(...t.y))]")
+    marker = plotly_layout(page, "one-cycle-plot", "shapes.0.x0")
+    assert peak_x == pytest.approx(marker) == pytest.approx(slider_range(page, "oc-peak")[2]), (peak_x, marker)
+    assert figure(page, "one-cycle-plot", "t.x[t.x.length - 1]") == pytest.approx(2)
     page.screenshot(path=shots / "3-one-cycle.png", full_page=True)
 
     # 4. Train: a tiny CPU run, live curves, the epoch table, the runs overlay, the model summary
@@ -267,13 +300,18 @@ def test_every_tab_in_a_real_browser(page, shots, tmp_path):
     set_number(page, "train-width", 0.125)
     set_number(page, "train-subset", 256)
     set_number(page, "train-test-subset", 128)
-    assert "on the CPU (2 × 4 steps of 64 images" in wait_text(page, "train-estimate", r"2 × 4 steps of 64")
+    line = wait_text(page, "train-estimate", r"2 × 4 steps of 64")
+    assert "on the CPU (2 × 4 steps of 64 images" in line and re.search(r"timed on this machine at [\d:]+", line)
+    # Issue 20: the labels carry no times the estimate beside them could contradict
+    labels = page.locator("#train-preset label").all_inner_texts()
+    assert len(labels) == len(PRESETS) and not any(re.search(r"\d\s*(s|min)\b", t) for t in labels), labels
     page.click("#train-start")
     started = wait_text(page, "train-message", "Run started at|busy|⚠")
     assert "Run started at" in started and "2 epochs, batch 64, width 0.125, 256 training images" in started
     assert "Expected to take" in started
     status = wait_text(page, "train-status", r"\b(Done|Stopped|Failed|Diverged)\b")
     assert "Done" in status and "images/s" in status, status
+    assert re.search(r"elapsed [\w ]+ \(estimated [\w ]+ for the steps alone\)", status), status  # vs actual
     assert plot_drawn(page, "train-plot", at_least=5) >= 5  # step loss, LR, train/test loss, train/test acc
     page.wait_for_function("Number(document.querySelector('#train-epochs [role=grid]')"
                            "?.getAttribute('aria-rowcount')) >= 3")  # the header and one row per epoch

@@ -36,6 +36,17 @@ def test_the_estimate_scales_the_step_time_to_the_run():
     assert not for_run(cfg, 50_000, 10_000, gpu).long  # only a CPU asks before a long job
 
 
+def test_a_step_time_goes_stale_with_age_or_a_change_of_load():
+    t = StepTime("cpu", 1.0, 32, 0.01, 0.002, measured_at=1000.0, load=0.5)
+    assert not t.stale(now=1000.0 + estimate.TIMING_MAX_AGE_S - 1, load=1.4)
+    assert t.stale(now=1000.0 + estimate.TIMING_MAX_AGE_S + 1, load=0.5)  # old
+    assert t.stale(now=1001.0, load=0.5 + estimate.LOAD_SHIFT)  # the machine got busier …
+    assert StepTime("cpu", 1.0, 32, 0.01, 0.002, measured_at=1000.0, load=11.0).stale(now=1001.0, load=0.3)  # … idle
+    assert StepTime("cpu", 1.0, 32, 0.01, 0.002).stale()  # never measured
+    assert "timed on this machine at " in t.when() and "under load 0.50" in t.when()
+    assert "under load 0.50" in str(for_run(TrainConfig(), 1000, 100, t))
+
+
 def test_measure_times_real_steps_without_touching_the_global_rng():
     import torch
 
@@ -46,6 +57,7 @@ def test_measure_times_real_steps_without_touching_the_global_rng():
     after = torch.rand(1)
     assert torch.equal(before, after)
     assert t.device == "cpu" and t.batch == estimate.PROBE_BATCH and t.width == 0.125
+    assert t.measured_at is not None and not t.stale(load=t.load)
     assert t.train_per_image > 0 and t.eval_per_image > 0 and t.step_overhead >= 0
     assert math.isfinite(t.step_seconds(512)) and t.step_seconds(512) > t.step_seconds(32)
     # the Spec preset on this CPU: the estimate the app and the CLI show before it starts

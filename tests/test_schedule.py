@@ -30,7 +30,16 @@ def case(request):
 def test_length_is_one_lr_per_step(case):
     cfg, spe, curve = case
     assert len(curve["lr"]) == len(curve["momentum"]) == len(curve["step"]) == cfg.epochs * spe
-    assert curve["epoch"][spe] == 1.0
+    assert curve["step"][0] == 1 and curve["epoch"][spe - 1] == 1.0 and curve["epoch"][-1] == cfg.epochs
+
+
+def test_the_preview_draws_the_peak_on_its_marker(case):
+    # issue 20: the preview drew step k's LR at the step's start, so the peak sat one step before the "peak (epoch X)"
+    # marker (where the Train tab's LR plot, plotting each step where it ends, puts it) and the curve stopped short
+    cfg, spe, curve = case
+    x_peak = curve["epoch"][int(np.argmax(curve["lr"]))]
+    assert x_peak == pytest.approx(round(cfg.peak_epoch * spe) / spe)
+    assert x_peak == pytest.approx(cfg.peak_epoch, abs=0.5 / spe)
 
 
 def test_peak_is_max_lr_at_the_end_of_the_peak_epoch(case):

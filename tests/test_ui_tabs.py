@@ -225,8 +225,8 @@ def _slow_machine(ctx, seconds_per_image: float, width: float = CONTROLS["width"
     """Make the app believe a step time of `seconds_per_image` was measured on this CPU for `width`."""
     from lab.estimate import PROBE_BATCH, StepTime
 
-    ctx.timings.get(("cpu", width, PROBE_BATCH),
-                    lambda: StepTime("cpu", width, PROBE_BATCH, seconds_per_image, seconds_per_image / 3))
+    ctx.measure = lambda w, batch_size, device: StepTime("cpu", w, PROBE_BATCH, seconds_per_image,
+                                                         seconds_per_image / 3, measured_at=time.time())
 
 
 def test_a_long_cpu_run_waits_for_start_anyway_and_says_what_it_costs(ctx):
@@ -250,6 +250,28 @@ def test_a_long_cpu_run_waits_for_start_anyway_and_says_what_it_costs(ctx):
     assert ctx.manager.wait(60)
 
 
+def test_the_step_time_is_probed_again_once_stale(ctx, monkeypatch):
+    # issue 20: a probe taken under load (55 min for a 15-min run) was kept for the server's life
+    from lab import estimate
+    from lab.estimate import PROBE_BATCH, StepTime
+
+    probes = []
+
+    def probe(width, batch_size, device):
+        probes.append(time.time())
+        return StepTime("cpu", width, PROBE_BATCH, 1e-3, 1e-4, measured_at=time.time() - 10 * len(probes), load=0.5)
+
+    ctx.measure = probe
+    monkeypatch.setattr(estimate, "load_average", lambda: 0.6)
+    first = ctx.timing(0.125, 64, "cpu")
+    assert ctx.timing(0.125, 64, "cpu") is first and len(probes) == 1  # fresh: kept
+    monkeypatch.setattr(estimate, "load_average", lambda: 0.5 + estimate.LOAD_SHIFT)
+    assert ctx.timing(0.125, 64, "cpu") is not first and len(probes) == 2  # the load moved: probed again
+    monkeypatch.setattr(estimate, "TIMING_MAX_AGE_S", 15)
+    monkeypatch.setattr(estimate, "load_average", lambda: 0.5)
+    assert len(probes) == 2 and ctx.timing(0.125, 64, "cpu") and len(probes) == 3  # 20 s old: probed again
+
+
 def test_a_short_cpu_run_starts_at_once_with_its_estimate(ctx):
     _slow_machine(ctx, 1e-4)
     line = train.estimate_line(ctx, **CONTROLS)
@@ -261,6 +283,17 @@ def test_a_short_cpu_run_starts_at_once_with_its_estimate(ctx):
     ctx.manager.stop()
     assert ctx.manager.wait(120)
     assert train.estimate_line(ctx, **{**CONTROLS, "batch_size": 0}) == ""  # Start will say what is wrong
+
+
+def test_the_status_line_sets_the_estimate_beside_the_real_time():
+    status = {"status": "running", "run_dir": "runs/x", "started_at": "12:00:00", "progress": "epoch 1/3",
+              "steps": [], "elapsed": 40.0, "epochs": [], "message": "", "estimate_s": 200.0}
+    assert "elapsed 40 s (estimated 3 min 20 s)" in train.describe(status)
+    done = {**status, "status": "done", "elapsed": 230.0}
+    assert "elapsed 3 min 50 s (estimated 3 min 20 s: 15% longer)" in train.describe(done)
+    short = {**done, "elapsed": 3.0, "estimate_s": 0.6}  # start-up dominates: no percentage to mislead
+    assert "elapsed 3 s (estimated 1 s for the steps alone)" in train.describe(short)
+    assert "(estimated" not in train.describe({**status, "estimate_s": None})
 
 
 def test_the_status_line_counts_elapsed_time_and_eta_between_steps():
@@ -484,8 +517,10 @@ def test_lr_tab_runs_the_test_and_fills_one_cycle(ctx, monkeypatch):
     assert "**Done**" in line and "Suggested LRMAX 0.01" in text and "a note" in text and "weak" not in text
     assert button.value == lr_range.USE
     assert any(t.x and len(t.x) == 50 for t in fig.data)
-    max_lr, mode, min_lr, opt, note, ack, button = lr_range.use_these(ctx)  # a sound test: applied at once
+    max_lr, mode, min_lr, opt, note, ack, button, found = lr_range.use_these(ctx)  # a sound test: applied at once
     assert (max_lr, mode, min_lr, opt) == (1e-2, "min LR", 4e-4, "sgd") and "LRMAX 0.01" in note
+    assert found["max_lr"] == 1e-2 and found["min_lr"] == 4e-4 and found["optimizer"] == "sgd"
+    assert "keeps them" in train.lrs_found_line(found)
     assert "busy" not in lr_range.start(ctx, run, 10, 1e-6, 10.0, "exp", "adam")
     ctx.manager.wait(30)
     assert "must be" in lr_range.start(ctx, {**run, "batch_size": 0}, 10, 1e-6, 10.0, "exp", "adam")
@@ -498,11 +533,28 @@ def test_a_weak_range_test_is_flagged_at_the_button_and_not_applied_silently(ctx
     assert ctx.manager.wait(30)
     seen, fig, line, text, button, _ = lr_range.refresh(ctx, None)
     assert button.value == lr_range.USE_WEAK and "weak test" in text and "stopped after 31 of 100" in text
-    *values, note, ack, button = lr_range.use_these(ctx)
+    *values, note, ack, button, found = lr_range.use_these(ctx)
     assert all(is_skip(v) for v in values) and "Not applied" in note and button.value == lr_range.USE_ANYWAY
-    max_lr, mode, min_lr, opt, note, ack, button = lr_range.use_these(ctx, ack)  # the second press: "anyway"
+    assert is_skip(found)  # nothing applied: nothing for a preset change to keep
+    max_lr, mode, min_lr, opt, note, ack, button, found = lr_range.use_these(ctx, ack)  # the second press: "anyway"
     assert (max_lr, mode, min_lr) == (0.0658, "min LR", 0.00263) and "despite the warnings" in note
-    assert ack is None
+    assert ack is None and found["max_lr"] == 0.0658
+
+
+def test_a_preset_change_keeps_the_lrs_a_range_test_found_and_says_so():
+    # issue 20: "Use these in One Cycle", then a smaller preset, silently trained at the preset's 0.01/0.0004
+    found = train.found_lrs(0.0316, 0.000316, "adam", "12:00:00")
+    v, line, kept = train.preset_with_lrs("tiny", found)
+    assert kept and (v["max_lr"], v["min_lr"], v["lr_mode"]) == (0.0316, 0.000316, "min LR")
+    assert "from the range test of 12:00:00** (LRMAX 0.0316, LRMIN 0.000316), kept over the preset's own" in line
+    assert v["epochs"] == PRESETS["tiny"].knobs["epochs"]  # the rest of the preset applies
+    cfg = train_config(**{**CONTROLS, **{k: v[k] for k in train.PRESET_CONTROLS}})
+    assert cfg.schedule.max_lr == 0.0316 and cfg.schedule.lr_min == 0.000316  # what Start then trains
+    own, line, kept = train.preset_with_lrs("tiny", None)
+    assert not kept and own["max_lr"] != 0.0316 and "the preset's own" in line
+    # LRs measured for Adam do not carry over to a preset that trains with SGD
+    sgd, line, kept = train.preset_with_lrs("page", found)
+    assert not kept and sgd["max_lr"] == PRESETS["page"].knobs["max_lr"] and "measured adam" in line
 
 
 def test_a_long_cpu_range_test_waits_for_run_anyway(ctx, monkeypatch):

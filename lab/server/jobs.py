@@ -88,6 +88,7 @@ class Job:
     # sweep: its sweep.json
     version: int = 0  # sweep: bumped whenever its sweep.json changes
     owner: str | None = None  # the browser session (gr.Request.session_hash) that started it
+    estimate_s: float | None = None  # what the estimate promised before it started (shown beside the real time)
 
     @property
     def running(self) -> bool:
@@ -136,7 +137,7 @@ class Job:
             "elapsed": (self.finished or time.time()) - self.started, "run_dir": self.run_dir,
             "config": self.config, "total": self.total, "progress": self.progress(),
             "steps": list(self.steps), "epochs": list(self.epochs), "points": list(self.points),
-            "result": self.result, "eta": self.eta(),
+            "result": self.result, "eta": self.eta(), "estimate_s": self.estimate_s,
         }
 
 
@@ -416,7 +417,7 @@ class JobManager:
         if status is None:
             return {"status": "idle", "kind": None, "busy": False, "message": "no job has run on this server yet"}
         out = {k: status[k] for k in ("id", "kind", "status", "message", "started_at", "elapsed", "run_dir", "total",
-                                      "progress", "epochs", "result", "eta")}
+                                      "progress", "epochs", "result", "eta", "estimate_s")}
         out["last_step"] = status["steps"][-1] if status["steps"] else None
         out["points"] = len(status["points"])
         out["busy"] = status["status"] == "running"

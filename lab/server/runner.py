@@ -74,6 +74,8 @@ class Runner:
             job = self.manager.start_training(cfg, owner=owner)
         else:
             job = self.manager.start_range_test(cfg, owner=owner, **range_kwargs)
+        if est is not None:  # kept with the job: its end is shown beside what was promised (issue 20)
+            job.estimate_s = est.seconds
         return Launch(job, est)
 
     def stop(self, session: Any) -> str:

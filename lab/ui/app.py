@@ -211,14 +211,6 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
         tabs = {**aug, **oc, **tr}
         preset_outputs = [tabs[name] for name in train.PRESET_CONTROLS]
 
-        def apply_preset(name):
-            v = train.preset_values(name)
-            out = {n: v[n] for n in train.PRESET_CONTROLS}
-            out["peak_epoch"] = one_cycle.peak_slider(v["epochs"], v["peak_epoch"])
-            return [out[n] for n in train.PRESET_CONTROLS]
-
-        tr["preset"].input(apply_preset, tr["preset"], preset_outputs, api_visibility="private")
-
         # -- every training control of the three tabs, in TRAIN_CONTROLS order (the train_start API's parameters)
         controls = [tabs[name] for name in CONTROL_NAMES]
 
@@ -251,6 +243,33 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
 
         gr.on([c.change for c in estimate_inputs], estimate, controls, tr["estimate"], api_visibility="private",
               trigger_mode="always_last", show_progress="hidden")  # one listener: answers arrive in order
+
+        # the LRs a range test found and "Use these" applied, per browser session: a preset change keeps them
+        found = gr.State(None)
+
+        def apply_preset(name, found_lrs):
+            v, line, kept = train.preset_with_lrs(name, found_lrs)
+            out = {n: v[n] for n in train.PRESET_CONTROLS}
+            out["peak_epoch"] = one_cycle.peak_slider(v["epochs"], v["peak_epoch"])
+            # the estimate beside the preset is redrawn by .then below; until then it must not show the old one's
+            return [*(out[n] for n in train.PRESET_CONTROLS), line, gr.Button(visible=kept),
+                    "Expected time: estimating for this preset…"]
+
+        tr["preset"].input(apply_preset, [tr["preset"], found], [*preset_outputs, tr["lr_source"], tr["preset_lrs"],
+                                                                 tr["estimate"]], api_visibility="private",
+                           ).then(estimate, controls, tr["estimate"], api_visibility="private", show_progress="hidden")
+
+        def own_lrs(name):
+            v, line, _ = train.preset_with_lrs(name, None)
+            return v["max_lr"], v["lr_mode"], v["min_lr"], v["div_factor"], None, line, gr.Button(visible=False)
+
+        tr["preset_lrs"].click(own_lrs, tr["preset"], [oc["max_lr"], oc["lr_mode"], oc["min_lr"], oc["div_factor"],
+                                                       found, tr["lr_source"], tr["preset_lrs"]],
+                               api_visibility="private")
+        # an LR or optimizer set by hand is the learner's own: no range test's LRs are kept over a preset any more
+        gr.on([oc[n].input for n in ("max_lr", "min_lr", "optimizer")],
+              lambda: (None, train.BY_HAND, gr.Button(visible=False)), None,
+              [found, tr["lr_source"], tr["preset_lrs"]], api_visibility="private", show_progress="hidden")
 
         # -- the LR range test runs for the run every control describes, with its own tab's optimizer
         range_own = (("iters", float), ("start_lr", float), ("end_lr", float), ("mode", str), ("optimizer", str))
@@ -286,8 +305,10 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
         lr["stop"].click(stop_range_test, None, lr["message"], api_visibility="private", concurrency_limit=None)
         lr["use"].click(lambda ack: lr_range.use_these(ctx, ack), lr["acknowledged"],
                         [oc["max_lr"], oc["lr_mode"], oc["min_lr"], oc["optimizer"], lr["message"],
-                         lr["acknowledged"], lr["use"]],
-                        api_visibility="private")
+                         lr["acknowledged"], lr["use"], found],
+                        api_visibility="private",
+                        ).then(lambda f: (train.lrs_found_line(f), gr.Button(visible=False)), found,
+                               [tr["lr_source"], tr["preset_lrs"]], api_visibility="private")
 
         # -- checkpoint lists are re-read whenever their tab is opened (a run may have finished meanwhile)
         insights_tab.select(ctx.checkpoint_dropdown, ins["checkpoint"], ins["checkpoint"], api_visibility="private")

@@ -180,17 +180,25 @@ class LRUCache:
         with self._lock:
             return key in self._items
 
+    def peek(self, key: Hashable) -> Any | None:
+        """The cached value, or None."""
+        with self._lock:
+            return self._items.get(key)
+
+    def put(self, key: Hashable, value: T) -> T:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
     def get(self, key: Hashable, make: Callable[[], T]) -> T:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        value = make()  # outside the lock: loading or evaluating can take seconds
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
+        return self.put(key, make())  # made outside the lock: loading or evaluating can take seconds
 
 
 def file_key(path: str | Path) -> tuple[str, int]:
@@ -242,15 +250,24 @@ class AppContext:
 
     def timing(self, width: float, batch_size: int, device: str):
         """The measured step time (lab.estimate.StepTime) of the network at `width` on `device`, cached per
-        server; None when it is not measured yet and a job runs: a probe (a few real steps, some seconds at width
-        1 on two CPU cores) never runs beside a job, whose speed it would both slow and misread."""
+        server and measured again once stale (StepTime.stale: old, or the machine's load has moved); None when it
+        is not measured yet and a job runs: a probe (a few real steps, some seconds at width 1 on two CPU cores)
+        never runs beside a job, whose speed it would both slow and misread — a stale one then stands, and says
+        when and under what load it was taken."""
         dev = resolve_device(device).type
         probe = estimate_mod.PROBE_BATCH if dev == "cpu" else min(batch_size, estimate_mod.PROBE_BATCH_CUDA)
         key = (dev, float(width), probe)
-        if key not in self.timings and self.manager.busy_message():
-            return None
         with self.probe_lock:
-            return self.timings.get(key, lambda: estimate_mod.measure(width, batch_size, dev))
+            cached = self.timings.peek(key)
+            busy = self.manager.busy_message()
+            if cached is not None and (busy or not cached.stale(load=estimate_mod.load_average())):
+                return cached
+            if busy:
+                return None
+            return self.timings.put(key, self.measure(width, batch_size, dev))
+
+    # the probe itself (a seam: tests put a fixed StepTime in its place)
+    measure = staticmethod(lambda width, batch_size, device: estimate_mod.measure(width, batch_size, device))
 
     def estimate_run(self, cfg: TrainConfig):
         """How long training `cfg` would take here (lab.estimate.Estimate), or None when no timing is at hand."""

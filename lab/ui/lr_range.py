@@ -13,6 +13,7 @@ from lab import runs as runs_mod
 from lab.config import (OPTIMIZERS, RANGE_TEST_END_LR, RANGE_TEST_ITERS, RANGE_TEST_MODES, RANGE_TEST_START_LR,
                         ConfigError, TrainConfig)
 from lab.server.jobs import NotYours
+from lab.ui import train
 from lab.ui.common import (AppContext, choice, error_md, flag, fmt_seconds, heading, launch, message, number,
                            round_lr, train_config, whole)
 
@@ -115,28 +116,29 @@ def use_button(status: dict | None):
 
 
 def use_these(ctx: AppContext, acknowledged=None):
-    """(max LR, 'min LR' mode, min LR, optimizer, message, acknowledged, button) from the latest finished range
-    test, rounded to three significant figures. A weak test (lab.lr_finder.caveats) is not applied on the first
-    press: the message says why and the button turns into "use them anyway"; `acknowledged` (the test's job id)
-    is what the second press brings back."""
+    """(max LR, 'min LR' mode, min LR, optimizer, message, acknowledged, button, found) from the latest finished
+    range test, rounded to three significant figures. A weak test (lab.lr_finder.caveats) is not applied on the
+    first press: the message says why and the button turns into "use them anyway"; `acknowledged` (the test's job
+    id) is what the second press brings back. `found` (train.found_lrs) is what a later preset change keeps."""
     status = ctx.runner.status("lr_range")
     r = status and status.get("result")
     if not r:
         nothing = error_md("the range test is still running: wait for it to end (or stop it), then use its LRs"
                            if status and status["status"] == "running" else
                            "run a range test first: there is nothing to use yet")
-        return (*(gr.skip(),) * 4, nothing, None, gr.skip())
+        return (*(gr.skip(),) * 4, nothing, None, gr.skip(), gr.skip())
     caveats = lr_finder.caveats(r)
     if caveats and acknowledged != status["id"]:
         why = "".join(f"\n- {c}" for c in caveats)
         return (*(gr.skip(),) * 4, f"⚠ **Not applied yet — this test is weak:**{why}\n\nRun a longer or wider test, "
                 f"or press **{USE_ANYWAY}** to use LRMAX {r['max_lr']:.3g} all the same.", status["id"],
-                gr.Button(value=USE_ANYWAY))
+                gr.Button(value=USE_ANYWAY), gr.skip())
     opt = TrainConfig.from_dict(status["config"]["train"]).optimizer.name
     max_lr, min_lr = round_lr(r["max_lr"]), round_lr(r["min_lr"])
     despite = " despite the warnings above" if caveats else ""
     return (max_lr, "min LR", min_lr, opt, f"One Cycle tab set to LRMAX {max_lr:.3g}, LRMIN {min_lr:.3g} ({opt})"
-            f"{despite}.", None, use_button(status))
+            f"{despite}. A preset picked later keeps them (the Train tab says which LRs are in force).", None,
+            use_button(status), train.found_lrs(max_lr, min_lr, opt, status["started_at"]))
 
 
 def refresh(ctx: AppContext, seen: int | None):

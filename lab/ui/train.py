@@ -74,6 +74,51 @@ def preset_values(name: str) -> dict[str, Any]:
     return out
 
 
+# ------------------------------------------------------------------ the LRs in force across a preset change
+# A range test's LRs, once "Use these in One Cycle" applied them, survive a preset change: the app opens on the
+# Learner preset, whose range test is a long job, and switching to a smaller preset afterwards is the likely path —
+# it used to put the preset's 0.01/0.0004 back without a word, and that is what trained (issue 20). They survive
+# only for a preset that trains with the optimizer they were measured for; the line under the preset says which
+# LRs are in force, and a button puts the preset's own back.
+KEEP_FOUND = "LRs in force"
+USE_PRESET_LRS = "Use the preset's own LRs"
+
+
+def found_lrs(max_lr: float, min_lr: float, optimizer: str, started_at: str) -> dict[str, Any]:
+    """What "Use these in One Cycle" applied, as the session keeps it (a gr.State)."""
+    return {"max_lr": max_lr, "min_lr": min_lr, "optimizer": optimizer, "test": f"the range test of {started_at}"}
+
+
+def _lrs(max_lr: float, min_lr: float) -> str:
+    return f"LRMAX {max_lr:.3g}, LRMIN {min_lr:.3g}"
+
+
+def preset_with_lrs(name: str, found: dict | None) -> tuple[dict[str, Any], str, bool]:
+    """(the controls preset `name` sets, the line saying which LRs are in force, whether the range test's LRs were
+    kept over the preset's own — the "use the preset's own" button shows then)."""
+    v = preset_values(name)
+    own = _lrs(v["max_lr"], v["min_lr"])
+    if not found:
+        return v, f"{KEEP_FOUND}: the preset's own ({own}). A range test finds them for your run.", False
+    if found["optimizer"] != v["optimizer"]:
+        return v, (f"{KEEP_FOUND}: the preset's own ({own}): it trains with {v['optimizer']}, and {found['test']} "
+                   f"measured {found['optimizer']}."), False
+    v.update(max_lr=found["max_lr"], min_lr=found["min_lr"], lr_mode=LR_MODES[1])
+    return v, (f"{KEEP_FOUND}: **from {found['test']}** ({_lrs(found['max_lr'], found['min_lr'])}), kept over "
+               f"the preset's own ({own})."), True
+
+
+def lrs_found_line(found: dict | None) -> str:
+    """The line right after "Use these in One Cycle" (no preset change yet)."""
+    if not found:
+        return gr.skip()
+    return (f"{KEEP_FOUND}: **from {found['test']}** ({_lrs(found['max_lr'], found['min_lr'])}); a preset picked "
+            f"now keeps them.")
+
+
+BY_HAND = f"{KEEP_FOUND}: as set on the One Cycle tab (a preset picked now puts its own back)."
+
+
 def _started(job, cfg: TrainConfig, estimate=None) -> str:
     s = cfg.schedule
     expected = f" Expected to take {estimate.duration}." if estimate is not None else ""
@@ -137,6 +182,21 @@ def epoch_table(epochs: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=EPOCH_COLUMNS)
 
 
+def against_estimate(status: dict) -> str:
+    """' (estimated 2 min 50 s)' while a run trains; ' (estimated 2 min 50 s: 12% longer)' once it has ended, so
+    the estimate is checked against every run it was made for; '' when none was made."""
+    est = status.get("estimate_s")
+    if not est:
+        return ""
+    said = f"estimated {fmt_seconds(est)}"
+    if est < 60:  # start-up and the data's first load are not in the estimate, and they dominate a short run
+        return f" ({said} for the steps alone)"
+    if status["status"] != "done":  # a stopped run's time says nothing about the estimate
+        return f" ({said})"
+    off = status["elapsed"] / est - 1
+    return f" ({said}: {abs(off):.0%} {'longer' if off > 0 else 'shorter'})"
+
+
 def describe(status: dict | None, now: float | None = None) -> str:
     """One Markdown paragraph: what the latest run is doing, its speed and ETA, or how it ended. Elapsed time and
     the ETA count on from the last step (its arrival time "t"), so they move between steps too."""
@@ -154,7 +214,7 @@ def describe(status: dict | None, now: float | None = None) -> str:
             parts.append(f"ETA {fmt_seconds(eta)}")
             # the clock time, for whoever waits for the server (a shared server runs one job at a time)
             parts.append(f"ends at about {time.strftime('%H:%M:%S', time.localtime(now + eta))}")
-    parts.append(f"elapsed {fmt_seconds(status['elapsed'])}")
+    parts.append(f"elapsed {fmt_seconds(status['elapsed'])}{against_estimate(status)}")
     if status["epochs"]:
         parts.append(f"test acc {100 * status['epochs'][-1]['test_acc']:.2f}%")
     text = " · ".join(parts)
@@ -369,6 +429,8 @@ def build(ctx: AppContext, preset: str) -> dict:
             # a radio, not a dropdown: the labels say what each preset costs, and a dropdown cut them at its arrow
             preset_dd = gr.Radio([(p.label, name) for name, p in PRESETS.items()], value=preset, label="preset",
                                  elem_id="train-preset")
+            lr_source = gr.Markdown(preset_with_lrs(preset, None)[1], elem_id="train-lr-source")
+            preset_lrs = gr.Button(USE_PRESET_LRS, size="sm", visible=False, elem_id="train-preset-lrs")
             width = gr.Slider(0.125, 2, value=values["width"], step=0.125, label="width (1 = the spec network)",
                               elem_id="train-width")
             subset = gr.Number(value=values["subset"], precision=0, minimum=0,
@@ -479,7 +541,7 @@ def build(ctx: AppContext, preset: str) -> dict:
 
     stop_btn.click(train_stop, None, message, api_name="train_stop", concurrency_limit=None)
     raw_btn.click(train_status, None, raw, api_name="train_status", concurrency_limit=None)
-    return {"preset": preset_dd, "width": width, "subset": subset, "test_subset": test_subset, "seed": seed,
+    return {"preset": preset_dd, "lr_source": lr_source, "preset_lrs": preset_lrs, "width": width, "subset": subset, "test_subset": test_subset, "seed": seed,
             "device": device, "loader": loader, "start": start_btn, "stop": stop_btn, "message": message,
             "anyway": anyway_btn, "confirm": confirm, "estimate": estimate,
             "line": line, "figure": figure, "table": table, "raw": raw, "picker": picker, "overlay": overlay_plot,
