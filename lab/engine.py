@@ -306,8 +306,11 @@ def fit(
                 if not math.isfinite(value):
                     raise _diverged(epoch, step, value, lr)
                 elapsed = time.perf_counter() - t_start
+                # acc: the epoch's training accuracy so far — what the accuracy panel can show before the first
+                # epoch's test figure (issue 20: the panel stayed empty for the whole first epoch)
                 emit("step", epoch=epoch, step=step, steps_per_epoch=steps_per_epoch, global_step=global_step,
-                     total_steps=total_steps, loss=value, lr=lr, images_per_s=images_done / elapsed,
+                     total_steps=total_steps, loss=value, acc=correct.item() / seen, lr=lr,
+                     images_per_s=images_done / elapsed,
                      elapsed=elapsed, eta=eta(elapsed))
         train_loss = loss_sum.item() / seen
         if not math.isfinite(train_loss):

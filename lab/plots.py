@@ -157,6 +157,10 @@ def training_figure(steps: Sequence[Mapping[str, Any]], epochs: Sequence[Mapping
                                      line=dict(color=COLORS[0], width=2)), row=1, col=1)
         fig.add_trace(go.Scatter(x=xs, y=[s["lr"] for s in steps], mode="lines", name="LR",
                                  line=dict(color=COLORS[2], width=2), showlegend=False), row=1, col=3)
+        if any("acc" in s for s in steps):  # (runs recorded before step accuracy was logged have none)
+            fig.add_trace(go.Scatter(x=xs, y=[100 * s["acc"] if "acc" in s else None for s in steps], mode="lines",
+                                     name="train acc (step: the epoch so far)", opacity=0.45,
+                                     line=dict(color=COLORS[0], width=1)), row=1, col=2)
     if epochs:
         ex = [e["epoch"] for e in epochs] if x == "epoch" else [t / div for t in elapsed_of(epochs)]
         fig.add_trace(go.Scatter(x=ex, y=[e["train_loss"] for e in epochs], mode="lines+markers",
@@ -173,8 +177,22 @@ def training_figure(steps: Sequence[Mapping[str, Any]], epochs: Sequence[Mapping
     fig.update_xaxes(title_text="epoch" if x == "epoch" else f"time ({unit})", rangemode="tozero")
     fig.update_yaxes(exponentformat="e", row=1, col=3)
     if log_loss:
-        fig.update_yaxes(type="log", row=1, col=1)
+        fig.update_yaxes(type="log", **log_ticks([s["loss"] for s in steps] +
+                                                 [e.get(k) for e in epochs for k in ("train_loss", "test_loss")]),
+                         row=1, col=1)
     return _layout(fig, title, legend_below=True)
+
+
+def log_ticks(values: Sequence[float]) -> dict[str, Any]:
+    """tickvals/ticktext for a log axis over `values`: 1-2-5 steps written in full ("0.5", "0.2"). Plotly's own
+    log ticks write the steps between powers of ten as bare digits, so 0.5 and 0.2 read "5" and "2" (issue 20)."""
+    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
+    if not finite:
+        return {}
+    lo, hi = math.floor(math.log10(min(finite))), math.ceil(math.log10(max(finite)))
+    ticks = [m * 10.0 ** p for p in range(lo, hi + 1) for m in (1, 2, 5)]
+    ticks = [t for t in ticks if min(finite) / 2 <= t <= max(finite) * 2] or ticks
+    return {"tickvals": ticks, "ticktext": [f"{t:.3g}" for t in ticks]}
 
 
 def runs_overlay_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str | None = None, *,
@@ -209,7 +227,8 @@ def runs_overlay_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], title: 
                            yref="paper", showarrow=False, font=dict(size=14, color="#888"))
     fig.update_xaxes(title_text="epoch" if x == "epoch" else f"time ({unit})")
     if log_loss:
-        fig.update_yaxes(type="log", row=1, col=2)
+        fig.update_yaxes(type="log", **log_ticks([r.get(k) for rs in runs.values() for r in rs
+                                                  for k in ("test_loss", "train_loss")]), row=1, col=2)
     return _layout(fig, title, legend_below=True)
 
 
@@ -312,7 +331,8 @@ def lr_finder_figure(result: RangeTest | dict[str, Any]) -> go.Figure:
                                          marker={"color": colour, "size": 10},
                                          hovertemplate=f"{label}<br>loss %{{y:.4f}}<extra></extra>"))
         if d.get("max_lr"):
-            fig.add_trace(_vline(d["max_lr"], y0, y1, f"LRMAX ({d.get('rule', '?')}): {d['max_lr']:.2e}",
+            rule = d.get("rule", "?")
+            fig.add_trace(_vline(d["max_lr"], y0, y1, f"LRMAX ({SUGGESTION_LABELS.get(rule, rule)}): {d['max_lr']:.2e}",
                                  "#000000", "solid", 2.5))
         if d.get("min_lr"):
             fig.add_trace(_vline(d["min_lr"], y0, y1, f"LRMIN: {d['min_lr']:.2e}", "#000000", "dash"))

@@ -14,7 +14,7 @@ from lab.engine import Diverged, Loss, evaluate, fit, make_optimizer, resize_bat
 from lab.schedule import OneCycle, preview
 
 CPU = torch.device("cpu")
-STEP_KEYS = {"epoch", "step", "steps_per_epoch", "global_step", "total_steps", "loss", "lr", "images_per_s",
+STEP_KEYS = {"epoch", "step", "steps_per_epoch", "global_step", "total_steps", "loss", "acc", "lr", "images_per_s",
              "elapsed", "eta"}
 EPOCH_KEYS = {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "train_seconds",
               "data_seconds", "images_per_s", "elapsed", "eta"}
@@ -54,6 +54,8 @@ def test_events_and_history():
     assert [s["step"] for s in steps[:5]] == [1, 2, 3, 4, 5]
     assert steps[0]["total_steps"] == 15 and steps[0]["steps_per_epoch"] == 5
     assert steps[-1]["eta"] == 0.0
+    # the last step of an epoch carries the accuracy its epoch record states
+    assert [s["acc"] for s in steps if s["step"] == 5] == pytest.approx([e["train_acc"] for e in epochs])
     assert history == epochs
     assert [e["epoch"] for e in epochs] == [1, 2, 3]
     # the LR recorded is the one each step used: the schedule's

@@ -20,7 +20,7 @@ from lab.config import DEFAULT_MAX_LR, RANGE_TEST_RULES, ConfigError, ScheduleCo
 from lab.engine import make_optimizer
 from lab.model import Net
 from lab.lr_finder import RangeTest, range_test, suggest
-from lab.plots import lr_finder_figure
+from lab.plots import SUGGESTION_LABELS, lr_finder_figure
 from lab.schedule import OneCycle
 
 SMALL = dict(width=0.125, batch_size=32, subset=256, device="cpu")
@@ -196,8 +196,9 @@ def test_figure_from_result_and_dict(curve):
         assert fig.layout.xaxis.type == "log"
         names = " ".join(t.name or "" for t in fig.data)
         assert "LRMAX" in names and "LRMIN" in names
-        assert all(name in names or name.replace("_", " ") in names or name == "min_div_10"
-                   for name in result.suggestions)
+        # each rule under the words the table beside the plot uses too (lab.ui.lr_range.rule_label)
+        assert all(SUGGESTION_LABELS[name] in names for name in result.suggestions)
+        assert f"LRMAX ({SUGGESTION_LABELS[result.rule]})" in names
     assert lr_finder_figure({"lrs": [], "losses": [], "suggestions": {}}).data  # an empty test still draws
 
 

@@ -133,6 +133,27 @@ def test_smoothing_is_tensorboards_debiased_average():
         plots.smooth([1.0], 1.0)
 
 
+def test_the_accuracy_panel_shows_the_epoch_so_far_before_the_first_epoch_ends():
+    # issue 20: the accuracy panel stayed empty for the whole first epoch; the engine's step events now carry the
+    # epoch's training accuracy so far
+    steps = [{**s, "acc": 0.1 * s["step"]} for s in _steps(1)]
+    fig = plots.training_figure(steps, [])
+    acc = [t for t in fig.data if t.name == "train acc (step: the epoch so far)"]
+    assert len(acc) == 1 and list(acc[0].y) == pytest.approx([10, 20, 30, 40]) and acc[0].xaxis == "x2"
+    assert "train acc (step: the epoch so far)" not in names(plots.training_figure(_steps(1), []))  # old runs
+
+
+def test_log_loss_ticks_are_written_in_full():
+    # issue 20: plotly wrote 0.5 and 0.2 on a log axis as "5" and "2"
+    ticks = plots.log_ticks([0.31, 0.7, 2.2, float("nan"), None])
+    assert ticks["ticktext"][:4] == ["0.2", "0.5", "1", "2"] and ticks["tickvals"][:2] == pytest.approx([0.2, 0.5])
+    assert plots.log_ticks([]) == {}
+    fig = plots.training_figure(_steps(), _epochs(), log_loss=True)
+    assert "0.5" in fig.layout.yaxis.ticktext
+    overlay = plots.runs_overlay_figure({"a": _epochs(3)}, log_loss=True)
+    assert overlay.layout.yaxis2.type == "log" and "1" in overlay.layout.yaxis2.ticktext
+
+
 def test_training_figure_view_options():
     steps = [{**s, "elapsed": 10.0 * i} for i, s in enumerate(_steps(), 1)]
     epochs = [{**e, "elapsed": 40.0 * e["epoch"]} for e in _epochs()]

@@ -557,6 +557,21 @@ def test_a_preset_change_keeps_the_lrs_a_range_test_found_and_says_so():
     assert not kept and sgd["max_lr"] == PRESETS["page"].knobs["max_lr"] and "measured adam" in line
 
 
+def test_a_range_test_that_ends_at_the_blow_up_reads_as_done_and_names_rules_as_its_plot_does():
+    # issue 20: a normal end was headed "Diverged"; the table named rules otherwise than the plot's legend
+    from lab.plots import SUGGESTION_LABELS
+
+    result = {"max_lr": 0.01, "min_lr": 4e-4, "rule": "steepest", "suggestions": {"steepest": 0.01, "valley": 3e-3},
+              "notes": [], "lrs": [1e-4, 1e-3, 1e-2], "losses": [2.3, 2.0, 1.6], "settings": {"iters": 3}}
+    status = {"status": "diverged", "started_at": "12:00:00", "progress": "iteration 3/100", "elapsed": 5.0,
+              "message": "", "result": result}
+    line, text = lr_range.describe(status)
+    assert line.startswith("**Done** (it ended where the loss blew up)") and "Diverged" not in line
+    assert f"| {SUGGESTION_LABELS['steepest']} (`steepest`) | 0.01 |" in text
+    assert f"(rule: {SUGGESTION_LABELS['steepest']} (`steepest`))" in text
+    assert lr_range.ENDS["diverged"] == "ended at the loss blow-up"
+
+
 def test_a_long_cpu_range_test_waits_for_run_anyway(ctx, monkeypatch):
     from lab.estimate import LONG_JOB_S
 

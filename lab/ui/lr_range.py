@@ -79,12 +79,23 @@ def figure(status: dict | None):
     return plots.lr_finder_figure({"lrs": [p[0] for p in pts], "losses": [p[1] for p in pts], "suggestions": {}})
 
 
+def rule_label(name: str) -> str:
+    """'steepest descent (`steepest`)': the words the plot's legend uses, and the name --rule takes."""
+    words = plots.SUGGESTION_LABELS.get(name, name)
+    return words if words == name else f"{words} (`{name}`)"
+
+
+# How a saved test ended, in the list of saved tests: a range test normally ends where the loss blows up.
+ENDS = {"done": "ran every iteration", "diverged": "ended at the loss blow-up", "stopped": "stopped early"}
+
+
 def describe(status: dict | None, busy: str | None = None) -> tuple[str, str]:
     """(status line, suggestions Markdown) for the latest range test."""
     if status is None:
         return (busy and error_md(busy)) or "No range test has run on this server yet.", ""
-    line = (f"{heading(status['status'])} — range test started at {status['started_at']} · {status['progress']} · "
-            f"{fmt_seconds(status['elapsed'])}")
+    head = heading("done") + " (it ended where the loss blew up)" if status["status"] == "diverged" else heading(
+        status["status"])  # a range test is meant to run until the loss blows up: that end is not a failure
+    line = f"{head} — range test started at {status['started_at']} · {status['progress']} · {fmt_seconds(status['elapsed'])}"
     if status["message"]:
         line += f"  \n{status['message']}"
     if busy and status["status"] != "running":
@@ -92,12 +103,14 @@ def describe(status: dict | None, busy: str | None = None) -> tuple[str, str]:
     r = status.get("result")
     if not r:
         return line, ""
-    rows = "\n".join(f"| {name} | {lr:.3g} |" for name, lr in r.get("suggestions", {}).items())
+    # each rule as the plot's legend names it (plots.SUGGESTION_LABELS), its CLI name beside it
+    rows = "\n".join(f"| {rule_label(name)} | {lr:.3g} |" for name, lr in r.get("suggestions", {}).items())
     notes = "".join(f"\n- {n}" for n in r.get("notes", []))
     caveats = lr_finder.caveats(r)
     warn = ("\n\n⚠ **A weak test — check before using its LRs:**" + "".join(f"\n- {c}" for c in caveats)
             if caveats else "")
-    text = (f"**Suggested LRMAX {r['max_lr']:.3g}** (rule: {r['rule']}) · **LRMIN {r['min_lr']:.3g}**{warn}\n\n"
+    text = (f"**Suggested LRMAX {r['max_lr']:.3g}** (rule: {rule_label(r['rule'])}) · **LRMIN {r['min_lr']:.3g}**"
+            f"{warn}\n\n"
             f"| rule | LR |\n|---|---|\n{rows}\n{notes}")
     return line, text
 
@@ -170,7 +183,8 @@ def saved_choices(ctx: AppContext) -> list[tuple[str, str]]:
             continue
         s = d.get("settings") or {}
         out.append((f"{folder.name} · {s.get('optimizer', '?')} · w{s.get('width', '?')} · batch "
-                    f"{s.get('batch_size', '?')} · LRMAX {d.get('max_lr', 0):.3g} ({d.get('status', '?')})",
+                    f"{s.get('batch_size', '?')} · LRMAX {d.get('max_lr', 0):.3g} "
+                    f"({ENDS.get(d.get('status'), d.get('status', '?'))})",
                     folder.name))
     return out
 
