@@ -613,6 +613,19 @@ class JobManager:
         self._launch(job, target)
         return job
 
+    def check_compare(self, base: TrainConfig, factors) -> list[TrainConfig]:
+        """The comparison's runs (lab.compare.plan), each checked as a job of its own (caps, data, memory) and on a
+        shared server all of them together (check_total); ConfigError / DeviceError / DataError otherwise."""
+        from lab import compare
+
+        data = self.data()
+        runs = compare.plan(base, factors)
+        for cfg in runs:
+            self._preflight(cfg, data)
+        if self.shared:
+            check_total(runs, len(data.y_train), len(data.y_test), caps=self.caps)
+        return runs
+
     def start_compare(self, base: TrainConfig, factors, owner: str | None = None) -> Job:
         """Compare schedules (lab.compare) in the background: `base` under each schedule in turn, One Cycle at its max
         LR, the others at the best of `factors` × it. Busy, DataError, or ConfigError / DeviceError for any run that
@@ -626,11 +639,7 @@ class JobManager:
         if busy:
             raise Busy(busy)
         data = self.data()
-        runs = compare.plan(base, factors)
-        for cfg in runs:
-            self._preflight(cfg, data)
-        if self.shared:
-            check_total(runs, len(data.y_train), len(data.y_test), caps=self.caps)
+        runs = self.check_compare(base, factors)
         job = self._claim("compare", {"base": base.to_dict(), "factors": list(factors)}, len(runs), owner)
         root = self.runs_root / "sweeps"
         try:

@@ -26,6 +26,7 @@ from lab.server.policy import UPLOAD_MAX_AGE_S, UPLOAD_MAX_BYTES, manage_runs_al
 from lab.server.runner import Runner
 from lab.server.zerogpu import ZeroGPU, on_zerogpu
 from lab.ui import augment, classify, insights, lr_range, one_cycle, train
+from lab.ui import compare as compare_section
 from lab.ui import sweep as sweep_tab
 from lab.ui.common import API_OPTIONAL, CONTROL_NAMES, TRAIN_CONTROLS, AppContext, has_cuda
 
@@ -191,6 +192,7 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
                 lr = lr_range.build(ctx)
             with gr.Tab("One Cycle", id="one_cycle"):
                 oc = one_cycle.build(pv)
+                cmp = compare_section.build(ctx)  # the page's configuration under every schedule (issue 23)
             with gr.Tab("Train", id="train"):
                 tr = train.build(ctx, preset)
             with gr.Tab("Sweep", id="sweep"):
@@ -235,6 +237,7 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
                           [*controls, tr["confirm"]], tr["message"], api_name="train_start", concurrency_limit=None,
                           preprocess=False,
                           ).then(train.long_job_button, tr["message"], tr["anyway"], api_visibility="private")
+        compare_section.wire(ctx, cmp, [*controls], TRAIN_CONTROLS, api_function, API_DEFAULTS)
         train_anyway = api_function("train_anyway", TRAIN_CONTROLS,
                                     lambda values, session: train.start(ctx, True, session, **values),
                                     "Start the run held back as a long job (the Start anyway button).", stream=stream)
