@@ -263,8 +263,8 @@ def curves(doc: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     for s, v in best_runs(doc).items():
         run = Run(Path(v["run_dir"]))
         try:
-            cfg, doc_cfg = run.config(), run.config_doc()
-        except Exception:  # a folder removed or damaged since: its curve is left out, the rest still show
+            cfg, doc_cfg = run.config, run.config_doc()
+        except (OSError, ValueError, KeyError):  # a folder removed or damaged since: left out, the rest still show
             continue
         steps = doc_cfg.get("steps_per_epoch") or 1
         lr = sched.preview(cfg.schedule, steps, cfg.optimizer.name)
