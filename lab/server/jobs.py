@@ -663,7 +663,7 @@ class JobManager:
             doc = compare.run(sweep, data, stop=stop, on_update=update, log=lambda line: log.info("%s", line))
             with self._lock:
                 job.status = {"done": "done", "stopped": "stopped"}.get(doc["status"], "error")
-                job.message = f"{compare.sentence(doc)} Results in {sweep.path}"
+                job.message = f"{compare.sentence(doc)} Results in runs/sweeps/{sweep.id}/"  # no path: see ui header()
 
         self._launch(job, target)
         return job

@@ -2,7 +2,8 @@
 
 The tabs feed each other: the Augment tab's settings and the One Cycle tab's schedule are what the Train tab
 trains with and what the LR range test uses; "use these" in the LR tab fills the One Cycle tab. Named API
-endpoints for scripts and tests: classify, train_start, train_status, train_stop, find_lr, sweep_start, sweep_stop.
+endpoints for scripts and tests: classify, train_start, train_status, train_stop, find_lr, sweep_start, sweep_stop,
+compare_start.
 
 Every API caller is treated as a stranger: train_start and find_lr take their parameters raw (preprocess=False)
 and check each one themselves (lab.ui.common.train_config), so a wrong type or value is one line naming the

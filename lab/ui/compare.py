@@ -10,6 +10,8 @@ the Sweep tab sweeps one schedule's LR over seeds. The job takes every training 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 import pandas as pd
 
@@ -24,7 +26,7 @@ LONG_JOB = "⚠ **Long job:**"  # as the Train tab's: the message that holds bac
 STREAM_REFUSAL = ("comparing schedules trains several runs in one job, longer than one GPU call may last here; run "
                   "`python -m lab compare-schedules` on your own machine")
 _GRID = ", ".join(f"×{f:g}" for f in COMPARE_LR_FACTORS)
-CHOICES = [(f"each at the best of {_GRID} One Cycle's max LR ({1 + 3 * len(COMPARE_LR_FACTORS)} runs)", "grid"),
+CHOICES = [(f"each at the best of One Cycle's max LR {_GRID} ({1 + 3 * len(COMPARE_LR_FACTORS)} runs)", "grid"),
            ("all at One Cycle's max LR (4 runs: cheaper, but it flatters One Cycle)", "same")]
 assert [v for _, v in CHOICES] == list(COMPARE_LR_CHOICES)
 PICK_COLUMNS = ["schedule", "LRs tried (test acc %)", "picked LR", "test acc %"]
@@ -50,8 +52,9 @@ def start(ctx: AppContext, controls: dict, others_lr: str, confirm=False, sessio
     def started(launched: Launch) -> str:
         job, est = launched.job, launched.estimate
         when = f", expected {est.duration}" if est is not None else ""
+        # the folder's name, not its path: a shared server's visitors are not told where its files live
         return (f"Comparison started at {job.started_at}: {len(runs)} runs one after another{when}, into "
-                f"`{job.run_dir}`.")
+                f"`runs/sweeps/{Path(job.run_dir).name}/`.")
 
     return launch(ctx, begin, started,
                   f"{LONG_JOB} the comparison's {{estimate}}. Press **Compare anyway** to run it, or pick a smaller "
@@ -112,7 +115,7 @@ def build(ctx: AppContext) -> dict:
         gr.Markdown("Trains this page's configuration under **each schedule in turn**, at one budget (the same "
                     "epochs), each at the LR a learner would pick for it: One Cycle at its **max LR** above (the one "
                     "the LR range test's *use these* sets), the others at the **best of a small LR grid** around it "
-                    f"({_GRID} that LR: 3 runs each, so 10 runs in all — or 4, every schedule at One Cycle's LR, which "
+                    f"(that LR {_GRID}: 3 runs each, so 10 runs in all — or 4, every schedule at One Cycle's LR, which "
                     "is cheaper but not a fair test). One seed; the runs land in `runs/sweeps/compare-<time>/` as "
                     "a sweep's. The same from a terminal: `python -m lab compare-schedules --preset learner`.")
         with gr.Row():
@@ -149,7 +152,7 @@ def wire(ctx: AppContext, ui: dict, controls: list, names: tuple, api_function, 
     handler = api_function("compare_start", params, body,
                            "Compare schedules in the background: the configuration the training controls describe "
                            "under one-cycle (at max_lr), constant, step and cosine (each at the best of "
-                           f"{_GRID} max_lr with others_lr='grid', or at max_lr with 'same'). Poll train_status "
+                           f"max_lr {_GRID} with others_lr='grid', or at max_lr with 'same'). Poll train_status "
                            "(kind 'compare'; its result is the comparison's sweep.json). A comparison expected to "
                            "take over 10 min on a CPU starts only with confirm=True.",
                            defaults={**defaults, "others_lr": "grid", "confirm": False})
