@@ -164,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_find_lr_parser(sub)
     _add_sweep_parser(sub)
+    _add_compare_parser(sub)
 
     p = sub.add_parser("evaluate", help="test accuracy and per-class accuracy of a checkpoint")
     p.add_argument("--checkpoint", default=None,
@@ -707,6 +708,79 @@ def cmd_sweep(args) -> int:
         print(f"warning: {len(failed)} of {len(doc['trials'])} trials failed ({counts}); the first: "
               f"{failed[0]['error'] or 'no message'}", file=sys.stderr)
     return 0
+
+
+# ---------------------------------------------------------------------------------------- compare schedules
+# `python -m lab compare-schedules`: the configuration under each schedule in turn; the work lives in lab.compare.
+
+
+def _add_compare_parser(sub) -> None:
+    factors = ",".join(f"{f:g}" for f in config.COMPARE_LR_FACTORS)
+    p = sub.add_parser("compare-schedules", help="train the configuration under one-cycle, constant, step and cosine",
+                       description="Train the configuration the flags describe under each schedule in turn, each at "
+                                   "the LR a learner would pick for it: One Cycle at --max-lr (the range test's; "
+                                   "'find' runs the test first), every other schedule at the best of --lr-factors × "
+                                   f"that LR ({factors}: 3 runs per schedule, 10 in all; --lr-factors 1 is the cheap "
+                                   "choice, 4 runs, every schedule at One Cycle's LR, which flatters One Cycle). "
+                                   "One seed, one run at a time, into a sweep folder (runs/sweeps/compare-<time>/: "
+                                   "sweep.json, sweep.csv, sweep.html, compare.html with the curves, a run folder "
+                                   "per run). Prints the result in one sentence.")
+    _add_train_flags(p, allow_find=True)
+    _add_range_test_flags(p, prefix="find-")
+    g = p.add_argument_group("comparison")
+    g.add_argument("--lr-factors", default=factors, metavar="F1,F2",
+                   help="the other schedules' LRs, as factors of One Cycle's max LR; each is one more run per "
+                        "schedule (default %(default)s)")
+    g.add_argument("--root", default=None, help="where the comparison's folder goes (default: runs/sweeps)")
+    _add_yes_flag(p)
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args) -> int:
+    from lab import compare
+    from lab import data as data_mod
+    from lab import sweep
+
+    find = _wants_find(args)
+    if find and args.min_lr is not None:
+        raise CliError("--min-lr cannot be combined with --max-lr find: LRMIN = the found LRMAX / --div-factor")
+    factors = compare.parse_factors(args.lr_factors)
+    cfg = train_config(args, max_lr=config.default_max_lr(args.optimizer) if find else None)
+    if find:
+        _find_settings(args, cfg)
+    runs = compare.plan(cfg, factors)  # every run builds (a bad LR is said before any data loads)
+    root = check_out_dir(args.root or sweep.SWEEP_ROOT, "--root", may_hold=())
+    data = data_mod.load(cfg.data_dir)
+    from lab import estimate
+    from lab.experiment import preflight
+
+    for run in runs:
+        preflight(run, len(data.y_train), len(data.y_test))
+    timing = estimate.measure(cfg.width, cfg.batch_size, cfg.device)
+    used = data.subset(cfg.subset, cfg.test_subset)
+    parts = [estimate.for_run(r, len(used.y_train), len(used.y_test), timing) for r in runs]
+    if find:
+        parts.append(estimate.for_range_test(cfg, args.find_iters, timing))
+    _confirm(args, estimate.Estimate(sum(p.seconds for p in parts), timing.device,
+                                     f"{len(runs)} runs{' and the range test' if find else ''}, timed on this machine"))
+    if find:
+        cfg, _ = _find_for_train(args, cfg, data)
+    print(f"One Cycle at max LR {cfg.schedule.max_lr:.3g} ({'the range test' if find else '--max-lr'}); "
+          f"constant, step and cosine each at the best of {', '.join(f'x{f:g}' for f in factors)} × that LR"
+          + (" (one LR: cheaper, and it flatters One Cycle)" if len(factors) == 1 else "")
+          + f": {len(runs)} runs", flush=True)
+    folder = compare.create(cfg, factors, root)
+    doc = compare.run(folder, data)
+    print(sweep.format_summary(doc))
+    print("\n".join(compare.picks(doc)))
+    print(compare.sentence(doc))
+    print(f"wrote {folder.path / sweep.RESULTS_JSON}, {folder.path / sweep.RESULTS_CSV}, {folder.path / sweep.FIGURE} "
+          f"and {folder.path / compare.HTML}")
+    if doc["status"] == "failed":
+        failed = [t for t in doc["trials"] if t["status"] == "error"]
+        print(f"error: every run failed; the first: {failed[0]['error'] or 'no message'}", file=sys.stderr)
+        return 1
+    return 130 if doc["status"] == "stopped" else 0
 
 
 def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:

@@ -83,6 +83,35 @@ def zigzag_figure(curve: Mapping[str, Sequence], title: str | None = "Triangular
 # ------------------------------------------------------------------------------------------------ training
 
 
+SCHEDULE_COLOURS = {"one-cycle": COLORS[3], "constant": COLORS[7], "step": COLORS[0], "cosine": COLORS[2]}
+
+
+def compare_figure(curves: Mapping[str, Mapping[str, Any]], title: str | None = None) -> go.Figure:
+    """Schedules compared (lab.compare.curves): each schedule's best run, test accuracy per epoch (left) and the LR
+    of every step (right, log axis: a step schedule falls by decades), both against epochs, one colour per
+    schedule. `curves`: schedule → {"label", "epochs": metrics records, "lr": {"epoch", "lr"}}."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("test accuracy (%)", "learning rate per step"),
+                        horizontal_spacing=0.1)
+    for i, (name, c) in enumerate(curves.items()):
+        colour = SCHEDULE_COLOURS.get(name, COLORS[i % len(COLORS)])
+        width = 3 if name == "one-cycle" else 2
+        records = [r for r in c.get("epochs", []) if r.get("test_acc") is not None]
+        # an epoch's record is its end: the curve starts at epoch 0 only in the LR plot, where every step has an LR
+        fig.add_trace(go.Scatter(x=[r["epoch"] for r in records], y=[100 * r["test_acc"] for r in records],
+                                 mode="lines+markers", name=c.get("label", name), legendgroup=name,
+                                 line=dict(color=colour, width=width)), row=1, col=1)
+        lr = c.get("lr") or {}
+        fig.add_trace(go.Scatter(x=lr.get("epoch", []), y=lr.get("lr", []), mode="lines", name=c.get("label", name),
+                                 legendgroup=name, showlegend=False, line=dict(color=colour, width=width)),
+                      row=1, col=2)
+    if not curves:
+        fig.add_annotation(text="the curves appear as the comparison's runs finish", x=0.5, y=0.5, xref="paper",
+                           yref="paper", showarrow=False, font=dict(size=14, color="#888"))
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(type="log", row=1, col=2)
+    return _layout(fig, title, legend_below=True)
+
+
 def _epoch_x(step: Mapping[str, Any]) -> float:
     """A step event's position in epochs (1.0 = the end of epoch 1)."""
     return step["epoch"] - 1 + step["step"] / step["steps_per_epoch"]

@@ -247,3 +247,25 @@ def test_training_follows_the_schedule_it_is_given(tmp_path):
                                 epochs=4, max_lr=0.01, schedule="step")
     result = train(cfg, make_cifar(), run_dir=tmp_path / "run")
     assert [round(r["lr"], 6) for r in result.history] == [0.01, 0.01, 0.001, 0.0001]
+
+
+def test_one_cycle_is_torchs_one_cycle_lr_and_each_curve_has_its_landmarks():
+    """One Cycle against torch's OneCycleLR stepped bare (LRMIN = max / div, final_div_factor 1): the same curve;
+    and the landmarks each schedule claims — One Cycle's peak at the end of the peak epoch, cosine halfway between
+    its ends at the middle step, step's two decays at 50% and 75% — on the curves the comparison trains with."""
+    from torch.optim import lr_scheduler
+
+    cfg = ScheduleConfig(max_lr=0.1, epochs=4, peak_epoch=1, div_factor=25)
+    total = 40
+    want = _torch_curve(lambda o: lr_scheduler.OneCycleLR(o, max_lr=0.1, total_steps=total, pct_start=10 / total,
+                                                          anneal_strategy="linear", div_factor=25,
+                                                          final_div_factor=1.0, three_phase=False), total, 0.1)
+    curve = preview(cfg, 10)["lr"]
+    assert curve == pytest.approx(want, rel=1e-9)
+    assert curve[0] == pytest.approx(0.004) and curve[9] == pytest.approx(0.1) and curve[-1] == pytest.approx(0.004)
+    cosine = preview(ScheduleConfig(max_lr=0.1, epochs=4, policy="cosine"), 10)["lr"]
+    # T_max = total - 1: the curve is symmetric about step 19.5, where it is halfway between its ends
+    assert (cosine[19] + cosine[20]) / 2 == pytest.approx((0.1 + 0.004) / 2, rel=1e-3)
+    step = preview(ScheduleConfig(max_lr=0.1, epochs=4, policy="step"), 10)["lr"]
+    drops = [i for i in range(1, total) if step[i] < step[i - 1]]
+    assert drops == [20, 30]

@@ -15,7 +15,7 @@ from lab import data as data_mod
 from lab.ui.app import API_DEFAULTS, api_parameters, build_app, launch_kwargs
 from lab.server.jobs import JobManager
 
-API = {"classify", "train_start", "train_status", "train_stop", "find_lr", "sweep_start", "sweep_stop"}
+API = {"classify", "train_start", "train_status", "train_stop", "find_lr", "sweep_start", "sweep_stop", "compare_start"}
 
 
 def _descendants(block):

@@ -45,12 +45,13 @@ from lab import data as data_mod
 from lab.config import RANGE_TEST_ITERS, ConfigError, TrainConfig
 from lab.engine import Diverged
 from lab.estimate import format_duration
-from lab.server.policy import SHARED_CAPS, SHARED_RUNS_QUOTA, check_caps
+from lab.server.policy import SHARED_CAPS, SHARED_RUNS_QUOTA, check_caps, check_total
 
 log = logging.getLogger(__name__)
 
 MAX_POINTS = 4000  # step events kept per job; past this the older half is thinned so polling stays cheap
-KIND_WORDS = {"train": "training run", "lr_range": "LR range test", "sweep": "sweep"}
+KIND_WORDS = {"train": "training run", "lr_range": "LR range test", "sweep": "sweep",
+              "compare": "schedule comparison"}
 SWEEP_POLL_S = 1.0  # how often a sweep job re-reads its sweep.json
 SWEEP_STOP_WAIT_S = 120  # after Stop, how long the sweep may take to stop its trials and write its results
 # A sweep is a grid × seeds of runs, each of which a visitor could start alone: on a shared server it is refused,
@@ -105,6 +106,11 @@ class Job:
                 s = self.steps[-1]
                 return f"epoch {s['epoch']}/{self.total}, step {s['step']}/{s['steps_per_epoch']}"
             return f"preparing epoch 1/{self.total}"
+        if self.kind == "compare":
+            running = next((t for t in self.epochs if t["status"] == "running"), None)
+            finished = sum(t["status"] in ("done", "diverged", "error", "stopped") for t in self.epochs)
+            now = (f"; {running['label']}, epoch {running['epoch']}/{running['epochs']}" if running else "")
+            return f"{finished}/{self.total} runs finished{now}"
         if self.kind == "sweep":
             if not self.epochs:
                 return "range test and Ray start-up"
@@ -120,6 +126,8 @@ class Job:
             eta = self.steps[-1].get("eta") if self.steps else None
             return eta if isinstance(eta, (int, float)) and math.isfinite(eta) else None
         done = len(self.points)
+        if self.kind == "compare":  # its runs are alike in length: the pace of the finished ones
+            done = sum(t["status"] not in ("pending", "running") for t in self.epochs)
         return (time.time() - self.started) / done * max(0, (self.total or done) - done) if done else None
 
     def ends(self) -> str:
@@ -602,6 +610,61 @@ class JobManager:
                 else:
                     job.message = (f"{'finished' if rc == 0 else 'stopped'}: {s.get('trials', {})}{best_text}; "
                                    f"results in {sweep.path}")
+
+        self._launch(job, target)
+        return job
+
+    def check_compare(self, base: TrainConfig, factors) -> list[TrainConfig]:
+        """The comparison's runs (lab.compare.plan), each checked as a job of its own (caps, data, memory) and on a
+        shared server all of them together (check_total); ConfigError / DeviceError / DataError otherwise."""
+        from lab import compare
+
+        data = self.data()
+        runs = compare.plan(base, factors)
+        for cfg in runs:
+            self._preflight(cfg, data)
+        if self.shared:
+            check_total(runs, len(data.y_train), len(data.y_test), caps=self.caps)
+        return runs
+
+    def start_compare(self, base: TrainConfig, factors, owner: str | None = None) -> Job:
+        """Compare schedules (lab.compare) in the background: `base` under each schedule in turn, One Cycle at its max
+        LR, the others at the best of `factors` × it. Busy, DataError, or ConfigError / DeviceError for any run that
+        cannot start — and on a shared server for a comparison over the caps as a whole (check_total) — before a
+        job or folder exists. A shared server keeps only the latest comparison (each visitor's replaces the last)."""
+        import shutil
+
+        from lab import compare
+
+        busy = self.busy_message()
+        if busy:
+            raise Busy(busy)
+        data = self.data()
+        runs = self.check_compare(base, factors)
+        job = self._claim("compare", {"base": base.to_dict(), "factors": list(factors)}, len(runs), owner)
+        root = self.runs_root / "sweeps"
+        try:
+            if self.shared:  # one job at a time: every earlier comparison has ended
+                for old in root.glob(compare.PREFIX + "*"):
+                    shutil.rmtree(old, ignore_errors=True)
+            self._make_room(base)
+            sweep = compare.create(base, factors, root)
+        except Exception as e:
+            self._fail(job, f"cannot create a folder under {root}: {failure_message(e)}")
+            raise
+        job.run_dir = str(sweep.path)
+        stop = self._stop
+
+        def update(doc: dict[str, Any]) -> None:
+            with self._lock:
+                job.result, job.epochs = doc, list(doc["trials"])
+                job.version += 1
+
+        def target() -> None:
+            doc = compare.run(sweep, data, stop=stop, on_update=update, log=lambda line: log.info("%s", line))
+            with self._lock:
+                job.status = {"done": "done", "stopped": "stopped"}.get(doc["status"], "error")
+                job.message = f"{compare.sentence(doc)} Results in runs/sweeps/{sweep.id}/"  # no path: see ui header()
 
         self._launch(job, target)
         return job

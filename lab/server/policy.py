@@ -74,3 +74,19 @@ def check_caps(cfg: TrainConfig, train_images: int = TRAIN_IMAGES, test_images: 
     _check(seen * epochs <= caps["image_epochs"],
            f"{seen:,} images (training + test) × {epochs} epochs = {seen * epochs:,} image-epochs, above {where} "
            f"of {caps['image_epochs']:,}; use fewer images or fewer epochs", "epochs")
+
+
+def check_total(cfgs, train_images: int = TRAIN_IMAGES, test_images: int = TEST_IMAGES,
+                caps: dict[str, Any] | None = None) -> None:
+    """Refuse a job of several runs (Compare schedules) over a shared server's caps: each run within them
+    (check_caps), and all of them together within one job's image-epochs — the comparison may cost what the largest
+    single run a visitor may start costs, not that many times over (one job at a time serves every visitor)."""
+    caps = SHARED_CAPS if caps is None else caps
+    for cfg in cfgs:
+        check_caps(cfg, train_images, test_images, caps=caps)
+    seen = sum((min(c.subset or train_images, train_images) + min(c.test_subset or test_images, test_images))
+               * c.schedule.epochs for c in cfgs)
+    _check(seen <= caps["image_epochs"],
+           f"{len(cfgs)} runs × their images (training + test) × epochs = {seen:,} image-epochs, above this shared "
+           f"server's cap of {caps['image_epochs']:,} for one job; compare at One Cycle's LR only (4 runs), or use "
+           "fewer images or epochs", "epochs")

@@ -2,7 +2,8 @@
 
 The tabs feed each other: the Augment tab's settings and the One Cycle tab's schedule are what the Train tab
 trains with and what the LR range test uses; "use these" in the LR tab fills the One Cycle tab. Named API
-endpoints for scripts and tests: classify, train_start, train_status, train_stop, find_lr, sweep_start, sweep_stop.
+endpoints for scripts and tests: classify, train_start, train_status, train_stop, find_lr, sweep_start, sweep_stop,
+compare_start.
 
 Every API caller is treated as a stranger: train_start and find_lr take their parameters raw (preprocess=False)
 and check each one themselves (lab.ui.common.train_config), so a wrong type or value is one line naming the
@@ -26,6 +27,7 @@ from lab.server.policy import UPLOAD_MAX_AGE_S, UPLOAD_MAX_BYTES, manage_runs_al
 from lab.server.runner import Runner
 from lab.server.zerogpu import ZeroGPU, on_zerogpu
 from lab.ui import augment, classify, insights, lr_range, one_cycle, train
+from lab.ui import compare as compare_section
 from lab.ui import sweep as sweep_tab
 from lab.ui.common import API_OPTIONAL, CONTROL_NAMES, TRAIN_CONTROLS, AppContext, has_cuda
 
@@ -191,6 +193,7 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
                 lr = lr_range.build(ctx)
             with gr.Tab("One Cycle", id="one_cycle"):
                 oc = one_cycle.build(pv)
+                cmp = compare_section.build(ctx)  # the page's configuration under every schedule (issue 23)
             with gr.Tab("Train", id="train"):
                 tr = train.build(ctx, preset)
             with gr.Tab("Sweep", id="sweep"):
@@ -227,6 +230,7 @@ def build_app(manager: JobManager | None = None, pretrained: Path | None = None,
                           [*controls, tr["confirm"]], tr["message"], api_name="train_start", concurrency_limit=None,
                           preprocess=False,
                           ).then(train.long_job_button, tr["message"], tr["anyway"], api_visibility="private")
+        compare_section.wire(ctx, cmp, [*controls], TRAIN_CONTROLS, api_function, API_DEFAULTS)
         train_anyway = api_function("train_anyway", TRAIN_CONTROLS,
                                     lambda values, session: train.start(ctx, True, session, **values),
                                     "Start the run held back as a long job (the Start anyway button).", stream=stream)

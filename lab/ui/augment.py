@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 from lab import augment
 from lab.config import CUTOUT_MAX, PAD_MAX, AugmentConfig, ConfigError, check_seed
 from lab.data import CLASSES, DataError
-from lab.ui.common import AppContext, error_md, message, number, whole
+from lab.ui.common import AppContext, error_md, learner_tricks_md, message, number, whole
 
 CELL = 96  # pixels per 32×32 image in the grid (×3, nearest-neighbour: every pixel stays visible)
 GAP = 6
@@ -108,6 +108,7 @@ def build(ctx: AppContext, defaults: dict | None = None) -> dict[str, gr.compone
     gr.Markdown("Each row shows a training image and what the training augmentation makes of it on a few "
                 "different draws (the albumentations pipeline the reference loader uses; the fast GPU loader "
                 "applies the same ops on tensors).")
+    gr.Markdown(learner_tricks_md(), elem_id="augment-tricks")
     if notice:
         gr.Markdown(notice)
     with gr.Row():

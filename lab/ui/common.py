@@ -17,7 +17,7 @@ import torch
 from lab import data as data_mod
 from lab import estimate as estimate_mod
 from lab import runs as runs_mod
-from lab.config import (DEFAULT_DIV_FACTOR, KNOBS, STATUS_HEADINGS, TEST_IMAGES, TRAIN_IMAGES, ConfigError,
+from lab.config import (DEFAULT_DIV_FACTOR, KNOBS, LEARNER_TRICKS, STATUS_HEADINGS, TEST_IMAGES, TRAIN_IMAGES, ConfigError,
                         TrainConfig)
 from lab.engine import resolve_device
 from lab.server.jobs import JobManager
@@ -152,6 +152,14 @@ def control_defaults() -> dict[str, Any]:
     out = {name: knobs.get(name) for name in CONTROL_NAMES if name != "lr_mode"}
     out["lr_mode"] = LR_MODES[0]
     return out
+
+
+def learner_tricks_md() -> str:
+    """What each beyond-spec trick of the Learner preset buys, one line each (lab.config.LEARNER_TRICKS, measured in
+    benchmarks/RESULTS.md)."""
+    return ("<small>The **Learner** preset's tricks beyond the spec, as measured (benchmarks/RESULTS.md, “How the "
+            "recipe was found”, seed 0, all 10,000 test images):  \n"
+            + "  \n".join(f"· {line}" for line in LEARNER_TRICKS.values()) + "</small>")
 
 
 def has_cuda() -> bool:

@@ -30,6 +30,7 @@ from lab.server.jobs import NotYours
 from lab.server.policy import CPU_PRESET, GPU_PRESET, check_caps
 from lab.ui.common import (CONTROL_NAMES, DIV_FACTOR_RANGE, LR_MODES, AppContext, error_md, flag, fmt_seconds,
                            has_cuda, heading, launch, message, run_label, train_config)
+from lab.ui.common import learner_tricks_md  # issue 23 item 4
 
 EPOCH_COLUMNS = ["epoch", "LR", "train loss", "train acc %", "test loss", "test acc %", "seconds", "images/s"]
 RUN_COLUMNS = ["run", "title", "status", "epochs", "test acc %", "width", "optimizer", "max LR", "batch", "images",
@@ -422,6 +423,7 @@ def build(ctx: AppContext, preset: str) -> dict:
     gr.Markdown("Trains with the **One Cycle** tab's schedule and the **Augment** tab's augmentation. The run "
                 "trains in the background: you can leave this page and come back; its folder under `runs/` holds "
                 "the config, the per-epoch metrics and the checkpoint. One job runs at a time on this server.")
+    gr.Markdown(learner_tricks_md(), elem_id="train-tricks")  # issue 23 item 4: what the Learner's tricks buy
     if ctx.data_message():
         gr.Markdown(ctx.data_message())
     with gr.Row():
